@@ -1,0 +1,1 @@
+"""Blind pairwise battles: prompts, answers, votes."""

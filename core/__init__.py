@@ -1,0 +1,1 @@
+"""Project-level pages and plumbing: home page, health check, error contract, launcher."""

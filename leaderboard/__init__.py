@@ -1,0 +1,1 @@
+"""Contestants, pair counts and versioned leaderboard releases."""

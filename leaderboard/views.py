@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "placeholder.html", {"title": "Leaderboard", "issue": "the leaderboard issue"}
+    )

@@ -1,0 +1,95 @@
+"""A bad setting stops start-up with one clear line naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLEAN = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
+}
+
+
+def start(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={**CLEAN, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DEBUG": "yes"}, "DEBUG"),
+        ({"DATABASE_URL": "mysql://x@localhost/db"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://localhost:notaport/db"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
+        ({"DEBUG": "false", "ALLOWED_HOSTS": "example.org"}, "SECRET_KEY"),
+        ({"DEBUG": "false", "SECRET_KEY": "s3cret"}, "ALLOWED_HOSTS"),
+        ({"LADDER_TASK_TIME_LIMIT": "soon"}, "LADDER_TASK_TIME_LIMIT"),
+    ],
+)
+def test_bad_setting_gives_one_line_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    result = start([sys.executable, "manage.py", "check"], **env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ladder: configuration error:")
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_celery_worker_with_bad_setting_gives_one_line() -> None:
+    celery = str(Path(sys.executable).with_name("celery"))
+    result = start([celery, "-A", "config", "inspect", "ping"], DEBUG="maybe")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "ladder: configuration error: DEBUG must be 'true' or 'false', got 'maybe'"
+    ]
+
+
+def test_production_profile_uses_postgres_and_redis() -> None:
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.CACHES['default']['BACKEND'])"
+    )
+    result = start(
+        [
+            sys.executable,
+            "-c",
+            f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; {code}",
+        ],
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/test",
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        DEBUG="false",
+        SECRET_KEY="k",
+        ALLOWED_HOSTS="example.org",
+    )
+    assert result.returncode == 0, result.stderr
+    engine, broker, cache = result.stdout.split()
+    assert engine == "django.db.backends.postgresql"
+    assert broker == "redis://127.0.0.1:6379/3"
+    assert cache.endswith("RedisCache")
+
+
+def test_celery_routes_model_work_and_rating_work_to_separate_queues() -> None:
+    from django.conf import settings
+
+    routes = settings.CELERY_TASK_ROUTES
+    assert routes["arena.generate_answers"]["queue"] == "models"
+    assert routes["leaderboard.*"]["queue"] == "default"
+    assert settings.CELERY_TASK_ACKS_LATE is True
+    assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
+    assert settings.CELERY_TASK_TIME_LIMIT > 0
