@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("core.api_urls")),
     path("arena/", include("arena.api_urls")),
     path("", include("leaderboard.api_urls")),
+    path("", include("submissions.api_urls")),
 ]

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "core",
     "leaderboard",
     "arena",
+    "submissions",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""Model submissions: upload, safe validation, the evaluation pipeline and its accounting."""
