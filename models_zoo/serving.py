@@ -1,0 +1,495 @@
+"""Serving API used by every Ladder worker: load a checkpoint, generate, score log-likelihoods.
+
+``load`` takes a zoo checkpoint (``ladder_longnet``/``ladder_dense``) or any local Hugging Face
+causal-LM directory whose architecture transformers ships (Llama, GPT-2, ...). Weights must be
+safetensors; ``trust_remote_code`` is never enabled. Loaded models are cached per process.
+
+Batching: ``generate`` batches prompts of equal token length (no padding, so LongNet segments
+stay aligned to absolute positions and results do not depend on batch composition);
+``loglikelihood`` right-pads, which is exact for causal models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import resource
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.cache_utils import DynamicCache
+
+import models_zoo.registry  # noqa: F401  (registers the zoo architectures first)
+from models_zoo.checkpoint import read_model_card, weight_files, weights_digest
+
+logger = logging.getLogger(__name__)
+
+QUANTIZE_CHOICES = (None, "int8")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+GENERATE_BATCH_SIZE = 16
+DEFAULT_MAX_LENGTH = 2048  # for configs that declare no context length
+
+MaxMemory = int | Mapping[str, int | str] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    """Texts of one ``generate`` call plus the numbers the accounting code records."""
+
+    texts: list[str]
+    prompt_tokens: int
+    new_tokens: int
+    wall_time_s: float
+    tokens_per_s: float
+    peak_memory_bytes: int  # CUDA: peak allocated during the call; CPU: process peak RSS
+    device: str
+
+
+class ServedModel:
+    """A loaded causal LM with its tokenizer, ready for generation and scoring."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: Any,
+        *,
+        path: Path,
+        device: torch.device,
+        digest: str,
+    ) -> None:
+        self.model, self.tokenizer, self.path, self.device = model, tokenizer, path, device
+        self.digest = digest
+        self.card = read_model_card(path)
+        self.num_parameters = int(model.num_parameters())
+        self.max_length = _context_length(model.config)
+        self.last_stats: GenerationResult | None = None
+        self._is_zoo = model.config.model_type in models_zoo.registry.ZOO_MODELS
+        # transformers renamed the forward argument past_key_values -> cache (5.2x).
+        forward_parameters = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in forward_parameters else "past_key_values"
+        self._lock = threading.Lock()
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else None
+        self._prefix_token = prefix if prefix is not None else tokenizer.eos_token_id
+        self._pad_token = tokenizer.pad_token_id
+        if self._pad_token is None:
+            self._pad_token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        # Greedy generation of Llama-shaped models on CUDA goes through the static-cache,
+        # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
+        self.use_fast_decode = device.type == "cuda" and _is_llama_shaped(model)
+
+    def __repr__(self) -> str:
+        return f"ServedModel({str(self.path)!r}, device={self.device}, parameters={self.num_parameters})"
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> list[str]:
+        """Continue each prompt; see :meth:`generate_with_stats`. Returns only the texts."""
+        return self.generate_with_stats(
+            prompts, max_new_tokens=max_new_tokens, temperature=temperature, stop=stop, seed=seed
+        ).texts
+
+    def generate_with_stats(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> GenerationResult:
+        """Continue each prompt with a KV cache, greedy at temperature 0, else seeded sampling.
+
+        A continuation ends at EOS, at ``max_new_tokens``, or just before the first occurrence of
+        any ``stop`` string (which is not included). Prompts are left-truncated to fit the
+        model's context. Sampling uses one generator per prompt seeded from ``(seed, index)``,
+        so results do not depend on how prompts are batched.
+
+        Raises:
+            ValueError: On a negative ``max_new_tokens`` or ``temperature``, or a bare string
+                passed as ``prompts`` or ``stop``.
+        """
+        if isinstance(prompts, str) or isinstance(stop, str):
+            raise ValueError("prompts and stop must be sequences of strings, not a single string")
+        if max_new_tokens < 0 or temperature < 0:
+            raise ValueError(
+                f"max_new_tokens ({max_new_tokens}) and temperature ({temperature}) must be >= 0"
+            )
+        with self._lock, torch.inference_mode():
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            started = time.perf_counter()
+            encoded = [self._encode_prompt(prompt, max_new_tokens) for prompt in prompts]
+            texts: list[str] = [""] * len(prompts)
+            new_tokens = 0
+            if self.use_fast_decode and temperature == 0 and max_new_tokens > 0 and encoded:
+                texts, new_tokens = self._decode_fast(encoded, max_new_tokens, stop)
+                encoded_batches: list[list[int]] = []
+            else:
+                encoded_batches = _equal_length_batches(encoded, GENERATE_BATCH_SIZE)
+            for indices in encoded_batches:
+                batch = torch.tensor([encoded[i] for i in indices], device=self.device)
+                outputs, counts = self._decode_batch(
+                    batch, indices, max_new_tokens, temperature, stop, seed
+                )
+                for index, text in zip(indices, outputs):
+                    texts[index] = text
+                new_tokens += counts
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            wall = time.perf_counter() - started
+        result = GenerationResult(
+            texts=texts,
+            prompt_tokens=sum(len(tokens) for tokens in encoded),
+            new_tokens=new_tokens,
+            wall_time_s=wall,
+            tokens_per_s=new_tokens / wall if wall > 0 else 0.0,
+            peak_memory_bytes=self._peak_memory(),
+            device=str(self.device),
+        )
+        self.last_stats = result
+        return result
+
+    def loglikelihood(
+        self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16
+    ) -> list[float]:
+        """Sum of log-probabilities of each continuation given its context (lm-eval style).
+
+        Trailing whitespace of the context moves to the continuation; the continuation tokens
+        are those of ``encode(context + continuation)`` after the ``encode(context)`` prefix, so
+        merges across the boundary are scored as the model would see them. An empty context is
+        replaced by the BOS (else EOS) token. Long inputs are truncated on the left.
+
+        Raises:
+            ValueError: On a non-positive ``batch_size``.
+        """
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        requests = [self._encode_pair(context, continuation) for context, continuation in pairs]
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i][0]))
+        scores = [0.0] * len(requests)
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                chunk_scores = self._score_batch([requests[i] for i in chunk])
+                for index, score in zip(chunk, chunk_scores):
+                    scores[index] = score
+        return scores
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
+        tokens = self._encode(prompt) or [self._prefix_token]
+        keep = max(1, self.max_length - max_new_tokens)
+        return tokens[-keep:]
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], int]:
+        """Model input tokens and how many of its last targets belong to the continuation."""
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if context:
+            context_tokens = self._encode(context)
+            whole = self._encode(context + continuation)
+            continuation_tokens = whole[len(context_tokens) :]
+            context_tokens = whole[: len(context_tokens)]
+        else:
+            context_tokens, continuation_tokens = [self._prefix_token], self._encode(continuation)
+        sequence = (context_tokens + continuation_tokens)[-(self.max_length + 1) :]
+        return sequence, min(len(continuation_tokens), len(sequence) - 1)
+
+    def _score_batch(self, requests: list[tuple[list[int], int]]) -> list[float]:
+        width = max(len(tokens) for tokens, _ in requests) - 1
+        inputs = torch.full((len(requests), max(width, 1)), self._pad_token, dtype=torch.long)
+        for row, (tokens, _) in enumerate(requests):
+            inputs[row, : len(tokens) - 1] = torch.tensor(tokens[:-1])
+        extra: dict[str, torch.Tensor] = {}
+        if not self._is_zoo:
+            # Right padding is exact for causal models; the mask only silences HF's warning.
+            mask = torch.zeros_like(inputs)
+            for row, (tokens, _) in enumerate(requests):
+                mask[row, : len(tokens) - 1] = 1
+            extra["attention_mask"] = mask.to(self.device)
+        inputs = inputs.to(self.device)
+        logits = self.model(input_ids=inputs, use_cache=False, **extra).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        scores = []
+        for row, (tokens, count) in enumerate(requests):
+            if count == 0:
+                scores.append(0.0)
+                continue
+            end = len(tokens) - 1
+            targets = torch.tensor(tokens[-count:], device=log_probs.device)
+            picked = log_probs[row, end - count : end].gather(-1, targets[:, None])
+            scores.append(float(picked.sum()))
+        return scores
+
+    def _decode_batch(
+        self,
+        batch: torch.Tensor,
+        indices: list[int],
+        max_new_tokens: int,
+        temperature: float,
+        stop: Sequence[str],
+        seed: int,
+    ) -> tuple[list[str], int]:
+        """Generate for one (B, T) batch of equal-length prompts; returns texts and token count."""
+        B = batch.shape[0]
+        generated: list[list[int]] = [[] for _ in range(B)]
+        finished = [max_new_tokens == 0] * B
+        generators = [self._generator(seed, index) for index in indices]
+        cache = DynamicCache(config=self.model.config)
+        step_input = batch
+        eos = self.tokenizer.eos_token_id
+        for _ in range(max_new_tokens):
+            if all(finished):
+                break
+            step = {"input_ids": step_input, self._cache_argument: cache, "use_cache": True}
+            logits = self.model(**step).logits[:, -1]
+            next_tokens = self._choose(logits.float(), temperature, generators)
+            for row, token in enumerate(next_tokens):
+                if finished[row]:
+                    continue
+                if token == eos:
+                    finished[row] = True
+                    continue
+                generated[row].append(token)
+                if len(generated[row]) >= max_new_tokens or (
+                    stop and _find_stop(self._decode(generated[row]), stop) is not None
+                ):
+                    finished[row] = True
+            step_input = torch.tensor(next_tokens, device=self.device)[:, None]  # (B,) -> (B, 1)
+        texts = []
+        for tokens in generated:
+            text = self._decode(tokens)
+            cut = _find_stop(text, stop)
+            texts.append(text if cut is None else text[:cut])
+        return texts, sum(len(tokens) for tokens in generated)
+
+    def _decode_fast(
+        self, encoded: list[list[int]], max_new_tokens: int, stop: Sequence[str]
+    ) -> tuple[list[str], int]:
+        """Greedy decoding of all prompts in left-padded batches through the fast decoder."""
+        from models_zoo.fast_decode import generate_fast
+
+        eos = self.tokenizer.eos_token_id
+        texts: list[str] = []
+        count = 0
+        for start in range(0, len(encoded), GENERATE_BATCH_SIZE):
+            chunk = encoded[start : start + GENERATE_BATCH_SIZE]
+            tokens = generate_fast(
+                self.model,
+                chunk,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=self._pad_token,
+            ).tolist()
+            for row in tokens:
+                kept = row[: row.index(eos)] if eos is not None and eos in row else row
+                text = self._decode(kept)
+                cut = _find_stop(text, stop)
+                if cut is not None:
+                    text = text[:cut]
+                    kept = self._encode(text)
+                texts.append(text)
+                count += len(kept)
+        return texts, count
+
+    def _choose(
+        self, logits: torch.Tensor, temperature: float, generators: list[torch.Generator]
+    ) -> list[int]:
+        if temperature == 0:
+            return [int(token) for token in logits.argmax(dim=-1).tolist()]
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return [
+            int(torch.multinomial(row, 1, generator=generator))
+            for row, generator in zip(probs, generators)
+        ]
+
+    def _generator(self, seed: int, index: int) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed((seed * 1_000_003 + index) % (2**63))
+        return generator
+
+    def _decode(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    def _peak_memory(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _is_llama_shaped(model: torch.nn.Module) -> bool:
+    inner = getattr(model, "model", None)
+    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+    return (
+        inner is not None and hasattr(model, "lm_head") and all(hasattr(inner, n) for n in needed)
+    )
+
+
+def _find_stop(text: str, stop: Sequence[str]) -> int | None:
+    positions = [text.find(marker) for marker in stop if marker]
+    found = [position for position in positions if position >= 0]
+    return min(found) if found else None
+
+
+def _equal_length_batches(encoded: list[list[int]], batch_size: int) -> list[list[int]]:
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index, tokens in enumerate(encoded):
+        groups[len(tokens)].append(index)
+    return [
+        indices[start : start + batch_size]
+        for _, indices in sorted(groups.items())
+        for start in range(0, len(indices), batch_size)
+    ]
+
+
+def _context_length(config: Any) -> int:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return DEFAULT_MAX_LENGTH
+
+
+_CACHE: dict[tuple[Any, ...], ServedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load(
+    path: str | Path,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    quantize: str | None = None,
+    max_memory: MaxMemory = None,
+) -> ServedModel:
+    """Load a zoo or transformers causal-LM checkpoint directory, cached per process.
+
+    Args:
+        path: Local HF-format directory (config.json, safetensors weights, tokenizer).
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: ``None`` (bfloat16 on CUDA, float32 on CPU), a name in :data:`DTYPES` or a
+            ``torch.dtype``.
+        quantize: ``None`` or ``"int8"`` (``models_zoo.quantization.quantize_model_int8``).
+        max_memory: ``None``, bytes, or a per-device dict like ``{"cuda": "2GiB", "cpu": "64GiB"}``
+            (``models_zoo.offload.apply_cpu_offload``).
+
+    Returns:
+        The cached :class:`ServedModel` for these arguments.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a checkpoint directory.
+        ValueError: On pickled or missing weights, bad ``device``/``dtype``/``quantize``, or
+            weights that do not match the architecture.
+        NotImplementedError: If ``quantize``/``max_memory`` are asked for before the
+            memory-efficient serving modules exist.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if not (resolved / "config.json").is_file():
+        raise FileNotFoundError(f"{str(path)!r} is not a checkpoint directory (no config.json)")
+    target = _resolve_device(device)
+    torch_dtype = _resolve_dtype(dtype, target)
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    key = (str(resolved), str(target), str(torch_dtype), quantize, _freeze(max_memory))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load_uncached(resolved, target, torch_dtype, quantize, max_memory)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (tests, or a worker freeing memory)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _load_uncached(
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantize: str | None,
+    max_memory: MaxMemory,
+) -> ServedModel:
+    weight_files(path)  # refuses pickled weights before transformers sees the directory
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    loaded: tuple[Any, dict[str, Any]] = AutoModelForCausalLM.from_pretrained(  # type: ignore[assignment]
+        path,
+        config=config,
+        dtype=dtype,
+        use_safetensors=True,
+        trust_remote_code=False,
+        output_loading_info=True,
+    )
+    model, info = loaded
+    problems = {name: info.get(name) for name in ("missing_keys", "unexpected_keys")}
+    problems = {name: sorted(keys) for name, keys in problems.items() if keys}
+    if problems or info.get("mismatched_keys"):
+        raise ValueError(f"weights in {path} do not match {type(model).__name__}: {problems}")
+    model.eval()
+    if quantize == "int8":
+        try:
+            from models_zoo.quantization import quantize_model_int8
+        except ImportError as error:
+            raise NotImplementedError(
+                "int8 weight quantization (memory-efficient serving issue) is not available yet"
+            ) from error
+        model = quantize_model_int8(model)
+    if max_memory is not None:
+        try:
+            from models_zoo.offload import apply_cpu_offload
+        except ImportError as error:
+            raise NotImplementedError(
+                "CPU offload with max_memory (memory-efficient serving issue) is not available yet"
+            ) from error
+        model = apply_cpu_offload(model, max_memory=max_memory, device=device)  # type: ignore[arg-type]
+    else:
+        model = model.to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    logger.info("loaded %s (%s) on %s as %s", path, config.model_type, device, dtype)
+    return ServedModel(model, tokenizer, path=path, device=device, digest=weights_digest(path))
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+    return resolved
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be None or one of {sorted(DTYPES)}, got {dtype!r}")
+
+
+def _freeze(max_memory: MaxMemory) -> Any:
+    if isinstance(max_memory, Mapping):
+        return tuple(sorted((str(key), str(value)) for key, value in max_memory.items()))
+    return max_memory
