@@ -1,0 +1,1 @@
+"""Evaluation core of Ladder: rating maths and few-shot evaluation, free of the web stack."""

@@ -1,0 +1,152 @@
+"""Command line: ``python -m evalcore.fewshot --model PATH --tasks rte,cb --out results.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evalcore.fewshot.schema import validate_results
+
+logger = logging.getLogger(__name__)
+
+PROBE_MODELS = ("minilm-probe", "minilm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the few-shot runner."""
+    parser = argparse.ArgumentParser(
+        prog="python -m evalcore.fewshot",
+        description="FewNLU Multi-Splits evaluation on FewGLUE for a local causal LM.",
+    )
+    parser.add_argument("--model", required=True, help="model directory, or 'minilm-probe'")
+    parser.add_argument("--method", choices=("auto", "in_context", "probe"), default="auto")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "hf", "serving"),
+        default="auto",
+        help="hf: evalcore's transformers adapter; serving: models_zoo.serving.load; "
+        "auto: hf for transformers directories, else serving",
+    )
+    parser.add_argument("--tasks", default="all", help="comma-separated task names, or 'all'")
+    parser.add_argument("--splits", type=int, default=4, help="K random train/dev splits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shots", default="0,2", help="candidate k values, e.g. 0,2")
+    parser.add_argument("--data-dir", default=None, help="FewGLUE folder")
+    parser.add_argument("--limit", type=int, default=None, help="first N test records per task")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy host)"
+    )
+    parser.add_argument("--out", required=True, help="where to write the results JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and write the results; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        results = _run(args)
+    except (ValueError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    errors = validate_results(results)
+    if errors:  # a bug on our side, but never write an invalid document silently
+        sys.stderr.write("results failed validation:\n  " + "\n  ".join(errors) + "\n")
+        return 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    average = results["average"]
+    summary = f"{average['mean']:.4f} ± {average['std']:.4f}" if average else "n/a"
+    sys.stderr.write(f"wrote {out} (FewNLU average {summary})\n")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from evalcore.fewshot.data import resolve_data_dir, task_available
+    from evalcore.fewshot.registry import get_task, task_names
+
+    data_dir = resolve_data_dir(args.data_dir)
+    if args.tasks == "all":
+        tasks = [n for n in task_names() if task_available(get_task(n), data_dir)]
+    else:
+        tasks = [get_task(n).name for n in args.tasks.split(",") if n.strip()]
+    common = {
+        "tasks": tasks,
+        "splits": args.splits,
+        "seed": args.seed,
+        "data_dir": data_dir,
+        "limit": args.limit,
+        "progress": not args.no_progress,
+    }
+    method = args.method
+    if method == "auto":
+        method = "probe" if args.model in PROBE_MODELS else "in_context"
+    if method == "probe":
+        from evalcore.fewshot.probe import MiniLMEmbedder, run_probe
+
+        if args.model not in PROBE_MODELS:
+            raise ValueError(f"the probe runs on {PROBE_MODELS[0]!r} only, got {args.model!r}")
+        return run_probe(MiniLMEmbedder(device=args.device), **common)
+    from evalcore.fewshot.runner import run_fewshot
+
+    shots = [int(k) for k in args.shots.split(",") if k.strip()]
+    model = load_model(args.model, backend=args.backend, device=args.device)
+    return run_fewshot(model, shots=shots, model_path=str(args.model), **common)
+
+
+def load_model(path: str, *, backend: str = "auto", device: str = "cpu") -> Any:
+    """Load a model directory as a ``LanguageModel``.
+
+    Args:
+        path: A transformers causal-LM directory or a models_zoo checkpoint.
+        backend: ``"hf"``, ``"serving"`` or ``"auto"`` (hf when ``config.json`` names a
+            transformers ``model_type``, else models_zoo.serving).
+        device: Torch device name.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a directory.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model directory {path!r} does not exist")
+    if backend == "auto":
+        backend = "hf" if _is_transformers_dir(folder) else "serving"
+    if backend == "hf":
+        from evalcore.fewshot.hf_adapter import HFCausalLM
+
+        return HFCausalLM(folder, device=device)
+    from models_zoo import serving
+
+    return serving.load(str(folder), device=device)
+
+
+def _is_transformers_dir(folder: Path) -> bool:
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(model_type, str):
+        return False
+    from transformers import CONFIG_MAPPING
+
+    return model_type in CONFIG_MAPPING

@@ -1,0 +1,48 @@
+"""The protocol through which the few-shot runner talks to a language model.
+
+Implemented by ``models_zoo.serving.ServedModel`` and by
+``evalcore.fewshot.hf_adapter.HFCausalLM`` (any local transformers causal-LM directory).
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A scorer of continuations and a greedy generator.
+
+    Optional attributes read when present: ``name``, ``digest``, ``num_parameters``,
+    ``tokens_processed`` (a running count of tokens run through the model).
+    """
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Sum of the log-probabilities of each continuation's tokens given its context.
+
+        Args:
+            pairs: ``(context, continuation)`` pairs.
+
+        Returns:
+            One float per pair, in order.
+        """
+        ...
+
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int, stop: Sequence[str]
+    ) -> list[str]:
+        """Greedy continuations of ``prompts``, cut before the first stop string."""
+        ...
+
+
+def describe_model(model: object, path: str | None = None) -> dict[str, object]:
+    """The ``model`` block of the results JSON, from the optional attributes of ``model``."""
+    name = getattr(model, "name", None) or (path and path.rstrip("/").split("/")[-1]) or None
+    return {
+        "name": name or type(model).__name__,
+        "path": path,
+        "digest": getattr(model, "digest", None),
+        "num_parameters": getattr(model, "num_parameters", None),
+    }

@@ -1,0 +1,1 @@
+"""Built-in task declarations; importing a module registers its tasks."""

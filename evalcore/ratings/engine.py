@@ -1,0 +1,205 @@
+"""Entry points: :func:`compute_ratings` (counts → ratings), :func:`rate_battles` (battles →)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from evalcore.errors import EmptyInputError, InvalidParameterError
+from evalcore.ratings.battles import BattleFilter, BattleTable
+from evalcore.ratings.blas import single_threaded_blas
+from evalcore.ratings.bootstrap import bootstrap_strengths, percentile_interval
+from evalcore.ratings.bradley_terry import PairOutcomes, StrengthFit, fit_strengths
+from evalcore.ratings.counts import PairCounts
+from evalcore.ratings.elo import bootstrap_elo, outcome_scores, replay_elo
+from evalcore.ratings.params import RatingParams
+from evalcore.ratings.result import RatingsResult, build_result
+from evalcore.types import Battle, Outcome
+
+SEQUENCE_DIGEST_VERSION = "ladder.battle-sequence.v1"
+
+
+def compute_ratings(
+    counts: PairCounts, params: RatingParams, *, progress: bool = False
+) -> RatingsResult:
+    """Bradley–Terry (or Davidson) ratings with bootstrap intervals, from pair counts.
+
+    Args:
+        counts: pair × outcome counts (e.g. ``PairCounts.from_battles(records).counts``).
+        params: method, bootstrap, anchor, tie policy, ``min_votes``, ridge, rating scale.
+        progress: show a bootstrap progress bar on stderr.
+
+    Returns:
+        The result; identical counts and params always give an identical result.
+
+    Raises:
+        InvalidParameterError: ``method="elo"``: online Elo depends on battle order, which counts
+            do not carry; use :func:`rate_battles` or ``compute_online_elo``.
+        UnknownModelError: the anchor model is not in the data.
+        DisconnectedGraphError, UnboundedRatingError: no finite MLE and ``ridge`` is 0.
+        EstimationError: Davidson without ties, or no convergence.
+        EmptyInputError: nothing to fit, or no model reaches ``min_votes``.
+    """
+    if params.method == "elo":
+        raise InvalidParameterError(
+            "method",
+            "'elo' depends on the order of the battles, which counts do not carry; rate the "
+            "battles with rate_battles() (sorted by tstamp) or compute_online_elo()",
+        )
+    if params.anchor is not None:
+        counts.index_of(params.anchor[0], field="anchor")
+    outcomes = PairOutcomes.from_counts(counts, params.ties)
+    if outcomes.cells.sum() == 0:
+        raise EmptyInputError("no battles left to fit after the tie policy")
+    with single_threaded_blas():
+        fit = fit_strengths(outcomes, method=params.method, ridge=params.ridge)
+        diagnostics = _fit_diagnostics(fit, outcomes, params)
+        bounds = None
+        if params.bootstrap_rounds > 0:
+            bounds = _bootstrap_bounds(outcomes, fit, params, diagnostics, progress=progress)
+    return build_result(
+        counts,
+        params,
+        _to_rating(fit.strengths, params),
+        bounds,
+        input_digest=counts.digest(),
+        diagnostics=diagnostics,
+    )
+
+
+def _bootstrap_bounds(
+    outcomes: PairOutcomes,
+    fit: StrengthFit,
+    params: RatingParams,
+    diagnostics: dict[str, Any],
+    *,
+    progress: bool,
+) -> tuple[Any, Any]:
+    """Percentile bounds on the rating scale; records what the rounds ran into."""
+    draws = bootstrap_strengths(
+        outcomes,
+        fit,
+        method=params.method,
+        ridge=params.ridge,
+        rounds=params.bootstrap_rounds,
+        seed=params.seed,
+        progress=progress,
+    )
+    diagnostics["bootstrap"] = {
+        "rounds": params.bootstrap_rounds,
+        "degenerate_rounds": draws.degenerate_rounds,
+        "unbounded_in_rounds": draws.unbounded_in_rounds,
+        "unconverged_rounds": draws.unconverged_rounds,
+    }
+    low, high = percentile_interval(draws.strengths, params.confidence)
+    return _to_rating(low, params), _to_rating(high, params)
+
+
+def rate_battles(
+    battles: BattleTable | Iterable[Mapping[str, Any] | Battle],
+    params: RatingParams,
+    *,
+    selection: BattleFilter | None = None,
+    skip_invalid: bool = False,
+    progress: bool = False,
+) -> RatingsResult:
+    """Ratings straight from battles: validate, slice, aggregate, fit (or replay Elo).
+
+    Args:
+        battles: a table from a reader, or battle records.
+        params: as for :func:`compute_ratings`; ``method="elo"`` is allowed here.
+        selection: category / language / judge / anonymous-only slice.
+        skip_invalid: for records, skip bad ones (counted in ``result.skipped``) instead of
+            raising; a table was validated when it was read.
+        progress: show a bootstrap progress bar on stderr.
+
+    Raises:
+        InvalidRecordError: a bad record and ``skip_invalid`` is false.
+        EmptyInputError: nothing left after the slice.
+        And whatever :func:`compute_ratings` raises.
+    """
+    table = (
+        battles
+        if isinstance(battles, BattleTable)
+        else BattleTable.from_records(battles, skip_invalid=skip_invalid)
+    )
+    if selection is not None:
+        table = table.where(selection)
+    counts = PairCounts.from_battles(table).counts
+    if params.method == "elo":
+        result = _rate_online_elo(table, counts, params, progress=progress)
+    else:
+        result = compute_ratings(counts, params, progress=progress)
+    return replace(result, selection=selection, skipped=table.report)
+
+
+def _rate_online_elo(
+    table: BattleTable, counts: PairCounts, params: RatingParams, *, progress: bool
+) -> RatingsResult:
+    if params.anchor is not None:
+        counts.index_of(params.anchor[0], field="anchor")
+    if params.ties == "exclude_bothbad":
+        table = table.take(np.flatnonzero(table.outcome != int(Outcome.BOTH_BAD)))
+    ordered = table.in_time_order()
+    if len(ordered) == 0:
+        raise EmptyInputError("no battles left to replay after the tie policy")
+    a, b, score = ordered.model_a, ordered.model_b, outcome_scores(ordered.outcome)
+    constants = {"k": params.k, "scale": params.scale, "base": params.base, "init": params.init}
+    ratings = replay_elo(a, b, score, len(ordered.models), **constants)
+    diagnostics: dict[str, Any] = {
+        "battles_replayed": len(ordered),
+        "battles_without_tstamp": int(np.count_nonzero(np.isnan(ordered.tstamp))),
+    }
+    bounds = None
+    if params.bootstrap_rounds > 0:
+        draws = bootstrap_elo(
+            a,
+            b,
+            score,
+            len(ordered.models),
+            rounds=params.bootstrap_rounds,
+            seed=params.seed,
+            progress=progress,
+            **constants,
+        )
+        bounds = percentile_interval(draws, params.confidence)
+        diagnostics["bootstrap"] = {"rounds": params.bootstrap_rounds}
+    # Elo depends on order, so the digest covers the time-ordered sequence, not just the counts.
+    return build_result(
+        counts,
+        params,
+        ratings,
+        bounds,
+        input_digest=sequence_digest(ordered),
+        diagnostics=diagnostics,
+    )
+
+
+def sequence_digest(table: BattleTable) -> str:
+    """SHA-256 over the battles in table order (names, seats and outcomes)."""
+    hasher = hashlib.sha256(SEQUENCE_DIGEST_VERSION.encode() + b"\n")
+    hasher.update(json.dumps(list(table.models), ensure_ascii=False).encode() + b"\n")
+    for column in (table.model_a, table.model_b, table.outcome):
+        hasher.update(np.ascontiguousarray(column, dtype="<i8").tobytes())
+    return hasher.hexdigest()
+
+
+def _to_rating(strengths: np.ndarray[Any, np.dtype[np.float64]], params: RatingParams) -> Any:
+    return params.init + params.rating_per_log_unit * strengths
+
+
+def _fit_diagnostics(
+    fit: StrengthFit, outcomes: PairOutcomes, params: RatingParams
+) -> dict[str, Any]:
+    diagnostics: dict[str, Any] = {
+        "votes_fitted": int(round(float(outcomes.cells.sum()))),
+        "pairs": int(outcomes.first.size),
+    }
+    if fit.log_tie is not None:
+        diagnostics["davidson_nu"] = float(f"{np.exp(fit.log_tie):.6g}")
+    return diagnostics

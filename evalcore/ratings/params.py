@@ -1,0 +1,136 @@
+"""Rating parameters: one frozen, self-validating record of how a leaderboard was computed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from evalcore.errors import InvalidParameterError
+
+Method = Literal["bt", "elo", "davidson"]
+TiePolicy = Literal["half", "exclude_bothbad"]
+METHODS: tuple[str, ...] = ("bt", "elo", "davidson")
+TIE_POLICIES: tuple[str, ...] = ("half", "exclude_bothbad")
+
+
+@dataclass(frozen=True)
+class RatingParams:
+    """How to turn battles into ratings.
+
+    Attributes:
+        method: ``"bt"`` Bradley–Terry MLE (default), ``"davidson"`` Bradley–Terry with
+            Davidson's tie parameter, ``"elo"`` online Elo in time order.
+        bootstrap_rounds: rounds for the percentile intervals; 0 skips them (CIs are NaN).
+        seed: seed of the bootstrap generator; same seed, same intervals.
+        anchor: ``(model, rating)``: shift every rating so ``model`` gets ``rating``. Applied
+            after the bootstrap, so it moves all bounds by the same constant.
+        ties: ``"half"``: ``tie`` and ``tie (bothbad)`` are both half a win each way (ties in
+            Davidson); ``"exclude_bothbad"``: both-bad votes are dropped before fitting.
+        min_votes: models with fewer votes are fitted but not shown (``below_min_votes``).
+        ridge: Gaussian prior strength on natural-log strengths, penalty ``ridge/2·Σ s²``. 0 is
+            the plain MLE and refuses data without a finite one; > 0 always gives finite ratings.
+        confidence: coverage of the percentile interval.
+        k, scale, base, init: Elo K-factor, and the rating scale shared by all methods:
+            ``rating = init + scale·log_base(strength)``, centred on ``init``.
+    """
+
+    method: Method = "bt"
+    bootstrap_rounds: int = 1000
+    seed: int = 0
+    anchor: tuple[str, float] | None = None
+    ties: TiePolicy = "half"
+    min_votes: int = 0
+    ridge: float = 0.0
+    confidence: float = 0.95
+    k: float = 4.0
+    scale: float = 400.0
+    base: float = 10.0
+    init: float = 1000.0
+
+    def __post_init__(self) -> None:
+        _check_choice("method", self.method, METHODS)
+        _check_choice("ties", self.ties, TIE_POLICIES)
+        _check_int("bootstrap_rounds", self.bootstrap_rounds, minimum=0)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("min_votes", self.min_votes, minimum=0)
+        _check_number("ridge", self.ridge, lambda v: v >= 0, "must be >= 0")
+        _check_number("confidence", self.confidence, lambda v: 0 < v < 1, "must be between 0 and 1")
+        _check_number("k", self.k, lambda v: v > 0, "must be > 0")
+        _check_number("scale", self.scale, lambda v: v > 0, "must be > 0")
+        _check_number("base", self.base, lambda v: v > 1, "must be > 1")
+        _check_number("init", self.init, lambda v: True, "")
+        if self.anchor is not None:
+            object.__setattr__(self, "anchor", _parse_anchor(self.anchor))
+
+    @property
+    def rating_per_log_unit(self) -> float:
+        """Rating points per natural-log unit of strength: ``scale / ln(base)``."""
+        return self.scale / math.log(self.base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict(to_dict())`` round-trips."""
+        data = asdict(self)
+        if self.anchor is not None:
+            data["anchor"] = {"model": self.anchor[0], "rating": self.anchor[1]}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RatingParams:
+        """Rebuild from :meth:`to_dict` output; missing keys take the defaults.
+
+        Raises:
+            InvalidParameterError: an unknown key or an invalid value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParameterError(unknown[0], "is not a rating parameter")
+        values = dict(data)
+        anchor = values.get("anchor")
+        if isinstance(anchor, Mapping):
+            values["anchor"] = (anchor.get("model"), anchor.get("rating"))
+        return cls(**values)
+
+
+def parse_anchor(text: str) -> tuple[str, float]:
+    """Parse the CLI form ``MODEL=RATING`` (the model name may itself contain ``=``)."""
+    model, sep, rating = text.rpartition("=")
+    if not sep or not model:
+        raise InvalidParameterError("anchor", f"must look like MODEL=RATING, got {text!r}")
+    try:
+        value = float(rating)
+    except ValueError:
+        raise InvalidParameterError("anchor", f"rating must be a number, got {rating!r}") from None
+    return _parse_anchor((model, value))
+
+
+def _parse_anchor(anchor: object) -> tuple[str, float]:
+    if not isinstance(anchor, tuple | list) or len(anchor) != 2:
+        raise InvalidParameterError("anchor", f"must be (model, rating), got {anchor!r}")
+    model, rating = anchor
+    if not isinstance(model, str) or not model:
+        raise InvalidParameterError("anchor", f"model must be a non-empty string, got {model!r}")
+    _check_number("anchor", rating, lambda v: True, "")
+    return (model, float(rating))
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidParameterError(name, f"must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidParameterError(name, f"must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: object, ok: Any, message: str) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not ok(value)
+    ):
+        raise InvalidParameterError(name, f"{message or 'must be a finite number'}, got {value!r}")

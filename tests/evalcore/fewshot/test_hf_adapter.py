@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evalcore.fewshot.cli import main
+from evalcore.fewshot.runner import run_fewshot
+from evalcore.fewshot.schema import validate_results
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():  # type: ignore[no-untyped-def]
+    # A tiny model gains nothing from threads, and on a busy 2-core host OpenMP spin-waits
+    # make two threads 10x slower than one.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+DEMOS = "Passage: the fox jumps over the dog. Question: Is it true? Answer: yes\n\n" * 4
+
+
+def reference_loglikelihood(model, context: str, continuation: str) -> float:  # type: ignore[no-untyped-def]
+    """One plain forward pass over context + continuation, no grouping, cache or batching."""
+    tokenizer = model.tokenizer
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    continuation_ids = whole[len(context_ids) :]
+    ids = (context_ids or [tokenizer.eos_token_id]) + continuation_ids
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model.model(torch.tensor([ids])).logits[0], dim=-1)
+    start = len(ids) - len(continuation_ids) - 1
+    return sum(logprobs[start + i, t].item() for i, t in enumerate(continuation_ids))
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[tuple[str, str]]:
+    out = []
+    for i in range(12):
+        context = DEMOS + f"Passage: dog {i} and fox {i * 7}. Question: is {i} true?\nAnswer:"
+        out += [(context, " yes"), (context, " no"), (context, " Maybe not so")]
+    return out + [("", "hello there"), ("short", " x"), (DEMOS * 3, " yes")]  # last: truncated
+
+
+def test_prefix_cache_and_grouping_match_plain_forward_passes(tiny_model_dir: Path, pairs) -> None:  # type: ignore[no-untyped-def]
+    from evalcore.fewshot.hf_adapter import HFCausalLM
+
+    fast = HFCausalLM(tiny_model_dir, min_prefix_tokens=8)
+    plain = HFCausalLM(tiny_model_dir, prefix_cache=False, token_budget=1)
+    got = fast.loglikelihood(pairs)
+    assert got == pytest.approx(plain.loglikelihood(pairs), abs=1e-4)
+    for index in (0, 1, 2, 36, 37):  # untruncated pairs against the plain reference
+        expected = reference_loglikelihood(fast, *pairs[index])
+        assert got[index] == pytest.approx(expected, abs=1e-4)
+    assert fast.tokens_processed < plain.tokens_processed  # the prefix ran once
+
+
+def test_generate_is_greedy_and_stops_at_stop_strings(tiny_model_dir: Path) -> None:
+    from evalcore.fewshot.hf_adapter import HFCausalLM
+
+    model = HFCausalLM(tiny_model_dir)
+    full = model.generate(["Question: Is it"], max_new_tokens=8, stop=())[0]
+    assert model.generate(["Question: Is it"], max_new_tokens=8, stop=())[0] == full
+    if len(full) > 2:
+        cut = model.generate(["Question: Is it"], max_new_tokens=8, stop=[full[2:4]])[0]
+        assert cut == full[: full.find(full[2:4])]
+
+
+def test_real_tiny_model_runs_the_protocol_end_to_end(tiny_model_dir: Path, data_dir: Path) -> None:
+    from evalcore.fewshot.hf_adapter import HFCausalLM
+
+    model = HFCausalLM(tiny_model_dir)
+    results = run_fewshot(
+        model, tasks=["copa", "wic"], splits=2, data_dir=data_dir, limit=4, shots=(0, 1)
+    )
+    assert validate_results(results) == []
+    assert results["model"]["digest"].startswith("sha256:")
+    assert results["provenance"]["tokens_processed"] > 0
+    assert results["tasks"]["copa"]["test_records"] == 4
+
+
+def test_cli_writes_a_valid_results_file(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    argv = ["--model", str(tiny_model_dir), "--tasks", "copa", "--splits", "2", "--limit", "3"]
+    code = main([*argv, "--shots", "0", "--data-dir", str(data_dir), "--out", str(out)])
+    assert code == 0
+    document = json.loads(out.read_text())
+    assert validate_results(document) == []
+    assert document["protocol"]["splits"] == 2 and document["tasks"]["copa"]["file_digests"]
+
+
+def test_cli_reports_a_missing_data_dir(tiny_model_dir: Path, tmp_path: Path) -> None:
+    argv = ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "none")]
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 2
+    assert not (tmp_path / "r.json").exists()
