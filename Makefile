@@ -33,7 +33,7 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-check: install lint
+check: install lint typecheck
 	$(UNIT_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(UNIT_ENV) $(VENV)/bin/pytest -q tests/test_layering.py
 

@@ -7,4 +7,6 @@ from arena import views
 app_name = "arena"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("<uuid:battle_id>/", views.battle, name="battle"),
+    path("<uuid:battle_id>/vote", views.vote, name="vote"),
 ]

@@ -17,10 +17,12 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,32 +47,48 @@ metric_list:
 """
 
 LM_EVAL_SCRIPT = """\
-import json, sys, time, torch
+import json, statistics, sys, time, torch
 torch.set_num_threads({threads})
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 lm = HFLM(pretrained={model!r}, batch_size={batch_size}, device="cpu", dtype="float32")
 manager = TaskManager(include_path={include!r})
-start = time.perf_counter()
-out = simple_evaluate(model=lm, tasks=["ladder_rte"], limit={limit}, num_fewshot={shots},
-                      task_manager=manager, random_seed=0, fewshot_random_seed=0)
-seconds = time.perf_counter() - start
+clock = {{"wall": 0.0, "cpu": 0.0}}
+score = lm.loglikelihood
+def timed(*args, **kwargs):  # time the scoring step only, as for the other rows
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        return score(*args, **kwargs)
+    finally:
+        clock["wall"] += time.perf_counter() - wall
+        clock["cpu"] += time.process_time() - cpu
+lm.loglikelihood = timed
+walls, cpus = [], []
+for _ in range({repeats}):
+    clock.update(wall=0.0, cpu=0.0)
+    out = simple_evaluate(model=lm, tasks=["ladder_rte"], limit={limit}, num_fewshot={shots},
+                          task_manager=manager, random_seed=0, fewshot_random_seed=0)
+    walls.append(clock["wall"])
+    cpus.append(clock["cpu"])
 acc = out["results"]["ladder_rte"]["acc,none"]
-print("RESULT " + json.dumps({{"seconds": seconds, "acc": acc}}))
+result = {{"wall": walls, "cpu": cpus, "acc": acc}}
+print("RESULT " + json.dumps(result))
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", default="/tmp/ladder-bench-gpt2")
+    parser.add_argument("--model-dir", default="/tmp/ladder-bench-gpt2-8k-vocab")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--shots", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=30)
+    parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (median)")
     parser.add_argument("--positions", type=int, default=2048, help="context window if created")
+    parser.add_argument("--vocab-size", type=int, default=8192, help="tokenizer size if created")
     parser.add_argument("--lm-eval-python", default=None)
-    parser.add_argument("--lm-eval-batch-sizes", default="1,16")
+    parser.add_argument("--lm-eval-batch-sizes", default="1")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     args = parser.parse_args()
@@ -82,32 +100,63 @@ def main() -> None:
     from evalcore.fewshot.data import resolve_data_dir
 
     data_dir = resolve_data_dir(args.data_dir)
-    model_dir = ensure_model(Path(args.model_dir), args.positions)
+    model_dir = ensure_model(Path(args.model_dir), args.positions, args.vocab_size, data_dir)
     pairs, golds = rte_requests(data_dir, args.limit, args.shots)
-    rows = [run_ours(model_dir, pairs, golds)]
+    load = os.getloadavg()[0]
+    rows = [run_ours(model_dir, pairs, golds, args.repeats)]
     if not args.skip_naive:
-        rows.append(run_naive(model_dir, pairs, golds))
+        rows.append(run_naive(model_dir, pairs, golds, args.repeats))
     if args.lm_eval_python:
         for batch_size in [int(b) for b in args.lm_eval_batch_sizes.split(",")]:
             rows.append(run_lm_eval(args, model_dir, data_dir, batch_size))
     else:
         rows.append({"method": "lm-evaluation-harness", "note": "skipped: no --lm-eval-python"})
+    load = (load, os.getloadavg()[0])
     for row in rows:
-        row.update(examples=args.limit, shots=args.shots, threads=args.threads)
+        row.update(examples=args.limit, shots=args.shots, threads=args.threads, load=load)
     print(render(rows))
+    print(f"load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 
 
-def ensure_model(path: Path, positions: int) -> Path:
-    """A GPT-2-shaped random model big enough that the forward pass, not Python, dominates."""
+def ensure_model(path: Path, positions: int, vocab_size: int, data_dir: Path) -> Path:
+    """A GPT-2-shaped random model (4 x 256) big enough that the forward pass dominates.
+
+    Its BPE tokenizer is trained on the FewGLUE ``unlabeled.jsonl`` texts (never RTE), so with
+    a vocabulary of thousands, prompts have about as many tokens as under a real LM's
+    tokenizer; ``vocab_size`` 400 gives the near-byte-level tokens of the test fixture.
+    """
     if (path / "config.json").is_file():
         return path
     from evalcore.fewshot.testing import make_tiny_causal_lm
 
+    corpus = list(_texts(sorted(data_dir.glob("*/unlabeled.jsonl")))) if vocab_size > 400 else None
     return make_tiny_causal_lm(
-        path, layers=4, hidden=256, heads=4, positions=positions, vocab_size=2000
+        path,
+        layers=4,
+        hidden=256,
+        heads=4,
+        positions=positions,
+        vocab_size=vocab_size,
+        corpus=corpus,
     )
+
+
+def _texts(files: list[Path]) -> Iterator[str]:
+    def strings(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+
+    for file in files:
+        for line in file.read_text().splitlines():
+            yield from strings(json.loads(line))
 
 
 def rte_requests(data_dir: Path, limit: int, shots: int) -> tuple[list[tuple[str, str]], list[int]]:
@@ -134,18 +183,35 @@ def accuracy(scores: list[float], golds: list[int]) -> float:
     return sum(int(b > a) == g for (a, b), g in zip(pairs, golds, strict=True)) / len(golds)
 
 
-def run_ours(model_dir: Path, pairs: list[tuple[str, str]], golds: list[int]) -> dict[str, Any]:
+def timed_runs(
+    score: Callable[[], list[float]], repeats: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Wall and CPU seconds of ``repeats`` calls of ``score`` after one warm-up call."""
+    scores = score()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        scores = score()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus, scores
+
+
+def run_ours(
+    model_dir: Path, pairs: list[tuple[str, str]], golds: list[int], repeats: int
+) -> dict[str, Any]:
     from evalcore.fewshot.hf_adapter import HFCausalLM
 
     model = HFCausalLM(model_dir)
-    model.loglikelihood(pairs[:4])  # warm-up
-    start = time.perf_counter()
-    scores = model.loglikelihood(pairs)
-    seconds = time.perf_counter() - start
-    return _row("evalcore.fewshot (HFCausalLM)", seconds, len(golds), accuracy(scores, golds))
+    walls, cpus, scores = timed_runs(lambda: model.loglikelihood(pairs), repeats)
+    tokens = model.tokens_processed // (repeats + 1)
+    row = _row("evalcore.fewshot (HFCausalLM)", walls, cpus, len(golds), accuracy(scores, golds))
+    return {**row, "tokens": tokens}
 
 
-def run_naive(model_dir: Path, pairs: list[tuple[str, str]], golds: list[int]) -> dict[str, Any]:
+def run_naive(
+    model_dir: Path, pairs: list[tuple[str, str]], golds: list[int], repeats: int
+) -> dict[str, Any]:
     """One request at a time: tokenize, one full forward pass, sum the continuation log-probs."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -153,25 +219,30 @@ def run_naive(model_dir: Path, pairs: list[tuple[str, str]], golds: list[int]) -
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     limit = model.config.n_positions
-    scores = []
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for context, continuation in pairs:
-            context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-            whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-            ids = whole[-limit:]
-            n = len(whole) - len(context_ids)
-            logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0], dim=-1)
-            scores.append(
-                sum(logprobs[len(ids) - n - 1 + i, ids[len(ids) - n + i]].item() for i in range(n))
-            )
-    seconds = time.perf_counter() - start
-    return _row("naive loop (1 request per forward)", seconds, len(golds), accuracy(scores, golds))
+
+    def score() -> list[float]:
+        scores = []
+        with torch.inference_mode():
+            for context, continuation in pairs:
+                context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+                whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+                ids = whole[-limit:]
+                n = len(whole) - len(context_ids)
+                logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0], dim=-1)
+                start = len(ids) - n - 1
+                scores.append(sum(logprobs[start + i, ids[start + 1 + i]].item() for i in range(n)))
+        return scores
+
+    walls, cpus, scores = timed_runs(score, repeats)
+    return _row(
+        "naive loop (1 request per forward)", walls, cpus, len(golds), accuracy(scores, golds)
+    )
 
 
 def run_lm_eval(
     args: argparse.Namespace, model_dir: Path, data_dir: Path, batch_size: int
 ) -> dict[str, Any]:
+    method = f"lm-evaluation-harness (batch {batch_size})"
     with tempfile.TemporaryDirectory() as include:
         Path(include, "ladder_rte.yaml").write_text(
             LM_EVAL_TASK.format(
@@ -185,6 +256,7 @@ def run_lm_eval(
             include=include,
             limit=args.limit,
             shots=args.shots,
+            repeats=args.repeats + 1,  # the first run is the warm-up, as for the other rows
         )
         env = {
             **os.environ,
@@ -202,33 +274,57 @@ def run_lm_eval(
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         logger.error("lm-eval failed:\n%s", out.stderr[-3000:])
-        return {"method": f"lm-evaluation-harness (batch {batch_size})", "note": "failed, see log"}
+        return {"method": method, "note": "failed, see log"}
     result = json.loads(lines[-1][len("RESULT ") :])
-    return _row(
-        f"lm-evaluation-harness 0.4.13 (batch {batch_size})",
-        result["seconds"],
-        args.limit,
-        result["acc"],
-    )
+    version = subprocess.run(
+        [args.lm_eval_python, "-c", "import lm_eval; print(lm_eval.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    method = f"lm-evaluation-harness {version} (batch {batch_size})"
+    return _row(method, result["wall"][1:], result["cpu"][1:], args.limit, result["acc"])
 
 
-def _row(method: str, seconds: float, examples: int, acc: float) -> dict[str, Any]:
+def _row(
+    method: str, walls: list[float], cpus: list[float], examples: int, acc: float
+) -> dict[str, Any]:
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
     return {
         "method": method,
-        "seconds": round(seconds, 3),
-        "examples_per_s": round(examples / seconds, 2),
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "walls": [round(w, 3) for w in walls],
+        "cpus": [round(c, 3) for c in cpus],
+        "examples_per_s": round(examples / wall, 2),
+        "examples_per_cpu_s": round(examples / cpu, 2),
         "accuracy": round(acc, 4),
     }
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    lines = ["| method | seconds | examples/s | accuracy |", "|---|---|---|---|"]
+    """A markdown table; speed-ups are ours over each row, by CPU time and by wall time."""
+    ours = rows[0]
+    lines = [
+        "| method | wall s | CPU s | examples/s (wall) | examples/CPU-s "
+        "| ours is x faster (CPU / wall) | accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if "note" in row:
-            lines.append(f"| {row['method']} | – | – | {row['note']} |")
-        else:
-            values = (row["method"], row["seconds"], row["examples_per_s"], row["accuracy"])
-            lines.append("| " + " | ".join(str(v) for v in values) + " |")
+            lines.append(f"| {row['method']} | – | – | – | – | – | {row['note']} |")
+            continue
+        ratio = f"{row['cpu_s'] / ours['cpu_s']:.2f} / {row['wall_s'] / ours['wall_s']:.2f}"
+        values = (
+            row["method"],
+            row["wall_s"],
+            row["cpu_s"],
+            row["examples_per_s"],
+            row["examples_per_cpu_s"],
+            "–" if row is ours else ratio,
+            row["accuracy"],
+        )
+        lines.append("| " + " | ".join(str(v) for v in values) + " |")
     return "\n".join(lines)
 
 

@@ -14,6 +14,11 @@ batch 1, 8 and 64. Rows (same weights, same run):
   50 % of the weight bytes (``models_zoo.offload``).
 tokens/s counts new tokens only (prefill included in the time); memory is the peak allocated
 during the call. Results are printed as they come (a partial run still reports).
+
+First, a decode-step table: prefill time, time per graph-replayed decode step ((128-token call -
+1-token call) / 127), kernels per step (profiler over one eager step) and the step's byte floor
+(weights + the KV cache rows read, at ``FLOOR_BANDWIDTH``). The compiled rows (ours and
+transformers') run last, at ``--compile-batches`` only (each compile takes tens of seconds).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import gc
 import math
 import sys
 import time
@@ -39,6 +45,7 @@ from models_zoo.offload import apply_cpu_offload  # noqa: E402
 from models_zoo.quantization import quantize_model_int8, weight_memory_bytes  # noqa: E402
 
 PROMPT, NEW = 128, 128
+FLOOR_BANDWIDTH = 4.3e12  # bytes/s, device-to-device copy measured on this kind (KINDS.md)
 
 
 def build_model(seed: int) -> LlamaForCausalLM:
@@ -71,6 +78,72 @@ def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, float, t
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30, out
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def step_rows(
+    models: list[tuple[str, LlamaForCausalLM]], batches: list[int], out: Path | None
+) -> None:
+    """Prefill ms, graph decode ms/step, kernels/step and the byte floor per step."""
+    report(
+        "| weights | batch | prefill ms | decode ms/step | kernels/step | kernel ms/step (eager)"
+        " | floor ms/step |",
+        out,
+    )
+    report("|---|---|---|---|---|---|---|", out)
+    for name, model in models:
+        weights = weight_memory_bytes(model)
+        config = model.config
+        for batch in batches:
+            ids = torch.randint(1, 32000, (batch, PROMPT), device="cuda")
+            mask = torch.ones_like(ids)
+            decoder = fast_decode.FastDecoder(model, batch_size=batch, max_length=PROMPT + NEW)
+            prefill = median_seconds(lambda d=decoder, i=ids, m=mask: d.generate(i, m, 1), 5)
+            full = median_seconds(lambda d=decoder, i=ids, m=mask: d.generate(i, m, NEW), 5)
+            step = (full - prefill) / (NEW - 1)
+            decoder.generate(ids, mask, 1)  # state at the first decode step
+            kernels, kernel_ms = -1, float("nan")
+            try:
+                activities = [torch.profiler.ProfilerActivity.CUDA]
+                with torch.no_grad(), torch.profiler.profile(activities=activities) as prof:
+                    decoder._greedy_step()
+                    torch.cuda.synchronize()
+                device = torch.autograd.DeviceType.CUDA
+                events = [e for e in prof.events() if e.device_type == device]
+                kernels = len(events)
+                kernel_ms = sum(e.self_device_time_total for e in events) / 1e3
+                if batch == max(batches) and out is not None:
+                    table = prof.key_averages().table(
+                        sort_by="self_device_time_total", row_limit=25
+                    )
+                    (out.parent / f"profile_{name}_b{batch}.txt").write_text(table)
+            except Exception as error:  # profiling is a diagnostic: never lose the row
+                print(f"profiler failed: {type(error).__name__}: {error}", flush=True)
+            # Bytes per step: weights once, plus the K and V rows read (mean valid length).
+            kv_len = PROMPT + NEW / 2
+            head_dim = config.hidden_size // config.num_attention_heads
+            kv = 2 * config.num_hidden_layers * batch * config.num_key_value_heads * kv_len
+            floor = (weights + kv * head_dim * 2) / FLOOR_BANDWIDTH
+            report(
+                f"| {name} | {batch} | {prefill * 1e3:.2f} | {step * 1e3:.3f} | {kernels} | "
+                f"{kernel_ms:.3f} | {floor * 1e3:.3f} |",
+                out,
+            )
+            del decoder
+            fast_decode.clear_caches()
+            gc.collect()  # decoders hold a bound-method cycle: free their caches and graphs now
+            torch.cuda.empty_cache()
 
 
 def hf_generate(model: LlamaForCausalLM, ids: torch.Tensor, **kwargs: object) -> torch.Tensor:
@@ -106,6 +179,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--compile-batches", type=int, nargs="*", default=[64])
+    parser.add_argument("--skip-offload", action="store_true")
+    parser.add_argument("--skip-steps", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     model = build_model(0).cuda()
@@ -127,10 +203,15 @@ def main() -> None:
         f"bf16 {ppl:.2f}, int8 {ppl8:.2f} ({(ppl8 - ppl) / ppl * 100:+.3f} %)\n",
         args.out,
     )
+    if not args.skip_steps:
+        step_rows([("bf16", model), ("int8", int8)], args.batches, args.out)
+        report("", args.out)
     report(
         "| run | batch | tokens/s | s per call | peak GiB | tokens equal to hf static |", args.out
     )
     report("|---|---|---|---|---|---|", args.out)
+    references: dict[int, torch.Tensor] = {}
+    compiled: list[tuple[int, str, Callable[[], torch.Tensor]]] = []
     for batch in args.batches:
         ids = torch.randint(
             1,
@@ -147,12 +228,6 @@ def main() -> None:
                 ),
             ),
             ("ours (graph)", lambda m=model, ids=ids: generate_fast(m, ids, max_new_tokens=NEW)),
-            (
-                "ours (graph+compile)",
-                lambda m=model, ids=ids: generate_fast(
-                    m, ids, max_new_tokens=NEW, compile_step=True
-                ),
-            ),
             (
                 "ours eager",
                 lambda m=model, ids=ids: generate_fast(
@@ -171,33 +246,65 @@ def main() -> None:
             ),
             ("hf dynamic", lambda m=model, ids=ids: hf_generate(m, ids)),
         ]
-        if not args.skip_compile:
-            runs.append(
+        if not args.skip_compile and batch in args.compile_batches:
+            compiled.append(
                 (
+                    batch,
+                    "ours (graph+compile)",
+                    lambda m=model, ids=ids: generate_fast(
+                        m, ids, max_new_tokens=NEW, compile_step=True
+                    ),
+                )
+            )
+            compiled.append(
+                (
+                    batch,
+                    "ours int8 (graph+compile)",
+                    lambda m=int8, ids=ids: generate_fast(
+                        m, ids, max_new_tokens=NEW, compile_step=True
+                    ),
+                )
+            )
+            compiled.append(
+                (
+                    batch,
                     "hf static+compile",
                     lambda m=model, ids=ids: hf_generate(m, ids, cache_implementation="static"),
                 )
             )
-        reference: torch.Tensor | None = None
         for name, fn in runs:
-            try:
-                seconds, peak, out = timed(fn, 1 if name.startswith("hf dynamic") else args.repeats)
-            except Exception as error:  # a failing baseline must not lose the other rows
-                report(
-                    f"| {name} | {batch} | failed: {type(error).__name__}: {str(error)[:120]} | | | |",
-                    args.out,
-                )
-                continue
-            if reference is None:
-                reference = out
-            same = (out == reference).float().mean().item()
-            report(
-                f"| {name} | {batch} | {batch * NEW / seconds:,.0f} | {seconds:.3f} | {peak:.2f} | {same:.3f} |",
-                args.out,
-            )
-            fast_decode._DECODERS.clear()  # drop our caches so the next row's peak is its own
-            torch.cuda.empty_cache()
-    offload_rows(args, model)
+            run_row(args, references, batch, name, fn)
+    for batch, name, fn in compiled:  # last: each compile takes tens of seconds
+        run_row(args, references, batch, name, fn)
+    if not args.skip_offload:
+        offload_rows(args, model)
+
+
+def run_row(
+    args: argparse.Namespace,
+    references: dict[int, torch.Tensor],
+    batch: int,
+    name: str,
+    fn: Callable[[], torch.Tensor],
+) -> None:
+    try:
+        seconds, peak, out = timed(fn, 1 if name.startswith("hf dynamic") else args.repeats)
+    except Exception as error:  # a failing baseline must not lose the other rows
+        report(
+            f"| {name} | {batch} | failed: {type(error).__name__}: {str(error)[:120]} | | | |",
+            args.out,
+        )
+        return
+    reference = references.setdefault(batch, out)
+    same = (out == reference).float().mean().item()
+    report(
+        f"| {name} | {batch} | {batch * NEW / seconds:,.0f} | {seconds:.3f} | {peak:.2f} | "
+        f"{same:.3f} |",
+        args.out,
+    )
+    fast_decode.clear_caches()  # drop our caches and weight copies: the next peak is its own
+    gc.collect()
+    torch.cuda.empty_cache()
 
 
 def offload_rows(args: argparse.Namespace, resident: LlamaForCausalLM) -> None:

@@ -154,6 +154,8 @@ CELERY_TASK_ROUTES = {
     "leaderboard.*": {"queue": QUEUE_DEFAULT},
     "arena.generate_answers": {"queue": QUEUE_MODELS},
     "arena.pregenerate_pool": {"queue": QUEUE_MODELS},
+    # Recovery of jobs from a killed worker must not wait behind a long evaluation.
+    "submissions.requeue_stale_jobs": {"queue": QUEUE_DEFAULT},
     "submissions.*": {"queue": QUEUE_MODELS},
     "fewshot.*": {"queue": QUEUE_MODELS},
 }
@@ -164,6 +166,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "publish-leaderboard": {
         "task": "leaderboard.publish_if_changed",
         "schedule": float(LEADERBOARD_PUBLISH_INTERVAL_S),
+    },
+    "requeue-stale-jobs": {
+        "task": "submissions.requeue_stale_jobs",
+        "schedule": 60.0,
+        "options": {"queue": QUEUE_DEFAULT},
     },
 }
 
@@ -212,4 +219,29 @@ if not DEBUG:
 
 # --- Ladder ---------------------------------------------------------------------------------
 LADDER_DEMO_MODELS_DIR = Path(env_str("LADDER_DEMO_MODELS_DIR", str(VAR_DIR / "demo_models")) or "")
+# Arena: "live" generates answers per battle; "pool" serves pre-generated answers instantly.
+ARENA_MODE = env_str("ARENA_MODE", "live")
+if ARENA_MODE not in ("live", "pool"):
+    raise ImproperlyConfigured(f"ARENA_MODE must be 'live' or 'pool', got {ARENA_MODE!r}")
+ARENA_MAX_PROMPT_CHARS = env_int("ARENA_MAX_PROMPT_CHARS", 4000, minimum=1)
+ARENA_MAX_NEW_TOKENS = env_int("ARENA_MAX_NEW_TOKENS", 128, minimum=1)
+ARENA_TEMPERATURE = env_float("ARENA_TEMPERATURE", 0.7, minimum=0.0)
+ARENA_RATE_LIMITS_ENABLED = env_bool("ARENA_RATE_LIMITS_ENABLED", True)
+# Per hour; 0 means unlimited.
+ARENA_VOTE_RATE_PER_HOUR = env_int("ARENA_VOTE_RATE_PER_HOUR", 60, minimum=0)
+ARENA_VOTE_RATE_PER_IP_PER_HOUR = env_int("ARENA_VOTE_RATE_PER_IP_PER_HOUR", 600, minimum=0)
+ARENA_BATTLE_RATE_PER_HOUR = env_int("ARENA_BATTLE_RATE_PER_HOUR", 120, minimum=0)
+ARENA_BATTLE_RATE_PER_IP_PER_HOUR = env_int("ARENA_BATTLE_RATE_PER_IP_PER_HOUR", 1200, minimum=0)
+
+if ARENA_MODE == "pool":
+    # Contestants activated later get their pooled answers on the next run (idempotent).
+    CELERY_BEAT_SCHEDULE["pregenerate-arena-pool"] = {
+        "task": "arena.pregenerate_pool",
+        "schedule": 600.0,
+    }
+
+# Overrides of leaderboard.publishing.DEFAULT_RATING_PARAMS (bt, 1000 rounds, seed 0, ...).
+LEADERBOARD_RATING_PARAMS: dict[str, object] = {}
+# Recorded in each release; else `git rev-parse HEAD`, else "unknown".
+LADDER_CODE_VERSION = env_str("LADDER_CODE_VERSION")
 LADDER_FEWGLUE_DIR = env_str("LADDER_FEWGLUE_DIR", str(BASE_DIR.parent / "shared/data/fewglue"))

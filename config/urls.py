@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("core.urls")),
+    path("", include("submissions.urls")),
     path("arena/", include("arena.urls")),
     path("leaderboard/", include("leaderboard.urls")),
     path("api/", include("config.api_urls")),

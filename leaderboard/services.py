@@ -1,4 +1,7 @@
-"""Write operations on contestants and pair counts, shared by the arena, tasks and commands."""
+"""The arena's hot path into the leaderboard: counting a vote in the pair counts.
+
+Release publishing, verification and the counts rebuild live in ``leaderboard.publishing``.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +34,19 @@ def record_pair_outcome(
         "tie": "ties",
         "tie (bothbad)": "both_bad",
     }[winner]
-    with transaction.atomic():
+    # No savepoint: a failure here must abort the caller's whole transaction (the vote too),
+    # and the hot path saves two round trips per vote.
+    with transaction.atomic(savepoint=False):
         for category in categories:
-            row, _ = PairCount.objects.get_or_create(
-                model_a=model_a, model_b=model_b, category=category
-            )
+            pair = PairCount.objects.filter(model_a=model_a, model_b=model_b, category=category)
             # F() keeps concurrent votes from overwriting each other's increments.
-            PairCount.objects.filter(pk=row.pk).update(**{field: F(field) + 1})
+            if pair.update(**{field: F(field) + 1}):
+                continue
+            # First vote of the pair: a concurrent first vote may insert the row first; then
+            # get_or_create's INSERT fails inside its own savepoint, it reads that row, and we
+            # increment it (PostgreSQL's READ COMMITTED sees the other transaction's commit).
+            _, created = PairCount.objects.get_or_create(
+                model_a=model_a, model_b=model_b, category=category, defaults={field: 1}
+            )
+            if not created:
+                pair.update(**{field: F(field) + 1})

@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from models_zoo import fast_decode
 from models_zoo.fast_decode import FastDecoder, generate_fast, left_pad
 from models_zoo.quantization import quantize_model_int8
 
@@ -125,6 +127,55 @@ def test_model_that_is_not_llama_shaped_is_rejected() -> None:
 def test_zero_new_tokens_is_rejected() -> None:
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
         generate_fast(tiny_llama(), [[1, 2]], max_new_tokens=0)
+
+
+def test_rotation_table_equals_transformers_rotary_embedding() -> None:
+    model = tiny_llama()
+    decoder = FastDecoder(model, batch_size=1, max_length=32)
+    positions = torch.tensor([[0, 3, 17, 31]])
+    x = torch.randn(1, 4, 4, 16)  # (B, H, T, D)
+    cos, sin = model.model.rotary_emb(x, positions)
+    expected, _ = apply_rotary_pos_emb(x, x, cos, sin)
+    rotated = (x[..., None, :] @ decoder.rotation[positions[0]]).squeeze(-2)  # per position
+    torch.testing.assert_close(rotated, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_projections_are_fused_and_bit_equal_to_the_modules() -> None:
+    model = tiny_llama(kv_heads=2)
+    layer = model.model.layers[0]
+    plan = FastDecoder(model, batch_size=1, max_length=8).plan
+    assert plan is not None and plan.layers[0].qkv.kind == "dense"
+    assert plan.layers[0].gate_up is not None
+    h = torch.randn(3, 64)
+    attn = layer.self_attn
+    expected = torch.cat([attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)], dim=-1)
+    torch.testing.assert_close(plan.layers[0].qkv(h), expected, rtol=1e-6, atol=1e-6)
+    quantized = quantize_model_int8(tiny_llama(kv_heads=2), block_size=32)
+    qplan = FastDecoder(quantized, batch_size=1, max_length=8).plan
+    assert qplan is not None and qplan.layers[0].qkv.kind == "int8"
+    mlp = quantized.model.layers[0].mlp
+    weight = qplan.layers[0].gate_up.weight()
+    assert torch.equal(weight[:128], mlp.gate_proj.dequantized_weight(torch.float32))
+    assert torch.equal(weight[128:], mlp.up_proj.dequantized_weight(torch.float32))
+
+
+def test_in_place_weight_update_refreshes_the_fused_copies() -> None:
+    model, other = tiny_llama(seed=0), tiny_llama(seed=1)
+    prompts = random_prompts((5, 8), seed=11)
+    generate_fast(model, prompts, max_new_tokens=6)
+    model.load_state_dict(other.state_dict())  # copies in place into the same tensors
+    assert torch.equal(
+        generate_fast(model, prompts, max_new_tokens=6),
+        generate_fast(other, prompts, max_new_tokens=6),
+    )
+    quantize_model_int8(model, block_size=32)  # modules replaced: decoders are rebuilt
+    quantize_model_int8(other, block_size=32)
+    assert fast_decode._PLANS[model].layers[0].qkv.kind == "dense"  # stale until the next call
+    assert torch.equal(
+        generate_fast(model, prompts, max_new_tokens=6),
+        generate_fast(other, prompts, max_new_tokens=6),
+    )
+    assert fast_decode._PLANS[model].layers[0].qkv.kind == "int8"
 
 
 @pytest.mark.gpu

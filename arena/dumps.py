@@ -1,0 +1,305 @@
+"""Votes in and out in the public arena battle schema (JSON Lines, JSON array or CSV).
+
+Each vote becomes one record: ``model_a``, ``model_b``, ``winner``, ``tstamp`` (unix s), ``judge``
+(hashed voter), ``language``, ``turn``, ``anony``, plus ``category`` and ``question_id``. The
+export is in vote order, so ``python -m evalcore.ratings`` on it sees exactly what the pair
+counts saw. The import loads such a dump (e.g. a public one) and counts every vote on the
+leaderboard, so a new deployment can start from existing votes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from arena.models import Battle, Vote
+from leaderboard.models import Contestant
+from leaderboard.services import WINNERS, record_pair_outcome
+
+FIELDS = (
+    "model_a",
+    "model_b",
+    "winner",
+    "tstamp",
+    "judge",
+    "language",
+    "turn",
+    "anony",
+    "category",
+    "question_id",
+)
+FORMATS = ("jsonl", "csv")
+IMPORT_BATCH_SIZE = 1000
+MAX_EXAMPLES = 5
+_QUERY_FIELDS = (
+    "battle__model_a__name",
+    "battle__model_b__name",
+    "winner",
+    "tstamp",
+    "judge",
+    "battle__language",
+    "battle__turn",
+    "battle__anony",
+    "battle__category",
+    "battle_id",
+    "battle__import_key",
+)
+
+
+# --- Export ---------------------------------------------------------------------------------
+
+
+def export_records() -> Iterator[dict[str, Any]]:
+    """Every vote as a public-schema record, in vote order."""
+    rows = Vote.objects.in_vote_order().values_list(*_QUERY_FIELDS)
+    for *values, battle_id, import_key in rows.iterator(chunk_size=5000):
+        record = dict(zip(FIELDS, values))
+        record["question_id"] = _question_id(battle_id, import_key)
+        yield record
+
+
+def _question_id(battle_id: uuid.UUID, import_key: str | None) -> str:
+    if import_key and import_key.startswith("qid:"):
+        return import_key[4:]
+    return battle_id.hex
+
+
+def export_lines(fmt: str) -> Iterator[str]:
+    """The export as text lines (each ending in a newline) in ``fmt`` ("jsonl" or "csv")."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if fmt == "jsonl":
+        for record in export_records():
+            yield json.dumps(record, ensure_ascii=False) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FIELDS)
+    for record in export_records():
+        writer.writerow([record[name] for name in FIELDS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+# --- Import ---------------------------------------------------------------------------------
+
+
+class InvalidBattleRecord(ValueError):
+    pass
+
+
+@dataclass
+class ImportReport:
+    read: int = 0
+    imported: int = 0
+    already_present: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    new_contestants: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        return (
+            f"read {self.read}, imported {self.imported}, already present {self.already_present}"
+            f", skipped {sum(self.skipped.values())}" + (f" ({skipped})" if skipped else "")
+        )
+
+
+def read_records(path: Path) -> Iterator[Any]:
+    """Records of a dump: ``.csv``, JSON Lines, or one JSON array (``.json``)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        if path.suffix.lower() == ".csv":
+            yield from csv.DictReader(handle)
+            return
+        head = handle.read(1)
+        while head.isspace():
+            head = handle.read(1)
+        handle.seek(0)
+        if head == "[":
+            yield from json.load(handle)
+            return
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise InvalidBattleRecord(f"line {number}: not JSON ({error})") from None
+
+
+def import_battles(records: Iterable[Any], *, strict: bool = False) -> ImportReport:
+    """Store valid anonymous battles as votes and count them; skip (or, ``strict``, refuse) the rest.
+
+    Idempotent: a record's ``question_id``, else a digest of its content and its occurrence
+    number, is kept on the battle, so importing the same dump twice adds nothing.
+    """
+    report = ImportReport()
+    batch: list[tuple[str, dict[str, Any]]] = []
+    occurrences: Counter[str] = Counter()
+    for row, raw in enumerate(records):
+        report.read += 1
+        try:
+            record = clean_record(raw)
+        except InvalidBattleRecord as error:
+            if strict:
+                raise InvalidBattleRecord(f"record {row}: {error}") from None
+            report.skipped[str(error).split(":")[0]] += 1
+            if len(report.examples) < MAX_EXAMPLES:
+                report.examples.append(f"record {row}: {error}")
+            continue
+        batch.append((_import_key(raw, record, occurrences), record))
+        if len(batch) >= IMPORT_BATCH_SIZE:
+            _store_batch(batch, report)
+            batch = []
+    if batch:
+        _store_batch(batch, report)
+    return report
+
+
+def clean_record(raw: Any) -> dict[str, Any]:
+    """A validated record with typed fields (CSV gives strings); raises InvalidBattleRecord."""
+    if not isinstance(raw, Mapping):
+        raise InvalidBattleRecord("not a record: expected an object with model_a, model_b, winner")
+    model_a, model_b = _name(raw, "model_a"), _name(raw, "model_b")
+    if model_a == model_b:
+        raise InvalidBattleRecord(f"same model on both sides: {model_a!r}")
+    winner = raw.get("winner")
+    if winner not in WINNERS:
+        raise InvalidBattleRecord(f"winner unknown: {winner!r}, expected one of {WINNERS}")
+    anony = _boolean(raw.get("anony", True))
+    if not anony:
+        raise InvalidBattleRecord("not anonymous: named battles are not rated")
+    return {
+        "model_a": model_a,
+        "model_b": model_b,
+        "winner": winner,
+        "tstamp": _number(raw.get("tstamp")),
+        "judge": str(raw.get("judge") or ""),
+        "language": str(raw.get("language") or ""),
+        "turn": _turn(raw.get("turn")),
+        "category": str(raw.get("category") or "")[:50],
+    }
+
+
+def _name(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidBattleRecord(f"{key} missing or empty: {value!r}")
+    if len(value) > 100:
+        raise InvalidBattleRecord(f"{key} longer than 100 characters: {value[:40]!r}…")
+    return value.strip()
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidBattleRecord(f"tstamp not a number: {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidBattleRecord(f"tstamp not a number: {value!r}") from None
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no")
+    return value is None or bool(value)
+
+
+def _turn(value: Any) -> int:
+    try:
+        return max(1, int(value)) if value not in (None, "") else 1
+    except (TypeError, ValueError):
+        raise InvalidBattleRecord(f"turn not an integer: {value!r}") from None
+
+
+def _import_key(raw: Mapping[str, Any], record: dict[str, Any], seen: Counter[str]) -> str:
+    question_id = raw.get("question_id")
+    if isinstance(question_id, str) and 0 < len(question_id) <= 90:
+        return f"qid:{question_id}"
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:40]
+    seen[digest] += 1  # identical records in one dump are distinct votes
+    return f"sha:{digest}:{seen[digest]}"
+
+
+def _store_batch(batch: list[tuple[str, dict[str, Any]]], report: ImportReport) -> None:
+    with transaction.atomic():
+        present = set(
+            Battle.objects.filter(import_key__in=[key for key, _ in batch]).values_list(
+                "import_key", flat=True
+            )
+        )
+        names = {r[side] for _, r in batch for side in ("model_a", "model_b")}
+        contestants = _contestants(names, report)
+        battles, votes = [], []
+        for key, record in batch:
+            if key in present:
+                report.already_present += 1
+                continue
+            present.add(key)
+            battle, vote = _battle_and_vote(key, record, contestants)
+            battles.append(battle)
+            votes.append(vote)
+        Battle.objects.bulk_create(battles)
+        Vote.objects.bulk_create(votes)
+        for battle, vote in zip(battles, votes):
+            categories = ("", battle.category) if battle.category else ("",)
+            record_pair_outcome(
+                model_a=battle.model_a,
+                model_b=battle.model_b,
+                winner=vote.winner,
+                categories=categories,
+            )
+        report.imported += len(votes)
+
+
+def _contestants(names: set[str], report: ImportReport) -> dict[str, Contestant]:
+    known = {c.name: c for c in Contestant.objects.filter(name__in=names)}
+    for name in sorted(names - known.keys()):
+        # Models of a public dump have no checkpoint here: on the board, never in a battle.
+        known[name] = Contestant.objects.create(
+            name=name,
+            status=Contestant.Status.RETIRED,
+            checkpoint_path="",
+            description="Imported from an arena battle dump.",
+        )
+        report.new_contestants.append(name)
+    return known
+
+
+def _battle_and_vote(
+    key: str, record: dict[str, Any], contestants: dict[str, Contestant]
+) -> tuple[Battle, Vote]:
+    now = timezone.now()
+    battle = Battle(
+        model_a=contestants[record["model_a"]],
+        model_b=contestants[record["model_b"]],
+        status=Battle.Status.READY,
+        language=record["language"][:50],
+        category=record["category"],
+        turn=record["turn"],
+        anony=True,
+        import_key=key,
+        created_at=now,
+    )
+    vote = Vote(
+        battle=battle,
+        winner=record["winner"],
+        judge=record["judge"][:100],
+        tstamp=record["tstamp"],
+        created_at=now,
+    )
+    return battle, vote

@@ -1,0 +1,487 @@
+"""Arena votes load test: votes/s and latency through the HTTP API, nothing lost or doubled.
+
+For each scenario the script makes a fresh database, migrates it, pre-creates ready battles
+(answers filled in, no model needed), starts gunicorn on 127.0.0.1, and drives
+``POST /api/arena/battles/{id}/vote`` from an asyncio HTTP/1.1 keep-alive client (one voter
+cookie and CSRF token per connection, as a browser sends them). The load is open-loop: request
+i is due at ``start + i / rate`` and its latency is counted from that moment, so a slow server
+cannot hide queueing (no coordinated omission). Afterwards it checks that the votes in the
+database equal the 2xx answers and that the pair counts add up to the votes.
+
+Scenarios: ``postgres`` (gunicorn + PostgreSQL: the goal, >= 500 votes/s for 60 s, p99 <= 100
+ms) and ``sqlite`` (the same load on the embedded SQLite profile, as the baseline). Rate limits
+are switched off so that the test measures throughput (ARENA_RATE_LIMITS_ENABLED=False).
+
+    .venv/bin/python bench/arena_votes.py                      # both scenarios, 60 s each
+    .venv/bin/python bench/arena_votes.py --scenario postgres --rate 800 --duration 30
+    .venv/bin/python bench/arena_votes.py --rate 0            # closed loop: as fast as it goes
+
+Only 127.0.0.1 is ever contacted. PostgreSQL comes from ``--database-url`` (default
+``postgres://postgres@127.0.0.1:5432/postgres``); the database ``ladder_bench`` is dropped and
+re-created there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATABASE = "ladder_bench"
+WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
+CONTESTANTS = 8
+SETTINGS_OVERRIDES = """\
+from config.settings import *  # noqa: F403 - the project settings, plus the bench overrides
+
+ARENA_RATE_LIMITS_ENABLED = False  # measure throughput, not the limiter
+# Keep each thread's PostgreSQL backend for the whole run (production reconnects once a
+# minute), so the backends' CPU counters cover every vote.
+DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405
+"""
+
+
+# --- Database set-up (runs in a child process with the scenario's environment) --------------
+
+
+def seed(count: int) -> None:
+    """Create contestants and ``count`` ready battles; prints their ids, one a line."""
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from arena.models import Battle
+    from leaderboard.models import Contestant
+
+    contestants = [
+        Contestant.objects.create(
+            name=f"bench-model-{i}", checkpoint_path="/none", status=Contestant.Status.ACTIVE
+        )
+        for i in range(CONTESTANTS)
+    ]
+    rng = random.Random(0)
+    now = timezone.now()
+    battles = []
+    for _ in range(count):
+        a, b = rng.sample(contestants, 2)
+        battles.append(
+            Battle(
+                prompt="Why is the sky blue?",
+                model_a=a,
+                model_b=b,
+                answer_a="Rayleigh scattering.",
+                answer_b="Reflections of the sea.",
+                answer_a_at=now,
+                answer_b_at=now,
+                status=Battle.Status.READY,
+                ready_at=now,
+                language="English",
+                category=rng.choice(["", "coding"]),
+            )
+        )
+    Battle.objects.bulk_create(battles, batch_size=2000)
+    sys.stdout.write("\n".join(str(battle.pk) for battle in battles) + "\n")
+
+
+def audit() -> None:
+    """Print the vote count, votes per battle and the pair-count totals as JSON."""
+    import django
+
+    django.setup()
+    from django.db.models import Count, Sum
+
+    from arena.models import Battle, Vote
+    from leaderboard.models import PairCount
+
+    totals = PairCount.objects.filter(category="").aggregate(
+        a=Sum("model_a_wins"), b=Sum("model_b_wins"), t=Sum("ties"), x=Sum("both_bad")
+    )
+    pair_total = sum(value or 0 for value in totals.values())
+    coding = Vote.objects.filter(battle__category="coding").count()
+    coding_pairs = PairCount.objects.filter(category="coding").aggregate(
+        a=Sum("model_a_wins"), b=Sum("model_b_wins"), t=Sum("ties"), x=Sum("both_bad")
+    )
+    doubled = (
+        Vote.objects.values("battle").annotate(n=Count("id")).filter(n__gt=1).count()
+    )  # impossible by the unique constraint; checked anyway
+    report = {
+        "votes": Vote.objects.count(),
+        "voted_battles": Battle.objects.filter(vote__isnull=False).count(),
+        "pair_count_total": pair_total,
+        "coding_votes": coding,
+        "coding_pair_total": sum(value or 0 for value in coding_pairs.values()),
+        "battles_with_two_votes": doubled,
+    }
+    sys.stdout.write(json.dumps(report) + "\n")
+
+
+# --- Scenario plumbing --------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    env: dict[str, str]
+
+
+def base_env(settings_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        PYTHONPATH=f"{settings_dir}{os.pathsep}{ROOT}",
+        DJANGO_SETTINGS_MODULE="ladder_bench_settings",
+        DEBUG="false",  # DEBUG keeps every SQL query in memory: never benchmark with it
+        SECRET_KEY="arena-votes-bench",
+        ALLOWED_HOSTS="127.0.0.1",
+        LOG_LEVEL="WARNING",
+        LADDER_VAR_DIR=str(settings_dir / "var"),
+    )
+    return env
+
+
+def postgres_scenario(database_url: str, settings_dir: Path) -> Scenario:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    url = urlparse(database_url)._replace(path=f"/{BENCH_DATABASE}").geturl()
+    return Scenario("postgres", {**base_env(settings_dir), "DATABASE_URL": url})
+
+
+def sqlite_scenario(settings_dir: Path) -> Scenario:
+    path = settings_dir / "bench.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return Scenario("sqlite", {**base_env(settings_dir), "LADDER_SQLITE_PATH": str(path)})
+
+
+def child(scenario: Scenario, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=scenario.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{scenario.name}: {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_gunicorn(
+    scenario: Scenario, port: int, workers: int, threads: int
+) -> subprocess.Popen[bytes]:
+    argv = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",  # threads keep HTTP/1.1 connections alive between requests
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        "--backlog",
+        "2048",
+        "--reuse-port",  # the kernel spreads the keep-alive connections over the workers
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(argv, cwd=ROOT, env=scenario.env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{scenario.name}: gunicorn did not listen on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+# --- The load generator ----------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    sent: int = 0
+    late_start: int = 0  # requests that could not even start within 1 s of being due
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection acting as one browser (its own cookies)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cookie = ""
+        self.token = ""
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        status, headers, body = await self.request("GET", "/api/arena/session")
+        if status != 200:
+            raise RuntimeError(f"session: HTTP {status}: {body[:200]!r}")
+        cookies = re.findall(r"^set-cookie: ([^=]+=[^;]*)", headers, re.MULTILINE | re.IGNORECASE)
+        self.cookie = "; ".join(cookies)
+        self.token = json.loads(body)["csrf_token"]
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, str, bytes]:
+        assert self.reader is not None and self.writer is not None
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Accept: application/json\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nCookie: {self.cookie}\r\nX-CSRFToken: {self.token}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        headers = raw.decode("latin-1")
+        status = int(headers.split(" ", 2)[1])
+        length = re.search(r"^content-length: (\d+)", headers, re.MULTILINE | re.IGNORECASE)
+        payload = await self.reader.readexactly(int(length.group(1))) if length else b""
+        return status, headers, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def drive(
+    port: int, battle_ids: list[str], *, rate: float, duration: float, connections: int
+) -> Results:
+    results = Results()
+    pool = [Connection(port) for _ in range(connections)]
+    await asyncio.gather(*(c.open() for c in pool))
+    queue: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue()
+    rng = random.Random(1)
+    ids = iter(battle_ids)
+
+    async def worker(connection: Connection) -> None:
+        while (item := await queue.get()) is not None:
+            due, battle_id = item
+            if time.perf_counter() - due > 1.0:
+                results.late_start += 1
+            body = json.dumps({"winner": rng.choice(WINNERS)}).encode()
+            try:
+                status, _, _ = await connection.request(
+                    "POST", f"/api/arena/battles/{battle_id}/vote", body
+                )
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                results.errors += 1
+                await connection.close()
+                await connection.open()
+                continue
+            results.latencies_ms.append((time.perf_counter() - due) * 1000)
+            results.statuses[status] = results.statuses.get(status, 0) + 1
+
+    tasks = [asyncio.create_task(worker(c)) for c in pool]
+    start = time.perf_counter()
+    if rate > 0:  # open loop: a request is due every 1/rate seconds, whatever the server does
+        total = int(rate * duration)
+        for index in range(total):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((due, next(ids)))
+            results.sent += 1
+    else:  # closed loop: keep every connection busy until the time is up
+        while time.perf_counter() - start < duration:
+            while queue.qsize() < connections:
+                queue.put_nowait((time.perf_counter(), next(ids)))
+                results.sent += 1
+            await asyncio.sleep(0.005)
+    for _ in pool:
+        queue.put_nowait(None)
+    await asyncio.gather(*tasks)
+    results.elapsed_s = time.perf_counter() - start
+    await asyncio.gather(*(c.close() for c in pool))
+    return results
+
+
+def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """CPU seconds used so far by gunicorn (master and workers) and by the bench's PostgreSQL
+    backends (their process title names the database), so a run reports CPU per vote."""
+    import psutil
+
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    root = psutil.Process(server.pid)
+    web = used(root) + sum(used(child) for child in root.children(recursive=True))
+    database = sum(
+        used(process)
+        for process in psutil.process_iter(["name", "cmdline"])
+        if (process.info["name"] or "").startswith("postgres")
+        and BENCH_DATABASE in " ".join(process.info["cmdline"] or [])
+    )
+    return web, database
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, object]:
+    child(scenario, "manage.py", "migrate", "--no-input", "-v", "0")
+    # The measured run takes ids from the front, the warm-up its 2,000 from the back.
+    battles = int((args.rate or 2000) * args.duration * 1.1) + 3000
+    battle_ids = child(scenario, __file__, "_seed", str(battles)).split()
+    port = free_port()
+    server = start_gunicorn(scenario, port, args.workers, args.threads)
+    cpu_before = os.times()
+    try:
+        warm = Results()
+        if args.warmup:  # fills connection pools and caches; its votes are counted apart
+            warm = asyncio.run(
+                drive(port, battle_ids[-2000:], rate=0, duration=args.warmup, connections=8)
+            )
+        web_before, db_before = cpu_seconds(server)
+        load_before = os.getloadavg()[0]
+        results = asyncio.run(
+            drive(
+                port,
+                battle_ids,
+                rate=args.rate,
+                duration=args.duration,
+                connections=args.connections,
+            )
+        )
+        web_after, db_after = cpu_seconds(server)
+        load_after = os.getloadavg()[0]
+    finally:
+        stop(server)
+    cpu_after = os.times()
+    client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    audit_report = json.loads(child(scenario, __file__, "_audit"))
+    latencies = results.latencies_ms
+    return {
+        "scenario": scenario.name,
+        "rate_target": args.rate,
+        "duration_s": round(results.elapsed_s, 1),
+        "sent": results.sent,
+        "statuses": dict(sorted(results.statuses.items())),
+        "transport_errors": results.errors,
+        "late_start": results.late_start,
+        "votes_per_s": round(results.ok / results.elapsed_s, 1),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        "ok_2xx": results.ok,
+        "db": audit_report,
+        "warmup_2xx": warm.ok,
+        "client_cpu_s": round(client_cpu, 1),
+        "web_cpu_ms_per_vote": round((web_after - web_before) * 1000 / max(1, results.ok), 2),
+        "db_cpu_ms_per_vote": round((db_after - db_before) * 1000 / max(1, results.ok), 2),
+        "load_average_1m": [round(load_before, 1), round(load_after, 1)],
+        "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
+        "cores": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if raw and raw[0] == "_seed":
+        seed(int(raw[1]))
+        return 0
+    if raw and raw[0] == "_audit":
+        audit()
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=("postgres", "sqlite", "both"), default="both")
+    parser.add_argument("--rate", type=float, default=500, help="votes/s offered; 0 = closed loop")
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of closed-loop warm-up")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(raw)
+    names = ("postgres", "sqlite") if args.scenario == "both" else (args.scenario,)
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="arena-bench-") as folder:
+        settings_dir = Path(folder)
+        (settings_dir / "ladder_bench_settings.py").write_text(SETTINGS_OVERRIDES)
+        for name in names:
+            if name == "postgres":
+                scenario = postgres_scenario(args.database_url, settings_dir)
+            else:
+                scenario = sqlite_scenario(settings_dir)
+            report = run_scenario(scenario, args)
+            reports.append(report)
+            print(json.dumps(report), flush=True)
+            db = report["db"]
+            expected = report["ok_2xx"] + report["warmup_2xx"]  # type: ignore[operator]
+            lost_or_doubled = db["votes"] != expected  # type: ignore[index]
+            print(
+                f"{name}: {report['votes_per_s']} votes/s, p50 {report['p50_ms']} ms, "
+                f"p95 {report['p95_ms']} ms, p99 {report['p99_ms']} ms; "
+                f"DB votes {db['votes']} vs 2xx {report['ok_2xx']} + warm-up 2xx "  # type: ignore[index]
+                f"{report['warmup_2xx']}: {'MISMATCH' if lost_or_doubled else 'equal'}; "
+                f"pair counts {db['pair_count_total']} "  # type: ignore[index]
+                f"{'=' if db['pair_count_total'] == db['votes'] else '!='} votes; CPU per vote: "  # type: ignore[index]
+                f"web {report['web_cpu_ms_per_vote']} ms, database {report['db_cpu_ms_per_vote']} ms",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

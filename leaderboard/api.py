@@ -1,0 +1,116 @@
+"""JSON API: ``/api/leaderboards/…`` (read: anyone; publish: staff, by session or token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from leaderboard import publishing, queries
+from leaderboard.exceptions import UnknownPublishJob, parse_category, parse_release_number
+from leaderboard.export import COLUMNS, row_dicts
+from leaderboard.models import PublishJob, Release
+from leaderboard.pages import change_summary, release_csv_url
+from leaderboard.serializers import PublishRequestSerializer
+
+LIST_LIMIT = 100
+
+
+def release_metadata(release: Release, *, full_changes: bool = True) -> dict[str, Any]:
+    return {
+        "number": release.number,
+        "category": release.category,
+        "created_at": release.created_at.isoformat(),
+        "method": release.method,
+        "params": release.params,
+        "input_digest": release.input_digest,
+        "vote_count": release.vote_count,
+        "last_vote_id": release.last_vote_id,
+        "counted_votes": release.counted_votes,
+        "model_count": release.model_count,
+        "code_version": release.code_version,
+        "changes": release.changes if full_changes else change_summary(release.changes),
+        "csv_url": release_csv_url(release),
+    }
+
+
+def release_body(release: Release) -> dict[str, Any]:
+    rows = list(release.rows.order_by("position").values(*COLUMNS, "below_min_votes"))
+    return {
+        **release_metadata(release),
+        "columns": list(COLUMNS),
+        "rows": row_dicts(r for r in rows if not r["below_min_votes"]),
+        "below_min_votes": row_dicts(r for r in rows if r["below_min_votes"]),
+    }
+
+
+def job_body(job: PublishJob) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "category": job.category,
+        "force": job.force,
+        "params": job.params,
+        "release": job.release.number if job.release else None,
+        "error_code": job.error_code,
+        "message": job.message,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+@api_view(["GET"])
+def release_list(request: Request) -> Response:
+    """Every release of a category, newest first (``?category=``, ``?before=`` to page)."""
+    category = parse_category(request.query_params.get("category"))
+    releases = Release.objects.light().defer("charts").for_category(category).order_by("-number")
+    before = request.query_params.get("before")
+    if before is not None:
+        releases = releases.filter(number__lt=parse_release_number(before, field="before"))
+    page = list(releases[: LIST_LIMIT + 1])
+    body = {
+        "results": [release_metadata(r, full_changes=False) for r in page[:LIST_LIMIT]],
+        "next_before": page[LIST_LIMIT - 1].number if len(page) > LIST_LIMIT else None,
+    }
+    return Response(body)
+
+
+@api_view(["GET"])
+def release_latest(request: Request) -> Response:
+    category = parse_category(request.query_params.get("category"))
+    return Response(release_body(queries.latest_release(category)))
+
+
+@api_view(["GET"])
+def release_detail(request: Request, number: str) -> Response:
+    category = parse_category(request.query_params.get("category"))
+    return Response(release_body(queries.release_by_number(number, category)))
+
+
+@api_view(["POST"])
+@permission_classes([IsAdminUser])
+def publish(request: Request) -> Response:
+    """Queue a publication; ``GET /api/leaderboards/publish/<id>`` reports its status."""
+    serializer = PublishRequestSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    job = publishing.request_publish(
+        category=parse_category(serializer.validated_data["category"]),
+        force=serializer.validated_data["force"],
+        overrides=serializer.overrides(),
+        requested_by=request.user,
+    )
+    job.refresh_from_db()
+    return Response(job_body(job), status=status.HTTP_202_ACCEPTED)
+
+
+@api_view(["GET"])
+@permission_classes([IsAdminUser])
+def publish_status(request: Request, job_id: int) -> Response:
+    job = PublishJob.objects.select_related("release").filter(pk=job_id).first()
+    if job is None:
+        raise UnknownPublishJob(f"no publish job with id {job_id}", fields={"job_id": job_id})
+    return Response(job_body(job))

@@ -1,0 +1,409 @@
+"""Release services: publish, verify and rebuild (the write side of the leaderboard).
+
+Kept apart from ``services.py`` (the arena's hot path, ``record_pair_outcome``) so the two can
+evolve independently; views, the API, tasks and commands call these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core.exceptions import DomainError
+from evalcore.errors import EvalcoreError
+from evalcore.ratings import RatingParams
+from leaderboard import ratings, votelog
+from leaderboard.exceptions import NothingToPublish, UnknownPublishJob, from_engine
+from leaderboard.export import EXTRA_COLUMNS, release_csv
+from leaderboard.models import (
+    Contestant,
+    PairCount,
+    PublishJob,
+    Release,
+    ReleaseRow,
+    ReleaseSequence,
+)
+from leaderboard.ratings import Computed, CountRow
+from leaderboard.summaries import changes_since, heatmap_data
+from leaderboard.version import code_version
+
+logger = logging.getLogger(__name__)
+RELEASE_METHODS = ("bt", "davidson")
+DEFAULT_RATING_PARAMS: dict[str, Any] = {
+    "method": "bt",
+    "bootstrap_rounds": 1000,
+    "seed": 0,
+    "ties": "half",
+    "min_votes": 10,
+    # A whisper of a prior keeps an early board (a model that never lost yet) finite; with
+    # thousands of votes its effect is far below the displayed precision.
+    "ridge": 0.01,
+}
+
+
+def default_params(**overrides: Any) -> RatingParams:
+    """The configured rating parameters (``LEADERBOARD_RATING_PARAMS``) with ``overrides``.
+
+    Raises:
+        DomainError: ``invalid_parameter`` naming the bad field.
+    """
+    configured = getattr(settings, "LEADERBOARD_RATING_PARAMS", {})
+    try:
+        params = ratings.params_from_dict({**DEFAULT_RATING_PARAMS, **configured, **overrides})
+    except EvalcoreError as error:
+        raise from_engine(error) from None
+    if params.method not in RELEASE_METHODS:
+        message = "must be bt or davidson: releases are computed from pair counts, which do not "
+        message += f"carry the vote order that online Elo needs; got {params.method!r}"
+        raise DomainError(
+            f"`method` {message}", code="invalid_parameter", fields={"method": message}
+        )
+    return params
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The counts of one board and the vote-log position they cover, read consistently."""
+
+    category: str
+    rows: list[CountRow]
+    vote_count: int
+    last_vote_id: int | None
+
+
+def read_snapshot(*, category: str) -> Snapshot:
+    """Read the pair counts and the vote log's position in one consistent view.
+
+    Votes update the counts in the vote's own transaction, so one snapshot of both is exact:
+    REPEATABLE READ on PostgreSQL (each statement would otherwise see its own snapshot); an
+    SQLite transaction already sees one state of the file.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rows = PairCount.objects.filter(category=category).values_list(
+            "model_a__name", "model_b__name", "model_a_wins", "model_b_wins", "ties", "both_bad"
+        )
+        canonical = [_canonical(row) for row in rows if sum(row[2:]) > 0]
+        vote_count, last_vote_id = votelog.log_position()
+    return Snapshot(category, sorted(canonical), vote_count, last_vote_id)
+
+
+def _canonical(row: tuple[str, str, int, int, int, int]) -> CountRow:
+    a, b, a_wins, b_wins, ties, both_bad = row
+    if b < a:  # a renamed contestant can leave a pair out of name order
+        return (b, a, b_wins, a_wins, ties, both_bad)
+    return (a, b, a_wins, b_wins, ties, both_bad)
+
+
+def publish_release(
+    *,
+    category: str = "",
+    params: RatingParams | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> Release | None:
+    """Publish a new release of ``category`` if its input counts (or parameters) changed.
+
+    Returns the new release, or None when nothing changed and ``force`` is false.
+
+    Raises:
+        NothingToPublish: the board has no votes.
+        DomainError: the engine cannot rate the data with these parameters.
+    """
+    params = params or default_params()
+    snapshot = read_snapshot(category=category)
+    if not snapshot.rows:
+        label = f"category {category!r}" if category else "the overall board"
+        raise NothingToPublish(f"{label} has no votes yet", fields={"category": category})
+    digest = ratings.input_digest(snapshot.rows)
+    if not force and _is_current(category, digest, params):
+        return None
+    try:
+        computed = ratings.compute(snapshot.rows, params, progress=progress)
+    except EvalcoreError as error:
+        raise from_engine(error) from None
+    return _write_release(snapshot=snapshot, params=params, computed=computed, force=force)
+
+
+def _is_current(category: str, digest: str, params: RatingParams) -> bool:
+    latest = Release.objects.light().latest_for(category)
+    return latest is not None and (latest.input_digest, latest.params) == (
+        digest,
+        params.to_dict(),
+    )
+
+
+def _write_release(
+    *, snapshot: Snapshot, params: RatingParams, computed: Computed, force: bool
+) -> Release | None:
+    """Create the release and all its rows in one transaction, under the category's lock."""
+    facts = _contestant_facts([row.model for row in computed.rows])
+    csv_text = release_csv(computed.core_csv, facts)
+    with transaction.atomic():
+        sequence = _locked_sequence(snapshot.category)
+        # Re-checked under the lock: a concurrent publisher may have just published this digest.
+        if not force and _is_current(snapshot.category, computed.input_digest, params):
+            return None
+        previous = Release.objects.light().latest_for(snapshot.category)
+        previous_rows = list(previous.rows.values("model", "rank", "rating")) if previous else []
+        release = Release.objects.create(
+            number=sequence.last_number + 1,
+            category=snapshot.category,
+            created_at=timezone.now(),
+            method=params.method,
+            params=params.to_dict(),
+            input_digest=computed.input_digest,
+            input_counts=ratings.canonical_counts_json(snapshot.rows),
+            vote_count=snapshot.vote_count,
+            last_vote_id=snapshot.last_vote_id,
+            counted_votes=sum(sum(row[2:]) for row in snapshot.rows),
+            model_count=len(computed.rows),
+            code_version=code_version(),
+            csv_text=csv_text,
+            changes=changes_since(previous and previous.number, previous_rows, computed.rows),
+            charts=heatmap_data(snapshot.rows, computed.rows, scale=params.scale, base=params.base),
+            diagnostics=computed.diagnostics,
+        )
+        ReleaseRow.objects.bulk_create(
+            [_release_row(release, n, row, facts) for n, row in enumerate(computed.rows)],
+            batch_size=500,
+        )
+        sequence.last_number = release.number
+        sequence.save(update_fields=["last_number"])
+    logger.info("published %s (%d models)", release, release.model_count)
+    return release
+
+
+def _locked_sequence(category: str) -> ReleaseSequence:
+    ReleaseSequence.objects.get_or_create(category=category)
+    return ReleaseSequence.objects.select_for_update().get(category=category)
+
+
+def _contestant_facts(names: list[str]) -> dict[str, list[object]]:
+    found = Contestant.objects.filter(name__in=names).values("name", *EXTRA_COLUMNS)
+    return {row["name"]: [row[column] for column in EXTRA_COLUMNS] for row in found}
+
+
+def _release_row(
+    release: Release, position: int, row: ratings.CoreRow, facts: dict[str, list[object]]
+) -> ReleaseRow:
+    extra = dict(zip(EXTRA_COLUMNS, facts.get(row.model, [None] * len(EXTRA_COLUMNS))))
+    extra["organization"] = extra["organization"] or ""
+    extra["license"] = extra["license"] or ""
+    return ReleaseRow(
+        release=release,
+        position=position,
+        below_min_votes=row.below_min_votes,
+        rank=row.rank,
+        rank_ub=row.rank_ub,
+        model=row.model,
+        rating=row.rating,
+        ci_lower=row.ci_lower,
+        ci_upper=row.ci_upper,
+        votes=row.votes,
+        win_rate=row.win_rate,
+        **extra,
+    )
+
+
+def board_categories() -> list[str]:
+    """The overall board first, then every category that has counts."""
+    found = PairCount.objects.exclude(category="").values_list("category", flat=True)
+    return [""] + sorted(set(found))
+
+
+def publish_all_if_changed() -> list[Release]:
+    """The beat job: publish every board whose counts or parameters changed."""
+    published = []
+    for category in board_categories():
+        try:
+            release = publish_release(category=category)
+        except DomainError as error:
+            # Expected while a board is young (no votes, nobody above min_votes yet).
+            logger.info("not publishing %r: %s: %s", category, error.code, error.message)
+            continue
+        except Exception:
+            # One board's failure must not block the others; the traceback is logged.
+            logger.exception("publishing category %r failed", category)
+            continue
+        if release is not None:
+            published.append(release)
+    return published
+
+
+def request_publish(
+    *,
+    category: str = "",
+    force: bool = False,
+    overrides: dict[str, Any] | None = None,
+    requested_by: Any = None,
+) -> PublishJob:
+    """Record a publish request and queue it once this transaction commits."""
+    from leaderboard.tasks import run_publish_job
+
+    default_params(**(overrides or {}))  # validate now, so a bad request fails with a 400
+    job = PublishJob.objects.create(
+        category=category,
+        force=force,
+        params=overrides or {},
+        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+    )
+    transaction.on_commit(lambda: run_publish_job.delay(job.pk))
+    return job
+
+
+def run_publish_job(*, job_id: int, progress: bool = False) -> PublishJob:
+    """Run a queued publish job; a job that already ran is left as it is (idempotent)."""
+    claimed = PublishJob.objects.filter(pk=job_id, status=PublishJob.Status.QUEUED).update(
+        status=PublishJob.Status.RUNNING, started_at=timezone.now()
+    )
+    job = PublishJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise UnknownPublishJob(f"no publish job with id {job_id}", fields={"job_id": job_id})
+    if not claimed:
+        return job
+    try:
+        release = publish_release(
+            category=job.category,
+            params=default_params(**job.params),
+            force=job.force,
+            progress=progress,
+        )
+    except Exception as error:
+        _fail(job, error)
+        if not isinstance(error, DomainError):
+            raise
+        return job
+    job.status = PublishJob.Status.PUBLISHED if release else PublishJob.Status.UNCHANGED
+    job.release, job.finished_at = release, timezone.now()
+    job.message = f"published {release}" if release else "the input counts have not changed"
+    job.save(update_fields=["status", "release", "finished_at", "message"])
+    return job
+
+
+def _fail(job: PublishJob, error: Exception) -> None:
+    job.status = PublishJob.Status.FAILED
+    job.error_code = error.code if isinstance(error, DomainError) else "internal_error"
+    job.message = error.message if isinstance(error, DomainError) else type(error).__name__
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "error_code", "message", "finished_at"])
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Result of recomputing a release from what it recorded."""
+
+    release: Release
+    digest_matches: bool
+    csv_matches: bool
+    recomputed_csv: str
+
+    @property
+    def ok(self) -> bool:
+        return self.digest_matches and self.csv_matches
+
+
+def verify_release(*, release: Release, progress: bool = False) -> Verification:
+    """Recompute ``release`` from its stored counts and parameters; compare the CSV bytes."""
+    rows = ratings.counts_from_json(release.input_counts)
+    try:
+        params = ratings.params_from_dict(release.params)
+        computed = ratings.compute(rows, params, progress=progress)
+    except EvalcoreError as error:
+        raise from_engine(error) from None
+    stored = release.rows.order_by("position").values("model", *EXTRA_COLUMNS)
+    facts = {row["model"]: [row[column] for column in EXTRA_COLUMNS] for row in stored}
+    csv_text = release_csv(computed.core_csv, facts)
+    return Verification(
+        release=release,
+        digest_matches=ratings.input_digest(rows) == release.input_digest,
+        csv_matches=csv_text.encode() == release.csv_text.encode(),
+        recomputed_csv=csv_text,
+    )
+
+
+@dataclass(frozen=True)
+class CountDifference:
+    model_a: str
+    model_b: str
+    category: str
+    stored: tuple[int, int, int, int]
+    rebuilt: tuple[int, int, int, int]
+
+
+ZERO = (0, 0, 0, 0)
+
+
+def rebuild_pair_counts(*, apply: bool = False, progress: bool = False) -> list[CountDifference]:
+    """Recount every pair from the vote log and list where the stored counts differ.
+
+    A vote counts on the overall board and, when its battle has one, on its category's board
+    (as the arena records it). With ``apply`` the differing rows are rewritten in the same
+    transaction that read the votes; on PostgreSQL the counts table is first locked against
+    writers, so a vote arriving meanwhile waits and then increments the rebuilt counts.
+    """
+    with transaction.atomic():
+        if apply and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f'LOCK TABLE "{PairCount._meta.db_table}" IN EXCLUSIVE MODE')
+        rebuilt = count_votes(progress=progress)
+        stored = {
+            (a, b, category): (w, lo, t, bb)
+            for a, b, category, w, lo, t, bb in PairCount.objects.values_list(
+                "model_a__name",
+                "model_b__name",
+                "category",
+                "model_a_wins",
+                "model_b_wins",
+                "ties",
+                "both_bad",
+            )
+        }
+        differences = [
+            CountDifference(*key, stored.get(key, ZERO), rebuilt.get(key, ZERO))
+            for key in sorted(set(stored) | set(rebuilt))
+            if stored.get(key, ZERO) != rebuilt.get(key, ZERO)
+        ]
+        if apply and differences:
+            _apply_counts(differences)
+    return differences
+
+
+def count_votes(*, progress: bool) -> dict[tuple[str, str, str], tuple[int, int, int, int]]:
+    """Pair × outcome counts per (model_a, model_b, board) recounted from the whole vote log."""
+    from tqdm import tqdm
+
+    outcome = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 3}
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    count, _ = votelog.log_position()
+    votes = votelog.iter_votes()
+    for a, b, winner, category in tqdm(votes, total=count, disable=not progress, unit="vote"):
+        cell = outcome.get(winner)
+        if cell is None or a == b:
+            continue  # not a countable vote; the arena never counts these either
+        if b < a:
+            a, b, cell = b, a, {0: 1, 1: 0}.get(cell, cell)
+        for board in ("", category) if category else ("",):
+            totals.setdefault((a, b, board), [0, 0, 0, 0])[cell] += 1
+    return {key: (v[0], v[1], v[2], v[3]) for key, v in totals.items()}
+
+
+def _apply_counts(differences: list[CountDifference]) -> None:
+    names = {d.model_a for d in differences} | {d.model_b for d in differences}
+    ids = dict(Contestant.objects.filter(name__in=names).values_list("name", "pk"))
+    for d in differences:
+        values = dict(zip(("model_a_wins", "model_b_wins", "ties", "both_bad"), d.rebuilt))
+        PairCount.objects.update_or_create(
+            model_a_id=ids[d.model_a],
+            model_b_id=ids[d.model_b],
+            category=d.category,
+            defaults=values,
+        )

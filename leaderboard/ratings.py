@@ -1,0 +1,131 @@
+"""The one place the leaderboard talks to the ratings engine (``evalcore.ratings``).
+
+Everything the app needs from a computation is normalised into :class:`Computed`, so the rest of
+the app never depends on the engine's result classes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalcore.ratings import PairCounts, RatingParams, compute_ratings
+
+CORE_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
+CountRow = tuple[str, str, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class CoreRow:
+    rank: int | None
+    rank_ub: int | None
+    model: str
+    rating: float | None
+    ci_lower: float | None
+    ci_upper: float | None
+    votes: int
+    win_rate: float | None
+    below_min_votes: bool = False
+
+
+@dataclass(frozen=True)
+class Computed:
+    """Ratings of one release: rows in display order, the engine's CSV, and diagnostics."""
+
+    rows: list[CoreRow]
+    core_csv: str
+    input_digest: str
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_counts_json(rows: Sequence[CountRow]) -> str:
+    """The stored form of a release's input: sorted rows, compact, UTF-8 names kept."""
+    return json.dumps([list(r) for r in rows], ensure_ascii=False, separators=(",", ":"))
+
+
+def counts_from_json(text: str) -> list[CountRow]:
+    return [
+        (str(a), str(b), int(w), int(lo), int(t), int(bb))
+        for a, b, w, lo, t, bb in json.loads(text)
+    ]
+
+
+def pair_counts(rows: Sequence[CountRow]) -> PairCounts:
+    return PairCounts.from_rows(rows)
+
+
+def input_digest(rows: Sequence[CountRow]) -> str:
+    return pair_counts(rows).digest()
+
+
+def params_from_dict(data: Mapping[str, Any]) -> RatingParams:
+    return RatingParams.from_dict(data)
+
+
+def _optional_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def compute(rows: Sequence[CountRow], params: RatingParams, *, progress: bool = False) -> Computed:
+    """Run the engine on pair-count rows.
+
+    Models under ``min_votes`` come after the ranked rows, in name order, with their votes and
+    win rate but no rating: the engine fits them but does not report them.
+
+    Raises:
+        evalcore.errors.EvalcoreError: the data cannot be rated with these parameters.
+    """
+    counts = pair_counts(rows)
+    result = compute_ratings(counts, params, progress=progress)
+    listed = [
+        CoreRow(
+            rank=r.rank,
+            rank_ub=r.rank_ub,
+            model=r.model,
+            rating=float(r.rating),
+            ci_lower=_optional_float(r.ci_lower),
+            ci_upper=_optional_float(r.ci_upper),
+            votes=r.votes,
+            win_rate=_optional_float(r.win_rate),
+        )
+        for r in result.rows
+    ]
+    votes = counts.votes_per_model()
+    wins, losses = counts.decided_per_model()
+    below = []
+    for name in sorted(result.below_min_votes):
+        i = counts.index_of(name)
+        decided = int(wins[i] + losses[i])
+        win_rate = int(wins[i]) / decided if decided else None
+        below.append(CoreRow(None, None, name, None, None, None, int(votes[i]), win_rate, True))
+    return Computed(
+        rows=listed + below,
+        core_csv=result.to_csv(),
+        input_digest=result.input_digest,
+        diagnostics=dict(result.diagnostics),
+    )
+
+
+def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
+    """The ``python -m evalcore.ratings`` options that reproduce a release's core columns."""
+    arguments = [
+        f"--method={params['method']}",
+        f"--bootstrap={params['bootstrap_rounds']}",
+        f"--seed={params['seed']}",
+        f"--ties={params['ties']}",
+        f"--min-votes={params['min_votes']}",
+        f"--ridge={params['ridge']!r}",
+        f"--confidence={params['confidence']!r}",
+        f"--scale={params['scale']!r}",
+        f"--base={params['base']!r}",
+        f"--init={params['init']!r}",
+    ]
+    anchor = params.get("anchor")
+    if anchor:
+        arguments.append(f"--anchor={anchor['model']}={anchor['rating']!r}")
+    if category:
+        arguments.append(f"--category={category}")
+    return arguments

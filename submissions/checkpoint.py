@@ -1,0 +1,225 @@
+"""Inspect a checkpoint directory without torch: config, safetensors headers, digest.
+
+Runs in the web process. Nothing here deserialises weights: a safetensors file is an 8-byte
+little-endian header length, a JSON header of tensor names, dtypes, shapes and byte offsets,
+then raw bytes; the parameter count comes from the shapes in the header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from submissions.architectures import ALLOWED_ARCHITECTURES, ZOO_MODEL_TYPES
+from submissions.archive import check_weight_name
+from submissions.exceptions import SubmissionError
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    directory: Path
+    architecture: str
+    model_type: str
+    parameters: int
+    digest: str  # same algorithm as models_zoo.checkpoint.weights_digest
+    weight_files: tuple[str, ...]
+    total_bytes: int
+
+
+def find_model_directory(root: Path) -> Path:
+    """``root`` or its single sub-directory, whichever holds ``config.json``."""
+    if (root / "config.json").is_file():
+        return root
+    children = [child for child in root.iterdir() if not child.name.startswith(".")]
+    if len(children) == 1 and children[0].is_dir() and (children[0] / "config.json").is_file():
+        return children[0]
+    raise SubmissionError(
+        "missing_config", "archive: no config.json at the top level or in one top-level folder"
+    )
+
+
+def inspect_checkpoint(directory: Path, *, field: str = "archive") -> CheckpointFacts:
+    """Check a Hugging Face model directory and compute its parameters and digest.
+
+    Raises:
+        SubmissionError: ``unsafe_weights``, ``archive_link``, ``missing_config``,
+            ``invalid_config``, ``unsupported_architecture``, ``missing_weights``,
+            ``invalid_safetensors`` or ``missing_tokenizer``.
+    """
+    total = _check_files(directory, field)
+    config = _read_config(directory, field)
+    architecture, model_type = _check_architecture(config, field)
+    weights = sorted(directory.glob("*.safetensors"))
+    if not weights:
+        raise SubmissionError("missing_weights", f"{field}: no *.safetensors weights", field=field)
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise SubmissionError(
+            "missing_tokenizer",
+            f"{field}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})",
+            field=field,
+        )
+    parameters = sum(count_parameters(path, field=field) for path in weights)
+    return CheckpointFacts(
+        directory=directory,
+        architecture=architecture,
+        model_type=model_type,
+        parameters=parameters,
+        digest=weights_digest(weights),
+        weight_files=tuple(path.name for path in weights),
+        total_bytes=total,
+    )
+
+
+def _check_files(directory: Path, field: str) -> int:
+    total = 0
+    for path in directory.rglob("*"):
+        relative = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            raise SubmissionError("archive_link", f"{field}: {relative!r} is a link", field=field)
+        if path.is_file():
+            check_weight_name(relative)
+            total += path.stat().st_size
+        elif not path.is_dir():
+            raise SubmissionError(
+                "archive_special_file", f"{field}: {relative!r} is not a regular file", field=field
+            )
+    return total
+
+
+def _read_config(directory: Path, field: str) -> dict[str, Any]:
+    path = directory / "config.json"
+    if not path.is_file():
+        raise SubmissionError("missing_config", f"{field}: no config.json", field=field)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SubmissionError(
+            "invalid_config", f"config.json is not valid JSON ({error})", field=field
+        ) from None
+    if not isinstance(config, dict):
+        raise SubmissionError("invalid_config", "config.json must be a JSON object", field=field)
+    return config
+
+
+def _check_architecture(config: dict[str, Any], field: str) -> tuple[str, str]:
+    names = config.get("architectures")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise SubmissionError("invalid_config", "config.json: model_type is missing", field=field)
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SubmissionError(
+            "invalid_config",
+            "config.json: architectures must be a non-empty list of class names",
+            field=field,
+        )
+    allowed = [name for name in names if name in ALLOWED_ARCHITECTURES]
+    if not allowed:
+        raise SubmissionError(
+            "unsupported_architecture",
+            f"config.json: architectures {names} are not on the allow-list of causal LMs",
+            field=field,
+        )
+    if config.get("auto_map"):
+        raise SubmissionError(
+            "unsupported_architecture",
+            "config.json: auto_map (remote code) is not supported; remote code is never run",
+            field=field,
+        )
+    if allowed[0] in ("DenseForCausalLM", "LongNetForCausalLM") and model_type not in (
+        ZOO_MODEL_TYPES
+    ):
+        raise SubmissionError(
+            "unsupported_architecture",
+            f"config.json: model_type {model_type!r} does not match {allowed[0]}",
+            field=field,
+        )
+    return allowed[0], model_type
+
+
+def count_parameters(path: Path, *, field: str = "archive") -> int:
+    """The number of parameters in a safetensors file, from its header alone."""
+
+    def bad(problem: str) -> SubmissionError:
+        return SubmissionError("invalid_safetensors", f"{path.name}: {problem}", field=field)
+
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) != 8:
+            raise bad("shorter than the 8-byte header length")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise bad(f"header length {length} exceeds the file")
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("the header is not JSON") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    data_bytes = size - 8 - length
+    total = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        total += _tensor_elements(name, entry, data_bytes, bad)
+    return total
+
+
+def _tensor_elements(name: str, entry: Any, data_bytes: int, bad: Any) -> int:
+    if not isinstance(entry, dict):
+        raise bad(f"tensor {name!r} has no description")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BYTES:
+        raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise bad(f"tensor {name!r} has an invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] <= data_bytes
+    ):
+        raise bad(f"tensor {name!r} has data offsets {offsets!r} outside the file")
+    elements = math.prod(shape)
+    if offsets[1] - offsets[0] != elements * DTYPE_BYTES[dtype]:
+        raise bad(f"tensor {name!r}: shape {shape} does not match its {dtype} byte range")
+    return elements
+
+
+def weights_digest(paths: list[Path]) -> str:
+    """SHA-256 over the names and bytes of the sorted safetensors files."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

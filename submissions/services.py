@@ -1,0 +1,386 @@
+"""Write operations of submissions: submit, cancel, store results, lease and requeue jobs.
+
+The worker-side pipeline lives in ``submissions.pipeline``; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.exceptions import DomainError
+from evalcore.fewshot.schema import validate_results
+from leaderboard.models import Contestant
+from submissions import conf
+from submissions.archive import Limits, extract_archive
+from submissions.checkpoint import CheckpointFacts, find_model_directory, inspect_checkpoint
+from submissions.exceptions import SubmissionError, not_found
+from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
+
+logger = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+CARD_FIELDS = ("optimizer", "lr_schedule", "precision")
+
+
+@dataclass(frozen=True)
+class ModelCardInput:
+    name: str
+    organization: str = ""
+    license: str = ""
+    description: str = ""
+    training_tokens: int | None = None
+    parameters: int | None = None  # as claimed; replaced by the count from the weights
+    optimizer: str = ""
+    lr_schedule: str = ""
+    precision: str = ""
+
+
+def submit_model(
+    *,
+    user: AbstractBaseUser,
+    card: ModelCardInput,
+    archive: UploadedFile | None = None,
+    checkpoint_path: str | None = None,
+) -> EvaluationJob:
+    """Validate a checkpoint, register its contestant (pending) and queue its evaluation.
+
+    Raises:
+        DomainError: ``rate_limited`` (429), ``duplicate_name``/``duplicate_weights`` (409),
+            ``upload_too_large`` (413) or a validation code (400).
+    """
+    check_rate_limit(user)
+    if Contestant.objects.filter(name=card.name).exists():
+        raise duplicate_name(card.name)
+    staged, facts = stage_checkpoint(archive=archive, checkpoint_path=checkpoint_path)
+    try:
+        return _register(user, card, facts)
+    except BaseException:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def _register(
+    user: AbstractBaseUser, card: ModelCardInput, facts: CheckpointFacts
+) -> EvaluationJob:
+    from submissions.tasks import evaluate
+
+    try:
+        with transaction.atomic():
+            # Locking the user row serialises one user's concurrent submissions for the quota.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+            check_rate_limit(user)
+            if Contestant.objects.filter(weights_digest=facts.digest).exists():
+                raise DomainError(
+                    f"a model with the same weights (digest {facts.digest[:12]}…) exists",
+                    code="duplicate_weights",
+                    status_code=409,
+                    fields={"archive": ["duplicate weights"]},
+                )
+            contestant = Contestant.objects.create(
+                name=card.name,
+                organization=card.organization,
+                license=card.license,
+                description=card.description,
+                checkpoint_path=str(facts.directory),
+                owner=user,
+                parameters=facts.parameters,
+                training_tokens=card.training_tokens,
+                weights_digest=facts.digest,
+                model_card=_card_document(card, facts),
+            )
+            job = create_job(contestant=contestant, user=user)
+            transaction.on_commit(lambda: evaluate.delay(job.pk))
+    except IntegrityError:
+        raise duplicate_name(card.name) from None
+    return job
+
+
+def _card_document(card: ModelCardInput, facts: CheckpointFacts) -> dict[str, Any]:
+    return {
+        **{field: getattr(card, field) for field in CARD_FIELDS},
+        "architecture": facts.architecture,
+        "model_type": facts.model_type,
+        "claimed_parameters": card.parameters,
+        "weight_files": list(facts.weight_files),
+        "checkpoint_bytes": facts.total_bytes,
+    }
+
+
+def duplicate_name(name: str) -> DomainError:
+    return DomainError(
+        f"name: a model named {name!r} already exists",
+        code="duplicate_name",
+        status_code=409,
+        fields={"name": ["already exists"]},
+    )
+
+
+def check_rate_limit(user: AbstractBaseUser) -> None:
+    limit = int(conf.get("LADDER_SUBMISSIONS_PER_DAY"))
+    now = timezone.now()
+    recent = EvaluationJob.objects.submitted_by_since(user.pk, now - DAY).order_by("created_at")
+    if recent.count() < limit:
+        return
+    oldest = recent.first()
+    assert oldest is not None  # count >= limit >= 0 and the limit check passed
+    retry = max(1, math.ceil((oldest.created_at + DAY - now).total_seconds()))
+    raise DomainError(
+        f"at most {limit} submissions per user per day; retry in {retry} s",
+        code="rate_limited",
+        status_code=429,
+        headers={"Retry-After": str(retry)},
+    )
+
+
+def stage_checkpoint(
+    *, archive: UploadedFile | None, checkpoint_path: str | None
+) -> tuple[Path | None, CheckpointFacts]:
+    """Unpack an upload (returns its new folder) or check an allow-listed server-side path."""
+    if (archive is None) == (checkpoint_path is None):
+        raise SubmissionError(
+            "missing_checkpoint", "archive: send exactly one of archive or checkpoint_path"
+        )
+    if checkpoint_path is not None:
+        return None, inspect_checkpoint(
+            allowed_checkpoint_directory(checkpoint_path), field="checkpoint_path"
+        )
+    assert archive is not None
+    check_upload_size(archive.size or 0)
+    root = conf.submission_root()
+    destination = root / "checkpoints" / uuid.uuid4().hex
+    with _archive_file(archive, root) as path:
+        extract_archive(path, destination, archive_limits())
+    try:
+        return destination, inspect_checkpoint(find_model_directory(destination))
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
+
+
+def check_upload_size(size: int) -> None:
+    limit = int(conf.get("LADDER_SUBMISSION_MAX_UPLOAD_BYTES"))
+    if size > limit:
+        raise SubmissionError(
+            "upload_too_large", f"archive: the upload exceeds {limit} bytes", status_code=413
+        )
+
+
+def archive_limits() -> Limits:
+    return Limits(
+        max_files=int(conf.get("LADDER_SUBMISSION_MAX_FILES")),
+        max_unpacked_bytes=int(conf.get("LADDER_SUBMISSION_MAX_UNPACKED_BYTES")),
+        max_compression_ratio=float(conf.get("LADDER_SUBMISSION_MAX_COMPRESSION_RATIO")),
+    )
+
+
+@contextlib.contextmanager
+def _archive_file(upload: UploadedFile, root: Path) -> Iterator[Path]:
+    """A path to the uploaded bytes on disk (Django may hold small uploads in memory)."""
+    on_disk = getattr(upload, "temporary_file_path", None)
+    if on_disk is not None:
+        yield Path(on_disk())
+        return
+    (root / "incoming").mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=root / "incoming", delete=False) as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    try:
+        yield Path(out.name)
+    finally:
+        Path(out.name).unlink(missing_ok=True)
+
+
+def allowed_checkpoint_directory(raw: str) -> Path:
+    roots = conf.allowed_roots()
+    if not roots:
+        raise SubmissionError(
+            "checkpoint_path_disabled",
+            "checkpoint_path: submission by server-side path is disabled on this server",
+            field="checkpoint_path",
+        )
+    resolved = Path(raw).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots) or not resolved.is_dir():
+        raise SubmissionError(
+            "checkpoint_path_not_allowed",
+            f"checkpoint_path: {raw!r} is not a directory under an allowed root",
+            field="checkpoint_path",
+        )
+    return resolved
+
+
+def create_job(*, contestant: Contestant, user: AbstractBaseUser | None) -> EvaluationJob:
+    job = EvaluationJob.objects.create(
+        contestant=contestant, submitted_by=user, heartbeat_at=timezone.now()
+    )
+    JobStep.objects.bulk_create(
+        JobStep(job=job, name=name, position=index) for index, name in enumerate(PIPELINE_STEPS)
+    )
+    return job
+
+
+def get_contestant(name: str) -> Contestant:
+    contestant = Contestant.objects.filter(name=name).first()
+    if contestant is None:
+        raise not_found("model", name)
+    return contestant
+
+
+def check_owner(contestant: Contestant, user: AbstractBaseUser) -> None:
+    if contestant.owner_id != user.pk and not getattr(user, "is_staff", False):
+        raise DomainError(
+            f"only the owner of {contestant.name!r} may do this",
+            code="not_owner",
+            status_code=403,
+        )
+
+
+def cancel_model(*, name: str, user: AbstractBaseUser) -> EvaluationJob:
+    """Stop a model's unfinished evaluation; its worker stops at the next step boundary."""
+    contestant = get_contestant(name)
+    check_owner(contestant, user)
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().filter(contestant=contestant).first()
+        if job is None or job.is_done:
+            raise DomainError(
+                f"{name!r} has no queued or running evaluation to cancel",
+                code="not_cancellable",
+                status_code=409,
+            )
+        fail_job(job, step=job.current_step or "queued", reason="cancelled by the owner")
+        job.refresh_from_db()
+    return job
+
+
+def fail_job(job: EvaluationJob, *, step: str, reason: str) -> None:
+    """Mark a job failed (clearing its lease, so its worker stops) and its model failed."""
+    with transaction.atomic():
+        EvaluationJob.objects.filter(pk=job.pk).update(
+            status=EvaluationJob.Status.FAILED,
+            failed_step=step,
+            reason=reason[:2000],
+            lease_token="",
+            cancel_requested=reason == "cancelled by the owner",
+            finished_at=timezone.now(),
+        )
+        JobStep.objects.filter(job=job, name=step, status=JobStep.Status.RUNNING).update(
+            status=JobStep.Status.FAILED, finished_at=timezone.now(), detail=reason[:2000]
+        )
+        Contestant.objects.filter(pk=job.contestant_id).exclude(
+            status=Contestant.Status.ACTIVE
+        ).update(status=Contestant.Status.FAILED)
+
+
+def claim_job(*, job_id: int, worker: str) -> str | None:
+    """Take the job's lease for this worker; ``None`` when it is done or held by a live worker."""
+    lease_s = float(conf.get("LADDER_JOB_LEASE_S"))
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_done:
+            return None
+        if job.status == EvaluationJob.Status.RUNNING and not job.lease_expired(lease_s):
+            return None
+        if job.attempts >= int(conf.get("LADDER_JOB_MAX_ATTEMPTS")):
+            fail_job(
+                job,
+                step=job.current_step or "queued",
+                reason="gave up after repeated attempts (worker lost each time)",
+            )
+            return None
+        token = uuid.uuid4().hex
+        now = timezone.now()
+        job.status, job.lease_token, job.heartbeat_at = EvaluationJob.Status.RUNNING, token, now
+        job.attempts += 1
+        job.worker = worker[:200]
+        job.started_at = job.started_at or now
+        job.save()
+    return token
+
+
+def requeue_stale_jobs() -> list[int]:
+    """Send again the jobs whose worker died (lease not renewed) or whose message was lost."""
+    from submissions.tasks import evaluate
+
+    lease_s = float(conf.get("LADDER_JOB_LEASE_S"))
+    requeued = []
+    for job in EvaluationJob.objects.stale(timezone.now(), lease_s):
+        with transaction.atomic():
+            # The conditional update makes two concurrent requeuers send the job once.
+            updated = EvaluationJob.objects.filter(
+                pk=job.pk, status=job.status, heartbeat_at=job.heartbeat_at
+            ).update(
+                status=EvaluationJob.Status.QUEUED, lease_token="", heartbeat_at=timezone.now()
+            )
+            if updated:
+                requeued.append(job.pk)
+                transaction.on_commit(lambda pk=job.pk: evaluate.delay(pk))
+    if requeued:
+        logger.warning("requeued stale evaluation jobs %s", requeued)
+    return requeued
+
+
+def store_benchmark_result(
+    *,
+    contestant: Contestant,
+    document: Any,
+    source: str,
+    job: EvaluationJob | None = None,
+    user: AbstractBaseUser | None = None,
+) -> BenchmarkResult:
+    """Validate a few-shot results document and make it the contestant's current scores."""
+    errors = validate_results(document)
+    if errors:
+        fields = {error.split(": ", 1)[0]: [error.split(": ", 1)[-1]] for error in errors}
+        raise DomainError(errors[0], code="invalid_results", fields=fields)
+    average = document.get("average") or {}
+    with transaction.atomic():
+        result = BenchmarkResult.objects.create(
+            contestant=contestant,
+            job=job,
+            source=source,
+            method=document["method"],
+            average=average.get("mean"),
+            average_std=average.get("std"),
+            complete=bool(average.get("complete", False)),
+            task_scores=task_scores(document),
+            document=document,
+            submitted_by=user if user is not None and user.is_authenticated else None,
+        )
+        Contestant.objects.filter(pk=contestant.pk).update(
+            fewshot_average=result.average, fewshot_std=result.average_std
+        )
+    return result
+
+
+def task_scores(document: dict[str, Any]) -> dict[str, Any]:
+    """Per task: the task score (mean, std) and each metric's mean and std."""
+    scores = {}
+    for name, block in document["tasks"].items():
+        metrics = {key: dict(value) for key, value in block["metrics"].items()}
+        score = block.get("score") or _mean_of_metrics(metrics)
+        scores[name] = {"mean": score["mean"], "std": score["std"], "metrics": metrics}
+    return scores
+
+
+def _mean_of_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    values = list(metrics.values())
+    return {
+        "mean": sum(v["mean"] for v in values) / len(values),
+        "std": sum(v["std"] for v in values) / len(values),
+    }

@@ -1,0 +1,115 @@
+"""On PostgreSQL, concurrent votes are neither lost nor doubled (integration tier)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from arena import services
+from arena.models import Battle, Vote
+from arena.voters import Voter
+from leaderboard.models import PairCount
+
+
+def run_concurrently(jobs: list[Callable[[], Any]]) -> list[Any]:
+    results: list[Any] = [None] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = jobs[index]()
+        except Exception as error:  # noqa: BLE001 - returned and asserted by the test
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_votes_on_a_new_pair_all_count(
+    postgres_and_redis: None, make_battle: Callable[..., Battle]
+) -> None:
+    assert connection.vendor == "postgresql"
+    battles = [make_battle(category="coding") for _ in range(12)]
+    jobs = [
+        (lambda b=b, i=i: services.record_vote(battle_id=b.pk, winner="model_a", voter=Voter(f"anon:{i}", "192.0.2.1")))
+        for i, b in enumerate(battles)
+    ]  # fmt: skip
+    results = run_concurrently(jobs)
+    assert all(isinstance(r, tuple) and r[1] for r in results), results
+    assert Vote.objects.count() == 12
+    for category in ("", "coding"):
+        row = PairCount.objects.get(category=category)
+        assert row.total == 12  # the first-insert race lost no increment
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identical_votes_store_one_vote_on_postgres(
+    postgres_and_redis: None, make_battle: Callable[..., Battle]
+) -> None:
+    battle = make_battle()
+    voter = Voter("anon:same", "192.0.2.1")
+    jobs = [
+        lambda: services.record_vote(battle_id=battle.pk, winner="tie", voter=voter)
+        for _ in range(8)
+    ]
+    results = run_concurrently(jobs)
+    assert all(isinstance(r, tuple) for r in results), results
+    assert sum(created for _, created in results) == 1
+    assert len({vote.pk for vote, _ in results}) == 1
+    assert Vote.objects.count() == 1
+    assert PairCount.objects.get(category="").ties == 1
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_different_votes_keep_exactly_one(
+    postgres_and_redis: None, make_battle: Callable[..., Battle]
+) -> None:
+    from arena.exceptions import AlreadyVoted
+
+    battle = make_battle()
+    winners = ["model_a", "model_b", "tie", "tie (bothbad)"] * 2
+    jobs = [
+        (lambda w=w, i=i: services.record_vote(battle_id=battle.pk, winner=w, voter=Voter(f"anon:{i}", "192.0.2.1")))
+        for i, w in enumerate(winners)
+    ]  # fmt: skip
+    results = run_concurrently(jobs)
+    stored = Vote.objects.get()
+    for winner, result in zip(winners, results):
+        if winner == stored.winner:
+            assert isinstance(result, tuple)
+        else:
+            assert isinstance(result, AlreadyVoted), result
+    assert PairCount.objects.get(category="").total == 1
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+def test_rate_limit_counts_in_the_shared_redis_cache(
+    postgres_and_redis: None, make_battle: Callable[..., Battle], settings: Any
+) -> None:
+    import uuid
+
+    from arena.exceptions import RateLimited
+
+    settings.ARENA_VOTE_RATE_PER_HOUR = 2
+    assert "redis" in settings.CACHES["default"]["BACKEND"].lower()
+    voter = Voter(f"anon:{uuid.uuid4()}", f"198.18.{uuid.uuid4().int % 250}.1")
+    for _ in range(2):
+        services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
+    with pytest.raises(RateLimited):
+        services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
