@@ -3,9 +3,8 @@
 Works on transformers' ``LlamaForCausalLM`` (and any model with the same module names:
 ``model.embed_tokens``, ``model.layers[i].{input_layernorm, self_attn.{q,k,v,o}_proj,
 post_attention_layernorm, mlp}``, ``model.norm``, ``model.rotary_emb``, ``lm_head``), including
-models whose Linear/Embedding modules were swapped by :mod:`models_zoo.quantization`. The model's
-own modules are called, so its weights are used as they are; only the attention and the cache
-are ours.
+models whose Linear/Embedding modules were swapped by :mod:`models_zoo.quantization`. Weights are
+the model's own; only the attention, the cache and the order of the kernels are ours.
 
 Design (the usual recipe of gpt-fast and of transformers' static cache, made exact for padding):
 - a static KV cache ``(B, H_kv, L, D)`` per layer, allocated once per (batch, length bucket);
@@ -13,26 +12,39 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   keys are masked for every query, and a pad query attends to itself only (keeps it finite), so
   each row's tokens equal the row generated alone (tested);
 - the prompt is processed eagerly in one pass; each decode step reads fixed buffers (token,
-  position, write index, key-valid mask) and is captured once into a CUDA graph on CUDA and
-  replayed per token, which removes the ~200 kernel launches per token that dominate a small
-  model's decode time (Nvidia's CUDA-graphs guidance; the gpt-fast "reduce-overhead" recipe).
+  position, write index, additive key mask) and is captured once into a CUDA graph on CUDA and
+  replayed per token (Nvidia's CUDA-graphs guidance; the gpt-fast "reduce-overhead" recipe);
+- greedy decoding keeps everything on the device: the captured graph also takes the argmax,
+  writes it into the next step's token buffer and the output, and advances the counters, so the
+  host only replays the graph ``max_new_tokens - 1`` times and never synchronises;
+- few kernels per layer, because a graph replay of a small model costs ~2-3 us per kernel
+  whatever its size (bench/NOTES.md): q/k/v and gate/up projections run as one matrix product
+  each (weights concatenated once per model, kept in sync with in-place updates of the
+  originals), rotary embedding is one batched product with a per-position 2-D rotation matrix
+  (a table built once per decoder), RMSNorm is ``F.rms_norm``, the residual adds are fused into
+  the output projections (``addmm_``), attention is one SDPA call with an additive mask that the
+  step updates in place, and grouped-query attention folds the query groups into the query
+  length instead of repeating the cache. About 12 kernels per layer instead of ~45.
 
-Sampling happens outside the graph (greedy argmax or temperature/top-k multinomial). Generation
-does not stop early at EOS: all rows run ``max_new_tokens`` steps and tokens after a row's first
-EOS are replaced by ``pad_token_id`` (a host sync per step to stop early would cost more than the
-steps saved at serving batch sizes).
+Modules of another kind (a custom norm, a non-gated MLP, a CPU-offloaded model whose weights move
+every call) are called as they are. Sampling (temperature/top-k) happens outside the graph.
+Generation does not stop early at EOS: all rows run ``max_new_tokens`` steps and tokens after a
+row's first EOS are replaced by ``pad_token_id`` (a host sync per step to stop early would cost
+more than the steps saved at serving batch sizes).
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models_zoo.quantization import Int8BlockLinear
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +99,211 @@ def hasattr_streamer(model: nn.Module) -> bool:
     return getattr(model, "layer_streamer", None) is not None
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
+# --- the model's weights as the decoder uses them -------------------------------------------
+
+
+class _Projection:
+    """One or more Linear modules applied to the same input, as one matrix product.
+
+    ``dense``: plain ``nn.Linear`` (one module: its own weight; several: a concatenated copy);
+    ``int8``: :class:`Int8BlockLinear` (codes concatenated, scales kept in the compute dtype, so
+    the dequantisation is one mixed-dtype multiply, bit-equal to the module's own);
+    ``module``: anything else, called as it is (outputs concatenated).
+    Copies are refreshed in place when an original is updated in place (tensor version counter).
+    """
+
+    def __init__(self, modules: Sequence[nn.Module], dtype: torch.dtype) -> None:
+        self.modules = list(modules)
+        self.dtype = dtype
+        biases = {m.bias is None for m in self.modules if hasattr(m, "bias")}
+        if len(biases) != 1:
+            self.kind = "module"
+        elif all(type(m) is nn.Linear and m.weight.dtype == dtype for m in self.modules):
+            self.kind = "dense"
+        elif all(isinstance(m, Int8BlockLinear) for m in self.modules) and (
+            len({(m.in_features, m.qweight.shape[1], m.scales.shape[1]) for m in self.modules}) == 1
+        ):
+            self.kind = "int8"
+        else:
+            self.kind = "module"
+        self.weight_copy: torch.Tensor | None = None
+        self.scales: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+        self.stamp = self._stamp()
+        self._build(out=False)
+
+    def _sources(self) -> list[torch.Tensor]:
+        tensors = []
+        for m in self.modules:
+            if self.kind == "dense":
+                tensors.append(m.weight)
+            elif self.kind == "int8":
+                tensors += [m.qweight, m.scales]
+            if self.kind != "module" and m.bias is not None:
+                tensors.append(m.bias)
+        return tensors
+
+    def _stamp(self) -> list[tuple[int, int]]:
+        return [(t.data_ptr(), t._version) for t in self._sources()]
+
+    def _build(self, out: bool) -> None:
+        """(Re)compute the derived tensors; ``out``: write into the existing ones (graphs)."""
+
+        def put(name: str, value: torch.Tensor) -> None:
+            current = getattr(self, name)
+            if out and current is not None and current is not value:
+                current.copy_(value)
+            else:
+                setattr(self, name, value)
+
+        with torch.no_grad():
+            if self.kind == "dense" and len(self.modules) > 1:
+                put("weight_copy", torch.cat([m.weight for m in self.modules]))
+            if self.kind == "int8":
+                codes = [m.qweight for m in self.modules]
+                put("weight_copy", codes[0] if len(codes) == 1 else torch.cat(codes))
+                put("scales", torch.cat([m.scales for m in self.modules]).to(self.dtype))
+            if self.kind != "module" and self.modules[0].bias is not None:
+                put("bias", torch.cat([m.bias for m in self.modules]).to(self.dtype))
+
+    def current(self) -> bool:
+        """Refresh copies after in-place updates; False if a source tensor was replaced."""
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return True
+        if [p for p, _ in stamp] != [p for p, _ in self.stamp]:
+            return False
+        self._build(out=True)
+        self.stamp = stamp
+        return True
+
+    def weight(self) -> torch.Tensor:
+        """``(out, in)`` weight in the compute dtype (a dequantising kernel for int8)."""
+        if self.kind == "dense":
+            return self.modules[0].weight if len(self.modules) == 1 else self.weight_copy
+        assert self.kind == "int8" and self.weight_copy is not None and self.scales is not None
+        rows, blocks = self.scales.shape
+        # int8 * dtype promotes to dtype in one kernel: same values as dequantize_blockwise.
+        full = (self.weight_copy.view(rows, blocks, -1) * self.scales[..., None]).view(rows, -1)
+        return full[:, : self.modules[0].in_features]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "module":
+            outs = [m(x) for m in self.modules]
+            return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        return F.linear(x, self.weight(), self.bias)
+
+    def add_to(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``x + self(a)``, in place in ``x`` (one GEMM with beta=1) where possible."""
+        if self.kind == "module" or self.bias is not None:
+            return x + self(a)
+        return x.addmm_(a, self.weight().t())
+
+
+def _rms_norm(norm: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``F.rms_norm`` for transformers' LlamaRMSNorm / ``nn.RMSNorm``; else the module."""
+    weight = getattr(norm, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dtype != dtype:
+        return norm
+    eps: float | None
+    if isinstance(norm, nn.RMSNorm):
+        eps = norm.eps
+    else:
+        try:
+            from transformers.models.llama.modeling_llama import LlamaRMSNorm
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            return norm
+        if type(norm).forward is not LlamaRMSNorm.forward:
+            return norm
+        eps = norm.variance_epsilon
+    return lambda x: F.rms_norm(x, (x.shape[-1],), norm.weight, eps)
+
+
+def _is_gated_silu_mlp(mlp: nn.Module) -> bool:
+    try:
+        from transformers.models.llama.modeling_llama import LlamaMLP
+    except ImportError:  # pragma: no cover
+        return False
+    act = getattr(mlp, "act_fn", None)
+    return type(mlp).forward is LlamaMLP.forward and type(act).__name__ in (
+        "SiLU",
+        "SiLUActivation",
+    )
+
+
+@dataclass
+class _LayerPlan:
+    norm1: Callable[[torch.Tensor], torch.Tensor]
+    qkv: _Projection
+    o: _Projection
+    norm2: Callable[[torch.Tensor], torch.Tensor]
+    gate_up: _Projection | None  # None: call layer.mlp
+    down: _Projection | None
+
+
+class _ModelPlan:
+    """How the decoder runs one model's modules; shared by its decoders (one weight copy)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        inner = model.model
+        self.modules = self._modules(model)
+        self.layers = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            gated = _is_gated_silu_mlp(mlp)
+            self.layers.append(
+                _LayerPlan(
+                    norm1=_rms_norm(layer.input_layernorm, dtype),
+                    qkv=_Projection([attn.q_proj, attn.k_proj, attn.v_proj], dtype),
+                    o=_Projection([attn.o_proj], dtype),
+                    norm2=_rms_norm(layer.post_attention_layernorm, dtype),
+                    gate_up=_Projection([mlp.gate_proj, mlp.up_proj], dtype) if gated else None,
+                    down=_Projection([mlp.down_proj], dtype) if gated else None,
+                )
+            )
+        self.final_norm = _rms_norm(inner.norm, dtype)
+        self.head = _Projection([model.lm_head], dtype)
+
+    @staticmethod
+    def _modules(model: nn.Module) -> list[int]:
+        return [id(m) for m in model.modules()]
+
+    def projections(self) -> list[_Projection]:
+        found = [self.head]
+        for layer in self.layers:
+            found += [p for p in (layer.qkv, layer.o, layer.gate_up, layer.down) if p is not None]
+        return found
+
+    def current(self, model: nn.Module) -> bool:
+        """Refresh weight copies; False if modules or weight tensors were replaced."""
+        if self._modules(model) != self.modules:
+            return False
+        return all(p.current() for p in self.projections())
+
+
+# --- the decoder ------------------------------------------------------------------------------
+
+
+def _rotation_table(
+    rotary: nn.Module, length: int, head_dim: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``(length, D, D)``: ``x @ table[p]`` = transformers' rotary embedding of ``x`` at ``p``.
+
+    ``x * cos + rotate_half(x) * sin`` is linear in ``x``: ``x @ (diag(cos) + P diag(sin))`` with
+    ``P`` the signed half swap. Entries are the cos/sin values cast to ``dtype`` as transformers
+    casts them; the product accumulates in fp32 and rounds once.
+    """
+    inv_freq = rotary.inv_freq.to(device).float()
+    freqs = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)  # (length, D)
+    scale = getattr(rotary, "attention_scaling", 1.0)
+    cos, sin = (angles.cos() * scale).to(dtype), (angles.sin() * scale).to(dtype)
+    half = head_dim // 2
+    index = torch.arange(half, device=device)
+    table = torch.diag_embed(cos)  # (length, D, D)
+    table[:, index + half, index] = -sin[:, :half]  # out[j] -= x[j + D/2] sin[j], j < D/2
+    table[:, index, index + half] = sin[:, half:]  # out[j] += x[j - D/2] sin[j], j >= D/2
+    return table
 
 
 class FastDecoder:
@@ -124,26 +338,37 @@ class FastDecoder:
         if use_cuda_graph is None:
             use_cuda_graph = self.device.type == "cuda" and not hasattr_streamer(model)
         self.use_cuda_graph = use_cuda_graph
-        # Optional: let Inductor fuse the step's ~45 small kernels per layer before capture.
+        if self.use_cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"use_cuda_graph needs a CUDA model, this one is on {self.device}")
+        if self.use_cuda_graph and hasattr_streamer(model):
+            raise ValueError("a CPU-offloaded model streams weights per call: use_cuda_graph=False")
+        # A CPU-offloaded model's weights move every call: call its modules as they are.
+        self.plan = None if hasattr_streamer(model) else _model_plan(model, self.dtype)
+        # Optional: let Inductor fuse the step's small kernels before capture.
         self.step = (
             torch.compile(self._decode_step, dynamic=False) if compile_step else self._decode_step
         )
-        if self.use_cuda_graph and self.device.type != "cuda":
-            raise ValueError(f"use_cuda_graph needs a CUDA model, this one is on {self.device}")
-        if self.use_cuda_graph and getattr(model, "layer_streamer", None) is not None:
-            raise ValueError("a CPU-offloaded model streams weights per call: use_cuda_graph=False")
-        cache_shape = (batch_size, self.shape.kv_heads, max_length, self.shape.head_dim)
+        shape = self.shape
+        cache_shape = (batch_size, shape.kv_heads, max_length, shape.head_dim)
         self.keys = [
             torch.zeros(cache_shape, dtype=self.dtype, device=self.device) for _ in inner.layers
         ]
         self.values = [torch.zeros_like(k) for k in self.keys]
-        # Decode-step inputs: fixed buffers, so the captured graph reads the current values.
+        self.rotation = _rotation_table(
+            inner.rotary_emb, max_length, shape.head_dim, self.dtype, self.device
+        )
+        # Decode-step state: fixed buffers, so a captured graph reads and advances them.
         self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
         self.position = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
-        self.write_at = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.counters = torch.zeros(2, dtype=torch.long, device=self.device)
+        self.write_at = self.counters[0:1]  # cache index of the step's token
+        self.out_index = self.counters[1:2]  # column of ``out`` the greedy step writes
         self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=self.device)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.graph_logits: torch.Tensor | None = None
+        self.key_bias = torch.zeros(
+            batch_size, 1, 1, max_length, dtype=self.dtype, device=self.device
+        )
+        self.out = torch.zeros(batch_size, max_length, dtype=torch.long, device=self.device)
+        self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
 
     def _forward(
         self,
@@ -154,71 +379,110 @@ class FastDecoder:
     ) -> torch.Tensor:
         """Run the model over new tokens, appending their keys/values to the cache.
 
-        Notation: B batch, T new tokens, L cache length, H/H_kv heads, D head dim, C hidden.
+        Notation: B batch, T new tokens, L cache length, H/H_kv heads, G = H/H_kv, D head dim,
+        C hidden.
 
         Args:
             tokens: ``(B, T)`` token ids; positions: ``(B, T)`` rotary positions.
             write_at: ``(T,)`` cache indices of the new tokens.
-            mask: ``(B, 1, T, L)`` bool, True where a query may see a cache key.
+            mask: ``(B, 1, T, L)``: bool, True where a query may see a cache key, or additive
+                (0 / -inf) in the model's dtype.
 
         Returns:
             ``(B, V)`` logits of the last new token.
         """
-        inner, shape = self.model.model, self.shape
+        inner, shape, plan = self.model.model, self.shape, self.plan
         B, T = tokens.shape
-        x = inner.embed_tokens(tokens).to(self.dtype)  # (B, T, C)
-        rotary = inner.rotary_emb
-        freqs = positions[..., None].float() * rotary.inv_freq.float()  # (B, T, D/2)
-        angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, D)
-        scale = getattr(rotary, "attention_scaling", 1.0)
-        cos, sin = (angles.cos() * scale).to(self.dtype), (angles.sin() * scale).to(self.dtype)
-        groups = shape.heads // shape.kv_heads
+        H, Hkv, D = shape.heads, shape.kv_heads, shape.head_dim
+        G, L = H // Hkv, self.max_length
+        if mask.dtype == torch.bool:
+            bias = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device)
+            mask = bias.masked_fill_(~mask, float("-inf"))
+        if G > 1:  # query groups folded into the query length: (B, 1, G*T, L)
+            mask = mask[:, :, None].expand(B, 1, G, T, L).reshape(B, 1, G * T, L)
+        x = inner.embed_tokens(tokens).to(self.dtype).reshape(B * T, -1).contiguous()
+        rotation = self.rotation[positions.reshape(-1)]  # (B*T, D, D)
         streamer = getattr(self.model, "layer_streamer", None)  # models_zoo.offload
         for index, layer in enumerate(inner.layers):
             if streamer is not None:
                 streamer.before(layer)
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(B, T, shape.heads, shape.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(B, T, shape.kv_heads, shape.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(B, T, shape.kv_heads, shape.head_dim).transpose(1, 2)
-            # (B, T, H, D) -> (B, H, T, D) above; rotary as in transformers' apply_rotary_pos_emb.
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            attn, lp = layer.self_attn, plan.layers[index] if plan is not None else None
+            if lp is None:
+                h = layer.input_layernorm(x)
+                qkv = torch.cat([attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)], dim=-1)
+            else:
+                qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
+            heads = qkv.view(B * T, H + 2 * Hkv, D)
+            rotated = torch.bmm(heads[:, : H + Hkv], rotation)  # q and k: (B*T, H + H_kv, D)
+            q = rotated[:, :H].view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+            k = rotated[:, H:].view(B, T, Hkv, D).transpose(1, 2)
+            v = heads[:, H + Hkv :].view(B, T, Hkv, D).transpose(1, 2)
             self.keys[index].index_copy_(2, write_at, k)
             self.values[index].index_copy_(2, write_at, v)
-            keys, values = self.keys[index], self.values[index]  # (B, H_kv, L, D)
-            if groups > 1:
-                keys = keys.repeat_interleave(groups, dim=1)  # (B, H, L, D)
-                values = values.repeat_interleave(groups, dim=1)
+            if G > 1:  # head h uses kv head h // G (transformers' repeat_kv)
+                q = q.reshape(B, Hkv, G * T, D)
             out = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask, scale=shape.scaling
-            )  # (B, H, T, D)
-            out = out.transpose(1, 2).reshape(B, T, shape.heads * shape.head_dim)  # (B, T, H*D)
-            x = x + attn.o_proj(out)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+                q, self.keys[index], self.values[index], attn_mask=mask, scale=shape.scaling
+            )  # (B, H_kv, G*T, D)
+            out = out.view(B, Hkv, G, T, D).permute(0, 3, 1, 2, 4).reshape(B * T, H * D)
+            if lp is None:
+                x = x + attn.o_proj(out)
+                x = x + layer.mlp(layer.post_attention_layernorm(x))
+            else:
+                x = lp.o.add_to(x, out)
+                h = lp.norm2(x)
+                if lp.gate_up is None or lp.down is None:
+                    x = x + layer.mlp(h)
+                else:
+                    gate_up = lp.gate_up(h)  # (B*T, 2 I)
+                    width = gate_up.shape[-1] // 2
+                    act = F.silu(gate_up[:, :width]) * gate_up[:, width:]
+                    x = lp.down.add_to(x, act)
             if streamer is not None:
                 streamer.after(layer)
-        return self.model.lm_head(inner.norm(x[:, -1]))  # (B, V)
+        last = x.view(B, T, -1)[:, -1]  # (B, C)
+        if plan is None:
+            return self.model.lm_head(inner.norm(last))  # (B, V)
+        return plan.head(plan.final_norm(last))
 
     def _decode_step(self) -> torch.Tensor:
-        self.key_valid.index_fill_(1, self.write_at, True)
-        mask = self.key_valid[:, None, None, :]  # (B, 1, 1, L)
-        return self._forward(self.token, self.position, self.write_at, mask)
+        self.key_bias.index_fill_(3, self.write_at, 0.0)
+        return self._forward(self.token, self.position, self.write_at, self.key_bias)
 
-    def _capture(self) -> None:
-        # Warm up on a side stream (cuBLAS handles, allocator pools) before capturing. The state
-        # this touches (cache row 0, key_valid) is rewritten by the prefill that follows.
+    def _greedy_step(self) -> None:
+        """Decode step + argmax + state update: the whole greedy step stays on the device."""
+        token = self.step().argmax(dim=-1, keepdim=True)  # (B, 1)
+        self.token.copy_(token)
+        self.out.index_copy_(1, self.out_index, token)
+        self.position.add_(1)
+        self.counters.add_(1)
+
+    def _graph(self, kind: str) -> tuple[torch.cuda.CUDAGraph, torch.Tensor | None]:
+        """The captured ``greedy`` step (returns nothing) or ``plain`` step (returns logits)."""
+        if kind in self.graphs:
+            return self.graphs[kind]
+        fn: Callable[[], torch.Tensor | None] = self._greedy_step if kind == "greedy" else self.step
+        # Warm up on a side stream (cuBLAS handles, allocator pools, compilation) before
+        # capturing. The state this touches (cache rows 0-1, masks, counters) is rewritten by
+        # the prefill that follows; counters start at 0 so the writes stay inside the cache.
+        self.counters.zero_()
+        self.position.zero_()
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(GRAPH_WARMUP_STEPS):
-                self.step()
+                fn()
         torch.cuda.current_stream(self.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.graph_logits = self.step()
-        logger.info("captured decode graph: batch %d, length %d", self.batch_size, self.max_length)
+        self.counters.zero_()
+        self.position.zero_()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            result = fn()
+        self.graphs[kind] = (graph, result)
+        logger.info(
+            "captured %s decode graph: batch %d, length %d", kind, self.batch_size, self.max_length
+        )
+        return self.graphs[kind]
 
     @torch.no_grad()
     def generate(
@@ -239,8 +503,8 @@ class FastDecoder:
                 f"decoder built for batch {self.batch_size} and length {self.max_length}, got "
                 f"batch {B} with {T} prompt + {max_new_tokens} new tokens"
             )
-        if self.use_cuda_graph and self.graph is None:
-            self._capture()
+        kind = "plain" if do_sample else "greedy"
+        graph = self._graph(kind) if self.use_cuda_graph and max_new_tokens > 1 else None
         input_ids = input_ids.to(self.device)
         valid = attention_mask.to(self.device).bool()
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
@@ -252,24 +516,31 @@ class FastDecoder:
         # Pad queries see only themselves: their rows stay finite and nobody reads them.
         mask = (causal[None] & self.key_valid[:, None, :]) | itself[None]  # (B, T, L)
         logits = self._forward(input_ids, positions, cache_index[:T], mask[:, None])
-        generated = torch.empty(B, max_new_tokens, dtype=torch.long, device=self.device)
-        token = _pick(logits, do_sample, temperature, top_k, generator)
-        generated[:, 0] = token
+        self.key_bias.zero_()
+        self.key_bias.masked_fill_(~self.key_valid[:, None, None, :], float("-inf"))
         self.position.copy_(valid.long().sum(-1, keepdim=True))
         self.write_at.fill_(T)
-        for step in range(1, max_new_tokens):
-            self.token.copy_(token[:, None])
-            if self.graph is not None:
-                self.graph.replay()
-                assert self.graph_logits is not None
-                logits = self.graph_logits
+        self.out_index.fill_(1)
+        token = _pick(logits, do_sample, temperature, top_k, generator)  # (B,)
+        self.out[:, 0] = token
+        self.token.copy_(token[:, None])
+        if not do_sample:
+            step = graph[0].replay if graph is not None else self._greedy_step
+            for _ in range(max_new_tokens - 1):
+                step()
+            return self.out[:, :max_new_tokens].clone()
+        for column in range(1, max_new_tokens):
+            if graph is not None:
+                graph[0].replay()
+                logits = graph[1]
             else:
                 logits = self.step()
             token = _pick(logits, do_sample, temperature, top_k, generator)
-            generated[:, step] = token
+            self.out[:, column] = token
+            self.token.copy_(token[:, None])
             self.position.add_(1)
-            self.write_at.add_(1)
-        return generated
+            self.counters.add_(1)
+        return self.out[:, :max_new_tokens].clone()
 
 
 def _pick(
@@ -289,9 +560,26 @@ def _pick(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+_PLANS: weakref.WeakKeyDictionary[nn.Module, _ModelPlan] = weakref.WeakKeyDictionary()
 _DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool, bool], FastDecoder]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _model_plan(model: nn.Module, dtype: torch.dtype) -> _ModelPlan:
+    plan = _PLANS.get(model)
+    if plan is None:
+        plan = _PLANS[model] = _ModelPlan(model, dtype)
+    return plan
+
+
+def clear_caches(model: nn.Module | None = None) -> None:
+    """Drop cached decoders (KV caches, graphs) and weight copies, of ``model`` or of all."""
+    for cache in (_DECODERS, _PLANS):
+        if model is None:
+            cache.clear()
+        else:
+            cache.pop(model, None)
 
 
 def generate_fast(
@@ -313,7 +601,9 @@ def generate_fast(
 
     Greedy outputs of each row equal that row generated alone (left padding is exact). Decoders
     (caches and captured graphs) are kept per model, batch size and length bucket, so repeated
-    calls of the same shape reuse the captured graph.
+    calls of the same shape reuse the captured graph; weight copies (fused projections) are kept
+    per model, refreshed after in-place weight updates and rebuilt (with the decoders) when
+    modules or weight tensors are replaced.
 
     Args:
         model: a Llama-shaped causal LM in eval mode (module docstring).
@@ -347,11 +637,19 @@ def generate_fast(
     device = model.model.norm.weight.device
     if use_cuda_graph is None:
         use_cuda_graph = device.type == "cuda" and not hasattr_streamer(model)
-    graph = use_cuda_graph
+    plan = _PLANS.get(model)
+    if plan is not None and not plan.current(model):
+        clear_caches(model)  # modules or weights replaced: rebuild copies and graphs
     per_model = _DECODERS.setdefault(model, {})
-    key = (B, length, graph, compile_step)
+    key = (B, length, use_cuda_graph, compile_step)
     if key not in per_model:
-        per_model[key] = FastDecoder(model, batch_size=B, max_length=length, use_cuda_graph=graph)
+        per_model[key] = FastDecoder(
+            model,
+            batch_size=B,
+            max_length=length,
+            use_cuda_graph=use_cuda_graph,
+            compile_step=compile_step,
+        )
     generated = per_model[key].generate(
         input_ids,
         attention_mask,
