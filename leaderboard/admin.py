@@ -43,6 +43,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class PublishForm(forms.Form):
     category = forms.CharField(max_length=50, required=False, help_text="Empty: overall board.")
+    method = forms.ChoiceField(
+        choices=[("", "configured default"), *((m, m) for m in publishing.RELEASE_METHODS)],
+        required=False,
+        help_text="elo replays the ordered vote log; bt and davidson fit the pair counts.",
+    )
     force = forms.BooleanField(required=False, help_text="Publish even if nothing changed.")
 
 
@@ -96,9 +101,11 @@ class ReleaseAdmin(ReadOnlyAdmin):
         form = PublishForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
+                method = form.cleaned_data["method"]
                 job = publishing.request_publish(
                     category=form.cleaned_data["category"].strip(),
                     force=form.cleaned_data["force"],
+                    overrides={"method": method} if method else None,
                     requested_by=request.user,
                 )
             except DomainError as error:

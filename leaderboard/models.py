@@ -118,8 +118,12 @@ class ReleaseQuerySet(models.QuerySet["Release"]):
 class Release(models.Model):
     """One published leaderboard version. Never edited: a new version is a new row.
 
-    Self-contained: ``input_counts`` (canonical JSON of the pair rows) and ``params`` are all that
-    is needed to recompute it, and ``csv_text`` holds the exact CSV produced at publish time.
+    Bradley–Terry and Davidson releases are self-contained: ``input_counts`` (canonical JSON of
+    the pair rows) and ``params`` are all that is needed to recompute them. Online Elo depends on
+    vote order, so an Elo release is recomputed from the arena's append-only vote log up to
+    ``last_vote_id``, and ``input_digest`` covers that ordered battle sequence (its
+    ``input_counts`` are the same battles' counts). ``csv_text`` holds the exact CSV produced at
+    publish time.
     Numbers count 1, 2, 3, … per category and are never reused (see ``ReleaseSequence``).
     """
 

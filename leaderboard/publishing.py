@@ -2,6 +2,24 @@
 
 Kept apart from ``services.py`` (the arena's hot path, ``record_pair_outcome``) so the two can
 evolve independently; views, the API, tasks and commands call these functions.
+
+Two inputs, one release format. Bradley–Terry and Davidson only need the pair × outcome counts:
+they are sufficient statistics, so those releases are computed from the ``PairCount`` rows (kept
+up to date in each vote's transaction, cheap at any size) and store them (``input_counts``), and
+re-running needs nothing but the release row. Online Elo is order-dependent: the same counts in
+another order give other ratings, and its bootstrap replays resampled battle sequences, so counts
+cannot reproduce it. An Elo release therefore reads the arena's vote log itself: every vote of
+its board with id <= ``last_vote_id``, in id order, handed to the engine's ``rate_battles``. The
+engine replays them stably sorted by ``tstamp`` (equal times in vote order, votes without one
+last), exactly as ``python -m evalcore.ratings --method elo`` does on the arena's export, which
+is in vote order too (the arena stamps its own votes as it stores them, so the two orders all
+but agree). Votes are append-only and never edited, and ``votelog.settled_position`` waits until
+every id up to ``last_vote_id`` has committed, so that prefix is fixed forever:
+``verify_release`` re-reads it, and later votes cannot change it. ``input_digest`` is then the
+engine's digest of the ordered battle sequence, and ``input_counts`` the counts of the same
+battles (for the charts and model pages). What an Elo release does not survive is a rename of a
+contestant (the log names models through the live contestant rows): its verification then
+reports a different digest.
 """
 
 from __future__ import annotations
@@ -15,8 +33,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.exceptions import DomainError
-from evalcore.errors import EvalcoreError
-from evalcore.ratings import RatingParams
+from evalcore.errors import EmptyInputError, EvalcoreError
+from evalcore.ratings import BattleTable, RatingParams
 from leaderboard import ratings, votelog
 from leaderboard.exceptions import NothingToPublish, UnknownPublishJob, from_engine
 from leaderboard.export import EXTRA_COLUMNS, release_csv
@@ -33,7 +51,7 @@ from leaderboard.summaries import changes_since, heatmap_data
 from leaderboard.version import code_version
 
 logger = logging.getLogger(__name__)
-RELEASE_METHODS = ("bt", "davidson")
+RELEASE_METHODS = ("bt", "davidson", "elo")
 DEFAULT_RATING_PARAMS: dict[str, Any] = {
     "method": "bt",
     "bootstrap_rounds": 1000,
@@ -58,8 +76,7 @@ def default_params(**overrides: Any) -> RatingParams:
     except EvalcoreError as error:
         raise from_engine(error) from None
     if params.method not in RELEASE_METHODS:
-        message = "must be bt or davidson: releases are computed from pair counts, which do not "
-        message += f"carry the vote order that online Elo needs; got {params.method!r}"
+        message = f"must be one of {', '.join(RELEASE_METHODS)}; got {params.method!r}"
         raise DomainError(
             f"`method` {message}", code="invalid_parameter", fields={"method": message}
         )
@@ -68,12 +85,27 @@ def default_params(**overrides: Any) -> RatingParams:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The counts of one board and the vote-log position they cover, read consistently."""
+    """The counts of one board and the vote-log position they cover, read consistently.
+
+    ``battles`` holds the board's ordered battles up to ``last_vote_id`` for online Elo (then
+    ``rows`` are their counts); it is None for the count-based methods.
+    """
 
     category: str
     rows: list[CountRow]
     vote_count: int
     last_vote_id: int | None
+    battles: BattleTable | None = None
+
+    def digest(self, params: RatingParams) -> str:
+        if self.battles is not None:
+            return ratings.battles_digest(self.battles, params)
+        return ratings.input_digest(self.rows)
+
+    def compute(self, params: RatingParams, *, progress: bool = False) -> Computed:
+        if self.battles is not None:
+            return ratings.compute_battles(self.battles, params, progress=progress)
+        return ratings.compute(self.rows, params, progress=progress)
 
 
 def read_snapshot(*, category: str) -> Snapshot:
@@ -96,6 +128,30 @@ def read_snapshot(*, category: str) -> Snapshot:
     return Snapshot(category, sorted(canonical), vote_count, last_vote_id)
 
 
+def read_vote_sequence(*, category: str, up_to: int | None = None) -> Snapshot:
+    """The board's battles from the vote log, in vote order, up to vote id ``up_to``.
+
+    Without ``up_to`` the sequence ends at the newest vote whose id, and every lower id, has
+    settled (committed or rolled back), so re-reading up to the same id later gives the same
+    battles. A board without votes gives empty ``rows`` and no ``battles``.
+
+    Raises:
+        DomainError: a vote the engine refuses (its code names the field).
+    """
+    if up_to is None:
+        vote_count, last_vote_id = votelog.settled_position()
+    else:
+        vote_count, last_vote_id = votelog.log_position(up_to=up_to)
+    battles = list(votelog.iter_battles(category=category, up_to=last_vote_id))
+    if not battles:
+        return Snapshot(category, [], vote_count, last_vote_id)
+    try:
+        table = ratings.battle_table(battles)
+    except EvalcoreError as error:
+        raise from_engine(error) from None
+    return Snapshot(category, ratings.battle_counts(table), vote_count, last_vote_id, table)
+
+
 def _canonical(row: tuple[str, str, int, int, int, int]) -> CountRow:
     a, b, a_wins, b_wins, ties, both_bad = row
     if b < a:  # a renamed contestant can leave a pair out of name order
@@ -110,7 +166,9 @@ def publish_release(
     force: bool = False,
     progress: bool = False,
 ) -> Release | None:
-    """Publish a new release of ``category`` if its input counts (or parameters) changed.
+    """Publish a new release of ``category`` if its inputs (or parameters) changed.
+
+    The inputs are the pair counts, or for ``method="elo"`` the ordered vote log (module doc).
 
     Returns the new release, or None when nothing changed and ``force`` is false.
 
@@ -119,15 +177,17 @@ def publish_release(
         DomainError: the engine cannot rate the data with these parameters.
     """
     params = params or default_params()
-    snapshot = read_snapshot(category=category)
+    if params.method == "elo":  # order-dependent: the vote log, not the counts (module doc)
+        snapshot = read_vote_sequence(category=category)
+    else:
+        snapshot = read_snapshot(category=category)
     if not snapshot.rows:
         label = f"category {category!r}" if category else "the overall board"
         raise NothingToPublish(f"{label} has no votes yet", fields={"category": category})
-    digest = ratings.input_digest(snapshot.rows)
-    if not force and _is_current(category, digest, params):
-        return None
     try:
-        computed = ratings.compute(snapshot.rows, params, progress=progress)
+        if not force and _is_current(category, snapshot.digest(params), params):
+            return None
+        computed = snapshot.compute(params, progress=progress)
     except EvalcoreError as error:
         raise from_engine(error) from None
     return _write_release(snapshot=snapshot, params=params, computed=computed, force=force)
@@ -312,11 +372,19 @@ class Verification:
 
 
 def verify_release(*, release: Release, progress: bool = False) -> Verification:
-    """Recompute ``release`` from its stored counts and parameters; compare the CSV bytes."""
-    rows = ratings.counts_from_json(release.input_counts)
+    """Recompute ``release`` from its recorded inputs and parameters; compare the CSV bytes.
+
+    The inputs are its stored counts, or for Elo the vote log up to its ``last_vote_id``.
+
+    Raises:
+        DomainError: the recorded parameters are invalid, or the engine refuses the inputs
+            (``empty_input`` when an Elo release's votes are no longer in the log).
+    """
     try:
         params = ratings.params_from_dict(release.params)
-        computed = ratings.compute(rows, params, progress=progress)
+        snapshot = _recorded_input(release, params)
+        digest = snapshot.digest(params)
+        computed = snapshot.compute(params, progress=progress)
     except EvalcoreError as error:
         raise from_engine(error) from None
     stored = release.rows.order_by("position").values("model", *EXTRA_COLUMNS)
@@ -324,10 +392,24 @@ def verify_release(*, release: Release, progress: bool = False) -> Verification:
     csv_text = release_csv(computed.core_csv, facts)
     return Verification(
         release=release,
-        digest_matches=ratings.input_digest(rows) == release.input_digest,
+        digest_matches=digest == release.input_digest,
         csv_matches=csv_text.encode() == release.csv_text.encode(),
         recomputed_csv=csv_text,
     )
+
+
+def _recorded_input(release: Release, params: RatingParams) -> Snapshot:
+    if params.method != "elo":
+        rows = ratings.counts_from_json(release.input_counts)
+        return Snapshot(release.category, rows, release.vote_count, release.last_vote_id)
+    if release.last_vote_id is None:
+        raise EmptyInputError("the release records no vote-log position to replay up to")
+    snapshot = read_vote_sequence(category=release.category, up_to=release.last_vote_id)
+    if snapshot.battles is None:
+        raise EmptyInputError(
+            f"the vote log has no votes up to id {release.last_vote_id} on this board"
+        )
+    return snapshot
 
 
 @dataclass(frozen=True)

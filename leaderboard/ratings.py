@@ -1,21 +1,31 @@
 """The one place the leaderboard talks to the ratings engine (``evalcore.ratings``).
 
 Everything the app needs from a computation is normalised into :class:`Computed`, so the rest of
-the app never depends on the engine's result classes.
+the app never depends on the engine's result classes. Bradley–Terry and Davidson are computed
+from pair-count rows (:func:`compute`); online Elo from the ordered battles of the vote log
+(:func:`battle_table`, :func:`compute_battles`), because its result depends on their order.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from evalcore.ratings import PairCounts, RatingParams, compute_ratings
+from evalcore.ratings import (
+    BattleTable,
+    PairCounts,
+    RatingParams,
+    RatingsResult,
+    compute_ratings,
+    rate_battles,
+)
 
 CORE_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
 CountRow = tuple[str, str, int, int, int, int]
+BattleRow = tuple[str, str, str, float | None]  # model_a, model_b, winner, tstamp (unix s)
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,52 @@ def compute(rows: Sequence[CountRow], params: RatingParams, *, progress: bool = 
         evalcore.errors.EvalcoreError: the data cannot be rated with these parameters.
     """
     counts = pair_counts(rows)
-    result = compute_ratings(counts, params, progress=progress)
+    return _computed(compute_ratings(counts, params, progress=progress), counts)
+
+
+def battle_table(battles: Iterable[BattleRow]) -> BattleTable:
+    """The engine's validated table of battles given in vote order.
+
+    Raises:
+        evalcore.errors.EvalcoreError: a malformed battle, or no battle at all.
+    """
+    return BattleTable.from_records(
+        {"model_a": a, "model_b": b, "winner": winner, "tstamp": tstamp}
+        for a, b, winner, tstamp in battles
+    )
+
+
+def battle_counts(table: BattleTable) -> list[CountRow]:
+    """The pair-count rows of ``table``, in the canonical (sorted) form releases store."""
+    counts = PairCounts.from_battles(table).counts
+    return [
+        (r["model_a"], r["model_b"], r["model_a_wins"], r["model_b_wins"], r["ties"], r["both_bad"])
+        for r in counts.to_rows()
+    ]
+
+
+def battles_digest(table: BattleTable, params: RatingParams) -> str:
+    """The engine's input digest for ``table``: for Elo, a digest of the ordered battle sequence.
+
+    Taken from a replay without bootstrap rounds (cheap next to the bootstrap), so it is exactly
+    the digest the engine records, whatever order and tie policy it applies.
+    """
+    return rate_battles(table, replace(params, bootstrap_rounds=0)).input_digest
+
+
+def compute_battles(
+    table: BattleTable, params: RatingParams, *, progress: bool = False
+) -> Computed:
+    """Run the engine on battles (``rate_battles``); the only way to run online Elo.
+
+    Raises:
+        evalcore.errors.EvalcoreError: the data cannot be rated with these parameters.
+    """
+    result = rate_battles(table, params, progress=progress)
+    return _computed(result, PairCounts.from_battles(table).counts)
+
+
+def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
     listed = [
         CoreRow(
             rank=r.rank,
@@ -126,6 +181,8 @@ def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
     anchor = params.get("anchor")
     if anchor:
         arguments.append(f"--anchor={anchor['model']}={anchor['rating']!r}")
+    if params["method"] == "elo":
+        arguments.append(f"--k={params['k']!r}")
     if category:
         arguments.append(f"--category={category}")
     return arguments

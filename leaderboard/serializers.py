@@ -12,8 +12,8 @@ class PublishRequestSerializer(serializers.Serializer[dict[str, Any]]):
 
     category = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
     force = serializers.BooleanField(required=False, default=False)
-    # Online Elo depends on vote order, which pair counts do not carry: releases use BT models.
-    method = serializers.ChoiceField(choices=["bt", "davidson"], required=False)
+    # "elo" releases replay the ordered vote log; the others use the pair counts.
+    method = serializers.ChoiceField(choices=["bt", "davidson", "elo"], required=False)
     bootstrap_rounds = serializers.IntegerField(min_value=0, max_value=100_000, required=False)
     seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, required=False)
     ties = serializers.ChoiceField(choices=["half", "exclude_bothbad"], required=False)

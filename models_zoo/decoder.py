@@ -152,7 +152,7 @@ class DecoderStack(nn.Module):
         x = self.embed_tokens(input_ids)
         for layer in self.layers:
             x = layer(x, position_ids, cache)
-        return self.norm(x)  # type: ignore[no-any-return]
+        return self.norm(x)
 
 
 class DecoderForCausalLM(PreTrainedModel, GenerationMixin):
@@ -241,5 +241,5 @@ class DecoderForCausalLM(PreTrainedModel, GenerationMixin):
                 labels[:, 1:].reshape(-1),
                 ignore_index=-100,
             )
-        fields = {CACHE_FIELD: cache if use_cache else None}
+        fields: dict[str, Any] = {CACHE_FIELD: cache if use_cache else None}
         return CausalLMOutputWithPast(loss=loss, logits=logits, **fields)

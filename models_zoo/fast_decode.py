@@ -39,6 +39,7 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,11 @@ from torch import nn
 from models_zoo.quantization import Int8BlockLinear
 
 logger = logging.getLogger(__name__)
+
+# A transformers Llama-shaped causal LM: an nn.Module whose submodules are reached through
+# dynamic attributes (model.model.layers[i].self_attn.q_proj ...), so it is typed as Any.
+LlamaShaped = Any
+
 
 LENGTH_BUCKET = 128  # cache lengths are rounded up to this, so one graph serves many requests
 GRAPH_WARMUP_STEPS = 2
@@ -60,7 +66,7 @@ class _LlamaShape:
     scaling: float
 
 
-def _llama_shape(model: nn.Module) -> _LlamaShape:
+def _llama_shape(model: LlamaShaped) -> _LlamaShape:
     config = getattr(model, "config", None)
     inner = getattr(model, "model", None)
     needed = ("embed_tokens", "layers", "norm", "rotary_emb")
@@ -94,7 +100,7 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
-def hasattr_streamer(model: nn.Module) -> bool:
+def hasattr_streamer(model: LlamaShaped) -> bool:
     """Whether ``model`` was CPU-offloaded by :func:`models_zoo.offload.apply_cpu_offload`."""
     return getattr(model, "layer_streamer", None) is not None
 
@@ -113,7 +119,7 @@ class _Projection:
     """
 
     def __init__(self, modules: Sequence[nn.Module], dtype: torch.dtype) -> None:
-        self.modules = list(modules)
+        self.modules: list[Any] = list(modules)  # nn.Linear or Int8BlockLinear (duck-typed)
         self.dtype = dtype
         biases = {m.bias is None for m in self.modules if hasattr(m, "bias")}
         if len(biases) != 1:
@@ -180,7 +186,10 @@ class _Projection:
     def weight(self) -> torch.Tensor:
         """``(out, in)`` weight in the compute dtype (a dequantising kernel for int8)."""
         if self.kind == "dense":
-            return self.modules[0].weight if len(self.modules) == 1 else self.weight_copy
+            if len(self.modules) == 1:
+                return self.modules[0].weight
+            assert self.weight_copy is not None
+            return self.weight_copy
         assert self.kind == "int8" and self.weight_copy is not None and self.scales is not None
         rows, blocks = self.scales.shape
         # int8 * dtype promotes to dtype in one kernel: same values as dequantize_blockwise.
@@ -200,7 +209,7 @@ class _Projection:
         return x.addmm_(a, self.weight().t())
 
 
-def _rms_norm(norm: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+def _rms_norm(norm: LlamaShaped, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
     """``F.rms_norm`` for transformers' LlamaRMSNorm / ``nn.RMSNorm``; else the module."""
     weight = getattr(norm, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dtype != dtype:
@@ -219,7 +228,7 @@ def _rms_norm(norm: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], t
     return lambda x: F.rms_norm(x, (x.shape[-1],), norm.weight, eps)
 
 
-def _is_gated_silu_mlp(mlp: nn.Module) -> bool:
+def _is_gated_silu_mlp(mlp: LlamaShaped) -> bool:
     try:
         from transformers.models.llama.modeling_llama import LlamaMLP
     except ImportError:  # pragma: no cover
@@ -244,7 +253,7 @@ class _LayerPlan:
 class _ModelPlan:
     """How the decoder runs one model's modules; shared by its decoders (one weight copy)."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+    def __init__(self, model: LlamaShaped, dtype: torch.dtype) -> None:
         inner = model.model
         self.modules = self._modules(model)
         self.layers = []
@@ -265,7 +274,7 @@ class _ModelPlan:
         self.head = _Projection([model.lm_head], dtype)
 
     @staticmethod
-    def _modules(model: nn.Module) -> list[int]:
+    def _modules(model: LlamaShaped) -> list[int]:
         return [id(m) for m in model.modules()]
 
     def projections(self) -> list[_Projection]:
@@ -274,7 +283,7 @@ class _ModelPlan:
             found += [p for p in (layer.qkv, layer.o, layer.gate_up, layer.down) if p is not None]
         return found
 
-    def current(self, model: nn.Module) -> bool:
+    def current(self, model: LlamaShaped) -> bool:
         """Refresh weight copies; False if modules or weight tensors were replaced."""
         if self._modules(model) != self.modules:
             return False
@@ -285,7 +294,7 @@ class _ModelPlan:
 
 
 def _rotation_table(
-    rotary: nn.Module, length: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    rotary: LlamaShaped, length: int, head_dim: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """``(length, D, D)``: ``x @ table[p]`` = transformers' rotary embedding of ``x`` at ``p``.
 
@@ -321,7 +330,7 @@ class FastDecoder:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: LlamaShaped,
         *,
         batch_size: int,
         max_length: int,
@@ -532,6 +541,7 @@ class FastDecoder:
         for column in range(1, max_new_tokens):
             if graph is not None:
                 graph[0].replay()
+                assert graph[1] is not None  # the "plain" graph returns its logits buffer
                 logits = graph[1]
             else:
                 logits = self.step()
@@ -566,14 +576,14 @@ _DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool, bool]
 )
 
 
-def _model_plan(model: nn.Module, dtype: torch.dtype) -> _ModelPlan:
+def _model_plan(model: LlamaShaped, dtype: torch.dtype) -> _ModelPlan:
     plan = _PLANS.get(model)
     if plan is None:
         plan = _PLANS[model] = _ModelPlan(model, dtype)
     return plan
 
 
-def clear_caches(model: nn.Module | None = None) -> None:
+def clear_caches(model: LlamaShaped | None = None) -> None:
     """Drop cached decoders (KV caches, graphs) and weight copies, of ``model`` or of all."""
     for cache in (_DECODERS, _PLANS):
         if model is None:
@@ -583,7 +593,7 @@ def clear_caches(model: nn.Module | None = None) -> None:
 
 
 def generate_fast(
-    model: nn.Module,
+    model: LlamaShaped,
     input_ids: torch.Tensor | Sequence[Sequence[int]],
     *,
     max_new_tokens: int,

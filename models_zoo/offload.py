@@ -93,8 +93,9 @@ def _tensors_of(module: nn.Module) -> dict[str, torch.Tensor]:
 def _assign(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
     owner_name, _, leaf = name.rpartition(".")
     owner = module.get_submodule(owner_name) if owner_name else module
-    if leaf in owner._parameters and owner._parameters[leaf] is not None:
-        owner._parameters[leaf].data = tensor
+    parameter = owner._parameters.get(leaf)
+    if parameter is not None:
+        parameter.data = tensor
     else:
         owner._buffers[leaf] = tensor
 
@@ -277,7 +278,7 @@ def apply_cpu_offload(
         else:
             offloaded.append(layer)
     streamer = LayerStreamer(offloaded, device) if offloaded else None
-    model.layer_streamer = streamer
+    setattr(model, "layer_streamer", streamer)  # noqa: B010 - a plain attribute, not a submodule
     logger.info(
         "apply_cpu_offload: %d of %d layers resident on %s (%d bytes), %d offloaded",
         len(layers) - len(offloaded),

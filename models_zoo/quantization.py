@@ -75,6 +75,9 @@ def dequantize_blockwise(
 class Int8BlockLinear(nn.Module):
     """``nn.Linear`` with block-wise int8 weights, dequantised inside every call."""
 
+    qweight: torch.Tensor  # registered buffers, typed for mypy
+    scales: torch.Tensor
+
     def __init__(
         self,
         in_features: int,
@@ -114,6 +117,9 @@ class Int8BlockLinear(nn.Module):
 
 class Int8BlockEmbedding(nn.Module):
     """``nn.Embedding`` with block-wise int8 rows; only the looked-up rows are dequantised."""
+
+    qweight: torch.Tensor  # registered buffers, typed for mypy
+    scales: torch.Tensor
 
     def __init__(
         self,

@@ -120,6 +120,9 @@ def load_model(path: str, *, backend: str = "auto", device: str = "cpu") -> Any:
             transformers ``model_type``, else models_zoo.serving).
         device: Torch device name.
 
+    Returns:
+        The model, wrapped so that contexts it would truncate are cut before tokenizing.
+
     Raises:
         FileNotFoundError: If ``path`` is not a directory.
     """
@@ -128,13 +131,15 @@ def load_model(path: str, *, backend: str = "auto", device: str = "cpu") -> Any:
         raise FileNotFoundError(f"model directory {path!r} does not exist")
     if backend == "auto":
         backend = "hf" if _is_transformers_dir(folder) else "serving"
+    from evalcore.fewshot.truncation import TrimmedContexts
+
     if backend == "hf":
         from evalcore.fewshot.hf_adapter import HFCausalLM
 
-        return HFCausalLM(folder, device=device)
+        return TrimmedContexts(HFCausalLM(folder, device=device))
     from models_zoo import serving
 
-    return serving.load(str(folder), device=device)
+    return TrimmedContexts(serving.load(str(folder), device=device))
 
 
 def _is_transformers_dir(folder: Path) -> bool:

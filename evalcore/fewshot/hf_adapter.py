@@ -7,11 +7,13 @@ Fast path of ``loglikelihood`` (each step has an equivalence test against the pl
 1. Requests whose model input is identical (the choices of one doc when each answer is one
    token; in general context + continuation[:-1]) share ONE forward pass, as in
    lm-evaluation-harness's one-token-continuation grouping.
-2. Inputs are sorted; runs of inputs sharing a long token prefix (the demonstration block of a
-   (split, config), a MultiRC paragraph) form a cluster whose prefix is run once, batch 1, and
-   its KV cache is broadcast to every batch of suffixes.
-3. Batches hold inputs of similar length (sorted) up to a token budget; they are right-padded,
-   which needs no attention mask under causal attention because no real position reads a pad.
+2. Inputs are sorted and walked as a prefix tree: a run of inputs sharing a long token prefix
+   (the demonstration block of a (split, config), then, below it, one doc's prompt under its
+   several multi-token answers, or a MultiRC paragraph) has that prefix run once, batch 1, and
+   is scored on the extended KV cache, recursively. No prompt token is computed twice.
+3. The remaining suffixes of a node are batched by similar length (padding under 1/8) up to a
+   token budget; they are right-padded, which needs no attention mask under causal attention
+   because no real position reads a pad. A batch of one shares the cache without copying it.
 4. Only the positions that score a continuation token go through the LM head, so the
    (batch x time x vocab) logits tensor is never materialised.
 """
@@ -28,6 +30,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+# A batch's padding stays under 1/PADDING_SLACK of its tokens: on CPU, padded positions cost
+# as much as real ones and batching gains little, so similar lengths matter more than size.
+PADDING_SLACK = 8
 DIGEST_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
@@ -106,8 +111,7 @@ class HFCausalLM:
         sequences = self._sequences(pairs)
         out = [0.0] * len(pairs)
         with self._torch.inference_mode():
-            for cluster, prefix in self._clusters(sequences):
-                self._score_cluster(cluster, prefix, out)
+            self._score_node(sequences, 0, None, out)
         return out
 
     def generate(
@@ -162,69 +166,91 @@ class HFCausalLM:
             groups.setdefault(tuple(tokens), []).append((index, tuple(cont)))
         return [_Sequence(tokens, tuple(reqs)) for tokens, reqs in sorted(groups.items())]
 
-    def _clusters(self, sequences: list[_Sequence]) -> list[tuple[list[_Sequence], int]]:
-        """Runs of sorted sequences sharing at least ``min_prefix_tokens`` leading tokens."""
-        if not self.prefix_cache:
-            return [(sequences, 0)] if sequences else []
-        clusters: list[tuple[list[_Sequence], int]] = []
-        current: list[_Sequence] = []
-        prefix = 0
+    def _runs(self, sequences: list[_Sequence], depth: int) -> list[tuple[list[_Sequence], int]]:
+        """Split sorted ``sequences`` (all sharing ``tokens[:depth]``) into runs, each with the
+        number of leading tokens every member shares and no member reads a prediction from."""
+        runs: list[tuple[list[_Sequence], int]] = []
         for sequence in sequences:
-            if current:
-                shared = min(prefix, _common_prefix(current[-1].tokens, sequence.tokens))
-                shared = min(shared, sequence.free_prefix)
-                if shared >= self.min_prefix_tokens:
-                    current.append(sequence)
-                    prefix = shared
+            if runs:
+                run, shared = runs[-1]
+                common = _common_prefix(run[-1].tokens, sequence.tokens, start=depth)
+                joined = min(shared, common, sequence.free_prefix)
+                if joined > depth:
+                    run.append(sequence)
+                    runs[-1] = (run, joined)
                     continue
-                clusters.append((current, prefix if len(current) > 1 else 0))
-            current, prefix = [sequence], sequence.free_prefix
-        if current:
-            clusters.append((current, prefix if len(current) > 1 else 0))
-        return clusters
+            runs.append(([sequence], sequence.free_prefix))
+        return runs
 
     # --- forward passes ---------------------------------------------------------------------
 
-    def _score_cluster(self, cluster: list[_Sequence], prefix: int, out: list[float]) -> None:
-        torch = self._torch
-        cache = None
-        if prefix:
-            ids = torch.tensor([cluster[0].tokens[:prefix]], device=self.device)
-            result = self.model.base_model(input_ids=ids, use_cache=True)
-            cache = getattr(result, "cache", None) or result.past_key_values
-            self.tokens_processed += prefix
-        for batch in self._batches(cluster, prefix):
-            self._score_batch(batch, prefix, cache, out)
+    def _score_node(
+        self, sequences: list[_Sequence], depth: int, cache: Any, out: list[float]
+    ) -> None:
+        """Score sequences sharing ``tokens[:depth]``, whose KV states are in ``cache``.
 
-    def _batches(self, cluster: list[_Sequence], prefix: int) -> list[list[_Sequence]]:
-        ordered = sorted(cluster, key=lambda s: -len(s.tokens))
+        A run of sequences sharing enough further tokens (a demonstration block, then one doc's
+        prompt under its several multi-token answers) gets those tokens run once, batch 1, and
+        is scored recursively on the extended cache; the rest are scored in batches here.
+        """
+        leaves: list[_Sequence] = []
+        for run, shared in self._runs(sequences, depth):
+            saved = (len(run) - 1) * (shared - depth)  # tokens not recomputed
+            if self.prefix_cache and len(run) > 1 and saved >= self.min_prefix_tokens:
+                child = self._extend(cache, run[0].tokens[depth:shared], depth)
+                self._score_node(run, shared, child, out)
+            else:
+                leaves.extend(run)
+        for batch in self._batches(leaves, depth):
+            self._score_batch(batch, depth, cache, out)
+
+    def _extend(self, cache: Any, tokens: tuple[int, ...], start: int) -> Any:
+        """A new cache holding ``cache`` followed by the KV states of ``tokens``."""
+        torch = self._torch
+        kwargs = self._inputs(torch.tensor([tokens], device=self.device), start, cache, rows=1)
+        result = self.model.base_model(**kwargs, use_cache=True)
+        self.tokens_processed += len(tokens)
+        return getattr(result, "cache", None) or result.past_key_values
+
+    def _inputs(self, ids: Any, start: int, cache: Any, *, rows: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"input_ids": ids}
+        if cache is not None:
+            # The forward pass appends to the cache it is given: each call gets its own copy.
+            kwargs[self._cache_kwarg] = _copy_cache(cache, rows)
+            width = ids.shape[1]
+            positions = self._torch.arange(start, start + width, device=self.device)
+            kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
+        return kwargs
+
+    def _batches(self, sequences: list[_Sequence], depth: int) -> list[list[_Sequence]]:
+        """Sequences sorted by length, cut into batches of at most ``token_budget`` padded
+        tokens whose padding stays under ``1 / PADDING_SLACK`` of the batch."""
+        ordered = sorted(sequences, key=lambda s: -len(s.tokens))
         batches: list[list[_Sequence]] = []
         for sequence in ordered:
-            width = len(ordered[0].tokens) if not batches else len(batches[-1][0].tokens)
-            if batches and (len(batches[-1]) + 1) * (width - prefix) <= self.token_budget:
-                batches[-1].append(sequence)
-            else:
-                batches.append([sequence])
+            length = len(sequence.tokens) - depth
+            if batches:
+                width = len(batches[-1][0].tokens) - depth
+                fits = (len(batches[-1]) + 1) * width <= self.token_budget
+                if fits and length * PADDING_SLACK >= width * (PADDING_SLACK - 1):
+                    batches[-1].append(sequence)
+                    continue
+            batches.append([sequence])
         return batches
 
     def _score_batch(
-        self, batch: list[_Sequence], prefix: int, cache: Any, out: list[float]
+        self, batch: list[_Sequence], depth: int, cache: Any, out: list[float]
     ) -> None:
         torch = self._torch
-        width = max(len(s.tokens) for s in batch) - prefix
-        ids = torch.zeros((len(batch), width), dtype=torch.long, device=self.device)
+        width = max(len(s.tokens) for s in batch) - depth
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
         for row, sequence in enumerate(batch):
-            suffix = sequence.tokens[prefix:]
-            ids[row, : len(suffix)] = torch.tensor(suffix, device=self.device)
-        kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": cache is not None}
-        if cache is not None:
-            batch_cache = _copy_cache(cache)
-            batch_cache.batch_repeat_interleave(len(batch))
-            kwargs[self._cache_kwarg] = batch_cache
-            positions = torch.arange(prefix, prefix + width, device=self.device)
-            kwargs["position_ids"] = positions.unsqueeze(0).expand(len(batch), width)
-        self.tokens_processed += sum(len(s.tokens) - prefix for s in batch)
-        rows, cols, targets, owners = self._targets(batch, prefix)
+            suffix = sequence.tokens[depth:]
+            ids[row, : len(suffix)] = torch.tensor(suffix)
+        kwargs = self._inputs(ids.to(self.device), depth, cache, rows=len(batch))
+        kwargs["use_cache"] = cache is not None
+        self.tokens_processed += sum(len(s.tokens) - depth for s in batch)
+        rows, cols, targets, owners = self._targets(batch, depth)
         if self._split_head:
             hidden = self.model.base_model(**kwargs).last_hidden_state
             head = self.model.get_output_embeddings()  # type: ignore[no-untyped-call]
@@ -281,20 +307,29 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _copy_cache(cache: Any) -> Any:
+def _copy_cache(cache: Any, rows: int = 1) -> Any:
+    """A copy of a batch-1 ``DynamicCache`` broadcast to ``rows`` rows, sharing its tensors.
+
+    The forward pass appends to the cache it is given, so every call gets its own copy.
+    DynamicLayer.update rebinds ``torch.cat`` results rather than writing into the old tensors,
+    so a shallow copy of the layer objects suffices, and an ``expand`` view (no copy, unlike
+    ``batch_repeat_interleave``) broadcasts the prefix: the concatenation copies it once.
+    """
     import copy
 
-    # The forward pass appends to the cache it is given; each batch starts from a copy of the
-    # prefix. DynamicLayer.update concatenates into new tensors, so a shallow copy of the layer
-    # objects suffices and the prefix tensors are shared, not duplicated.
     clone = copy.copy(cache)
     clone.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in clone.layers:
+        assert layer.keys.shape[0] == 1, "prefix caches are built with batch 1"
+        if rows > 1:
+            layer.keys = layer.keys.expand(rows, -1, -1, -1)
+            layer.values = layer.values.expand(rows, -1, -1, -1)
     return clone
 
 
-def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...], start: int = 0) -> int:
     limit = min(len(a), len(b))
-    index = 0
+    index = start
     while index < limit and a[index] == b[index]:
         index += 1
     return index

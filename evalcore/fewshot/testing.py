@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 CORPUS = (
@@ -20,11 +21,17 @@ def make_tiny_causal_lm(
     positions: int = 512,
     vocab_size: int = 400,
     seed: int = 0,
+    corpus: Iterable[str] | None = None,
 ) -> Path:
     """Write a random-init GPT-2 model with a byte-level BPE tokenizer to ``out_dir``.
 
     It loads with ``AutoModelForCausalLM``/``AutoTokenizer`` offline (also in
     lm-evaluation-harness), in well under a second at the default size.
+
+    Args:
+        corpus: Texts to train the tokenizer on; the default, a few sentences, gives a
+            near-byte-level vocabulary whatever ``vocab_size`` asks for. Real text and a
+            vocabulary of thousands give real-LM token counts (benchmarks).
 
     Returns:
         ``out_dir`` as a Path.
@@ -43,7 +50,7 @@ def make_tiny_causal_lm(
         special_tokens=["<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tokenizer.train_from_iterator([CORPUS] * 4, trainer=trainer)
+    tokenizer.train_from_iterator(corpus or [CORPUS] * 4, trainer=trainer)
     wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer,
         bos_token="<|endoftext|>",

@@ -9,6 +9,7 @@ same error (row and field named) whether it came from JSON, CSV, parquet or a Py
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,7 +221,10 @@ class BattleTable:
             keep &= self._attribute("anony").matches(True)
         if not keep.any():
             raise EmptyInputError(f"no battles left after filtering ({selection.describe()})")
-        return self.take(np.flatnonzero(keep))
+        sliced = self.take(np.flatnonzero(keep))
+        # A slice rates only the models that battled in it (none listed at the initial rating).
+        models, code_a, code_b = _compact(sliced.models, sliced.model_a, sliced.model_b)
+        return dataclasses.replace(sliced, models=models, model_a=code_a, model_b=code_b)
 
     def in_time_order(self) -> BattleTable:
         """Battles stably sorted by ``tstamp``; battles without one go last, in input order."""

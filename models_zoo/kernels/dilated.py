@@ -68,8 +68,8 @@ def is_available(q: torch.Tensor) -> bool:
 
 if triton is not None:
 
-    @triton.jit
-    def _branch_kernel(
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _branch_kernel(  # type: ignore[no-untyped-def]  # Triton kernel arguments are untyped
         Q,
         K,
         V,

@@ -80,3 +80,13 @@ def staff_token(db: None) -> str:
 def user_token(db: None) -> str:
     user = User.objects.create_user("voter", password="pw")
     return Token.objects.create(user=user).key
+
+
+@pytest.fixture
+def imported_votes(db: None) -> None:
+    """500 votes in the arena's vote log (and its pair counts), as an imported dump."""
+    from arena.dumps import import_battles
+    from tests.leaderboard.votes import battles
+
+    report = import_battles(battles())
+    assert report.imported == 500

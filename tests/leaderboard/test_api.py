@@ -163,7 +163,6 @@ def test_publish_needs_staff(client: Client, counts: None, user_token: str) -> N
         ({"bootstrap_rounds": -1}, "bootstrap_rounds"),
         ({"bootstrap_rounds": "many"}, "bootstrap_rounds"),
         ({"method": "glicko"}, "method"),
-        ({"method": "elo"}, "method"),
         ({"force": "perhaps"}, "force"),
         ({"category": "x" * 51}, "category"),
         ({"anchor_model": "alpha"}, "anchor_rating"),

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import random
-import subprocess
-import sys
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -15,58 +11,9 @@ from django.core.management import call_command
 from leaderboard import publishing
 from leaderboard.export import core_columns_of
 from leaderboard.models import PairCount
-from leaderboard.ratings import cli_arguments
+from tests.leaderboard.votes import run_cli
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
-STRENGTH = {"alpha": 1.6, "beta": 0.9, "gamma": 0.2, "delta": 0.0, "rare": 0.5}
-
-
-def battles(n: int = 500, seed: int = 3) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    common = ["alpha", "beta", "gamma", "delta"]
-    records = []
-    for i in range(n):
-        a, b = rng.sample(common, 2) if i % 100 else ("rare", rng.choice(common))
-        p = STRENGTH[a] / (STRENGTH[a] + STRENGTH[b] + 0.3) if STRENGTH[b] else 0.7
-        roll = rng.random()
-        winner = (
-            "model_a"
-            if roll < p
-            else "tie"
-            if roll < p + 0.1
-            else "tie (bothbad)"
-            if roll < p + 0.15
-            else "model_b"
-        )
-        records.append(
-            {
-                "model_a": a,
-                "model_b": b,
-                "winner": winner,
-                "tstamp": 1_700_000_000 + i,
-                "anony": True,
-                "category": "coding" if i % 3 == 0 else "",
-                "question_id": f"q{i}",
-            }
-        )
-    return records
-
-
-@pytest.fixture
-def imported_votes() -> None:
-    from arena.dumps import import_battles
-
-    report = import_battles(battles())
-    assert report.read == 500
-
-
-def run_cli(path: Path, params: dict[str, Any], category: str = "") -> bytes:
-    command = [sys.executable, "-m", "evalcore.ratings", str(path), "--no-progress"]
-    completed = subprocess.run(
-        command + cli_arguments(params, category), cwd=ROOT, capture_output=True, check=True
-    )
-    return completed.stdout
 
 
 @pytest.mark.parametrize("category", ["", "coding"])

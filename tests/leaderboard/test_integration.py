@@ -87,3 +87,53 @@ def test_release_reproduces_on_postgresql(postgres_and_redis: None, counts: None
     release = publishing.publish_release()
     assert release is not None
     assert publishing.verify_release(release=Release.objects.get(pk=release.pk)).ok
+
+
+def test_elo_release_reproduces_on_postgresql(
+    postgres_and_redis: None, imported_votes: None
+) -> None:
+    release = publishing.publish_release(params=publishing.default_params(method="elo"))
+    assert release is not None
+    assert publishing.verify_release(release=Release.objects.get(pk=release.pk)).ok
+
+
+def test_elo_log_position_waits_for_a_vote_still_being_written(
+    postgres_and_redis: None, imported_votes: None
+) -> None:
+    """A vote that has its id but has not committed yet must not fall below a release's
+    last vote id unseen (a later verification would then replay it)."""
+    from django.db import transaction
+
+    from arena.dumps import import_battles
+    from leaderboard import votelog
+    from tests.leaderboard.votes import battles
+
+    inserted, commit = threading.Event(), threading.Event()
+    positions: list[tuple[int, int | None]] = []
+
+    def slow_vote() -> None:
+        try:
+            with transaction.atomic():
+                import_battles(battles(1, seed=99))
+                inserted.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    def read_position() -> None:
+        try:
+            positions.append(votelog.settled_position())
+        finally:
+            connection.close()
+
+    voter, reader = threading.Thread(target=slow_vote), threading.Thread(target=read_position)
+    voter.start()
+    assert inserted.wait(10)
+    reader.start()
+    reader.join(0.5)
+    still_waiting = reader.is_alive()
+    commit.set()
+    voter.join()
+    reader.join()
+    assert still_waiting
+    assert positions == [votelog.log_position()] and positions[0][0] == 501

@@ -194,10 +194,14 @@ def test_release_records_the_vote_log_position(counts: None) -> None:
     assert release.last_vote_id is None or release.last_vote_id >= 1
 
 
-def test_elo_is_refused_for_releases_with_invalid_parameter(counts: None) -> None:
+def test_unknown_method_is_refused_with_invalid_parameter(counts: None) -> None:
     with pytest.raises(DomainError) as caught:
-        publishing.default_params(method="elo")
+        publishing.default_params(method="glicko")
     assert caught.value.code == "invalid_parameter" and "method" in caught.value.fields
+
+
+def test_elo_is_a_release_method(counts: None) -> None:
+    assert publishing.default_params(method="elo").method == "elo"
 
 
 def test_bad_configured_parameter_names_the_field(counts: None, settings: object) -> None:

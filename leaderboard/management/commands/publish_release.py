@@ -1,4 +1,4 @@
-"""``manage.py publish_release [--category C] [--force] [--method bt] …``: publish now."""
+"""``manage.py publish_release [--category C] [--force] [--method elo] …``: publish now."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--category", default="", help='board category ("" = overall)')
         parser.add_argument("--all", action="store_true", help="every board with counts")
         parser.add_argument("--force", action="store_true", help="publish even if unchanged")
-        parser.add_argument("--method", choices=["bt", "davidson"])
+        parser.add_argument("--method", choices=publishing.RELEASE_METHODS)
         parser.add_argument("--bootstrap-rounds", type=int)
         parser.add_argument("--seed", type=int)
         parser.add_argument("--min-votes", type=int)

@@ -61,6 +61,47 @@ def test_prefix_cache_and_grouping_match_plain_forward_passes(tiny_model_dir: Pa
     assert fast.tokens_processed < plain.tokens_processed  # the prefix ran once
 
 
+def test_nested_prefixes_run_each_prompt_token_once(tiny_model_dir: Path) -> None:
+    # Two docs under one demonstration block, each with three multi-token answers: the
+    # tokens run through the model are the nodes of the inputs' prefix tree (the block once,
+    # each doc prompt once, each answer for its own tokens), plus the doc's last prompt token
+    # again in each answer's row (its prediction scores the answer's first token).
+    from evalcore.fewshot.hf_adapter import HFCausalLM
+
+    model = HFCausalLM(tiny_model_dir, min_prefix_tokens=1)
+    docs = [
+        "Passage: the dog. Question: is it?\nAnswer:",
+        "Passage: a fox! Question: was it?\nAnswer:",
+    ]
+    answers = [" yes it is", " no it is not", " Maybe not so"]
+    pairs = [(DEMOS + doc, answer) for doc in docs for answer in answers]
+    encode = model.tokenizer([c + x for c, x in pairs], add_special_tokens=False)["input_ids"]
+    inputs = [tuple(ids[:-1]) for ids in encode]  # the last token is only a target
+    tree = {ids[: i + 1] for ids in inputs for i in range(len(ids))}
+
+    got = model.loglikelihood(pairs)
+    assert model.tokens_processed == len(tree) + len(docs) * (len(answers) - 1)
+    assert sum(len(ids) for ids in inputs) > 2 * len(tree)
+    for index, pair in enumerate(pairs):
+        assert got[index] == pytest.approx(reference_loglikelihood(model, *pair), abs=1e-4)
+
+
+def test_trimmed_contexts_score_like_the_full_contexts(tiny_model_dir: Path) -> None:
+    from evalcore.fewshot.hf_adapter import HFCausalLM
+    from evalcore.fewshot.truncation import TrimmedContexts
+
+    model = HFCausalLM(tiny_model_dir, max_length=48)  # the demo zoo's short-window case
+    trimmed = TrimmedContexts(model)
+    long_pairs = [
+        (DEMOS * 8 + f"Passage: dog {i}.\nAnswer:", x) for i in range(3) for x in (" yes", " no it")
+    ]
+    pairs = [*long_pairs, ("short", " x"), ("", "hello")]
+    assert trimmed.loglikelihood(pairs) == pytest.approx(model.loglikelihood(pairs), abs=1e-5)
+    tail = trimmed.tail(long_pairs[0][0])
+    assert len(tail) < len(long_pairs[0][0]) / 2 and long_pairs[0][0].endswith(tail)
+    assert trimmed.tail("short") == "short" and trimmed.name == model.name
+
+
 def test_generate_is_greedy_and_stops_at_stop_strings(tiny_model_dir: Path) -> None:
     from evalcore.fewshot.hf_adapter import HFCausalLM
 
