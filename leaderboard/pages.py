@@ -26,6 +26,13 @@ TABLE_FIELDS = (
     "win_rate",
     "organization",
     "license",
+    "fewshot_average",
+    "fewshot_std",
+    "parameters",
+    "training_tokens",
+    "eval_cost_usd",
+    "eval_energy_kwh",
+    "eval_co2e_g",
 )
 HEADERS = (
     ("rank", "Rank", True),
@@ -33,10 +40,25 @@ HEADERS = (
     ("model", "Model", False),
     ("rating", "Rating", True),
     ("votes", "Votes", True),
+    ("fewshot_average", "Few-shot avg", True),
+    ("training_flops", "Train compute (6·N·D)", True),
+    ("eval_cost_usd", "Eval cost / energy / CO₂e", True),
     ("organization", "Organization", False),
     ("license", "License", False),
 )
-SORT_KEYS = ("rank", "rank_ub", "model", "rating", "votes", "win_rate", "organization", "license")
+SORT_KEYS = (
+    "rank",
+    "rank_ub",
+    "model",
+    "rating",
+    "votes",
+    "win_rate",
+    "fewshot_average",
+    "training_flops",
+    "eval_cost_usd",
+    "organization",
+    "license",
+)
 FOREST_MODELS = 40
 
 
@@ -68,7 +90,38 @@ def _decorate(row: dict[str, Any], category: str, prefix: str) -> dict[str, Any]
     lower, upper = row["ci_lower"], row["ci_upper"]
     row["plus"] = None if upper is None else upper - row["rating"]
     row["minus"] = None if lower is None else row["rating"] - lower
+    # Training compute ≈ 6·N·D (Kaplan et al. 2020), from the model card facts in the release.
+    n, d = row["parameters"], row["training_tokens"]
+    row["training_flops"] = None if n is None or d is None else 6.0 * n * d
     return row
+
+
+def _fewshot_cell(row: dict[str, Any]) -> str:
+    if row["fewshot_average"] is None:
+        return '<span class="muted">–</span>'
+    std = row["fewshot_std"]
+    spread = "" if std is None else f' <span class="muted">± {100 * std:.1f}</span>'
+    return f"{100 * row['fewshot_average']:.1f}{spread}"
+
+
+def _compute_cell(row: dict[str, Any]) -> str:
+    flops = row["training_flops"]
+    if flops is None:
+        return '<span class="muted">–</span>'
+    ratio = row["training_tokens"] / row["parameters"] if row["parameters"] else None
+    per_param = "" if ratio is None else f' <span class="muted">{ratio:.1f} tok/param</span>'
+    return f"{flops:.2e}{per_param}"
+
+
+def _cost_cell(row: dict[str, Any]) -> str:
+    if row["eval_cost_usd"] is None:
+        return '<span class="muted">–</span>'
+    parts = [f"${row['eval_cost_usd']:.4f}"]
+    if row["eval_energy_kwh"] is not None:
+        parts.append(f"{1000 * row['eval_energy_kwh']:.2f} Wh")
+    if row["eval_co2e_g"] is not None:
+        parts.append(f"{row['eval_co2e_g']:.2f} g")
+    return " / ".join(parts)
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -89,8 +142,10 @@ def table_html(rows: list[dict[str, Any]]) -> SafeString:
             f'<tr><td class="num">{row["rank"]}</td><td class="num">{row["rank_ub"]}</td>'
             f'<td><a href="{escape(row["url"])}">{escape(row["model"])}</a></td>'
             f'<td class="num">{_number(row["rating"])}{interval}</td>'
-            f'<td class="num">{row["votes"]}</td><td>{escape(row["organization"])}</td>'
-            f"<td>{escape(row['license'])}</td></tr>"
+            f'<td class="num">{row["votes"]}</td>'
+            f'<td class="num">{_fewshot_cell(row)}</td><td class="num">{_compute_cell(row)}</td>'
+            f'<td class="num">{_cost_cell(row)}</td>'
+            f"<td>{escape(row['organization'])}</td><td>{escape(row['license'])}</td></tr>"
         )
     return mark_safe("\n".join(lines))  # noqa: S308 - every text cell escaped above
 

@@ -9,7 +9,7 @@ from django.test import Client
 
 from leaderboard import publishing
 from leaderboard.export import COLUMNS
-from leaderboard.models import Release
+from leaderboard.models import Contestant, Release
 
 pytestmark = pytest.mark.django_db
 
@@ -150,3 +150,29 @@ def test_bad_csv_requests_answer_the_error_body(
 ) -> None:
     response = client.get(path)
     assert response.status_code == status and response.json()["error"]["code"] == code
+
+
+def test_table_shows_fewshot_compute_and_evaluation_cost_beside_ratings(
+    client: Client, cast: dict[str, Contestant], counts: None
+) -> None:
+    Contestant.objects.filter(name="alpha").update(
+        fewshot_average=0.6125,
+        fewshot_std=0.021,
+        parameters=1_000_000,
+        training_tokens=20_000_000,
+        eval_cost_usd=0.0123,
+        eval_energy_kwh=0.0045,
+        eval_co2e_g=2.16,
+    )
+    publishing.publish_release()
+    html = client.get("/leaderboard/").content.decode()
+    table = html.split('id="leaderboard"')[1].split("</table>")[0]
+    for header in ("Few-shot avg", "Train compute (6·N·D)", "Eval cost / energy / CO₂e"):
+        assert header in table
+    alpha = table.split(">alpha<")[1].split("</tr>")[0]
+    assert "61.3" in alpha and "± 2.1" in alpha
+    assert "1.20e+14" in alpha and "20.0 tok/param" in alpha
+    assert "$0.0123 / 4.50 Wh / 2.16 g" in alpha
+    html = client.get("/leaderboard/?sort=fewshot_average&dir=desc").content.decode()
+    table = html.split('id="leaderboard"')[1].split("</table>")[0]
+    assert table.index(">alpha<") < table.index(">beta<")
