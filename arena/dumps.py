@@ -60,9 +60,13 @@ _QUERY_FIELDS = (
 # --- Export ---------------------------------------------------------------------------------
 
 
-def export_records() -> Iterator[dict[str, Any]]:
-    """Every vote as a public-schema record, in vote order."""
-    rows = Vote.objects.in_vote_order().values_list(*_QUERY_FIELDS)
+def export_records(*, up_to_vote_id: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every vote (or those with id <= ``up_to_vote_id``) as a public-schema record, in vote
+    order. The bound reproduces the vote log a leaderboard release covered (its last vote id)."""
+    votes = Vote.objects.in_vote_order()
+    if up_to_vote_id is not None:
+        votes = votes.filter(pk__lte=up_to_vote_id)
+    rows = votes.values_list(*_QUERY_FIELDS)
     for *values, battle_id, import_key in rows.iterator(chunk_size=5000):
         record = dict(zip(FIELDS, values))
         record["question_id"] = _question_id(battle_id, import_key)
@@ -75,18 +79,18 @@ def _question_id(battle_id: uuid.UUID, import_key: str | None) -> str:
     return battle_id.hex
 
 
-def export_lines(fmt: str) -> Iterator[str]:
+def export_lines(fmt: str, *, up_to_vote_id: int | None = None) -> Iterator[str]:
     """The export as text lines (each ending in a newline) in ``fmt`` ("jsonl" or "csv")."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "jsonl":
-        for record in export_records():
+        for record in export_records(up_to_vote_id=up_to_vote_id):
             yield json.dumps(record, ensure_ascii=False) + "\n"
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(FIELDS)
-    for record in export_records():
+    for record in export_records(up_to_vote_id=up_to_vote_id):
         writer.writerow([record[name] for name in FIELDS])
         yield buffer.getvalue()
         buffer.seek(0)

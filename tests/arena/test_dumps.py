@@ -161,3 +161,17 @@ def test_import_reads_jsonl_and_csv_exports(
 def test_import_of_a_missing_file_is_a_command_error(db: None) -> None:
     with pytest.raises(CommandError, match="is not a file"):
         call_command("import_battles", "/nonexistent/battles.jsonl")
+
+
+def test_export_up_to_a_vote_id_stops_where_a_release_stopped(
+    make_battle: Callable[..., Battle], tmp_path: Path
+) -> None:
+    from arena.models import Vote
+
+    vote_on(make_battle, ["model_a", "model_b", "tie", "model_a"])
+    ids = list(Vote.objects.in_vote_order().values_list("pk", flat=True))
+    assert [r["winner"] for r in export_records(up_to_vote_id=ids[1])] == ["model_a", "model_b"]
+    out = tmp_path / "upto.jsonl"
+    call_command("export_battles", "--output", str(out), "--up-to-vote-id", str(ids[2]))
+    lines = out.read_text().splitlines()
+    assert [json.loads(line)["winner"] for line in lines] == ["model_a", "model_b", "tie"]
