@@ -15,6 +15,11 @@ are switched off so that the test measures throughput (ARENA_RATE_LIMITS_ENABLED
     .venv/bin/python bench/arena_votes.py                      # both scenarios, 60 s each
     .venv/bin/python bench/arena_votes.py --scenario postgres --rate 800 --duration 30
     .venv/bin/python bench/arena_votes.py --rate 0            # closed loop: as fast as it goes
+    .venv/bin/python bench/arena_votes.py --scenario postgres --prepared   # + prepared statements
+
+gunicorn runs 2 workers x 4 threads (gthread) by default: on 2 cores more processes and threads
+cost more CPU per vote (context switches, the GIL) without adding throughput. ``--prepared``
+sets ``OPTIONS = {"server_side_binding": True, "prepare_threshold": 5}`` on the database.
 
 Only 127.0.0.1 is ever contacted. PostgreSQL comes from ``--database-url`` (default
 ``postgres://postgres@127.0.0.1:5432/postgres``); the database ``ladder_bench`` is dropped and
@@ -51,6 +56,11 @@ ARENA_RATE_LIMITS_ENABLED = False  # measure throughput, not the limiter
 # Keep each thread's PostgreSQL backend for the whole run (production reconnects once a
 # minute), so the backends' CPU counters cover every vote.
 DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405
+"""
+# --prepared: psycopg binds parameters on the server and prepares a statement once it
+# has run 5 times on a connection (PostgreSQL then skips parsing and planning it).
+PREPARED_OVERRIDES = """
+DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}  # noqa: F405
 """
 
 
@@ -426,6 +436,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, obje
         "db_cpu_ms_per_vote": round((db_after - db_before) * 1000 / max(1, results.ok), 2),
         "load_average_1m": [round(load_before, 1), round(load_after, 1)],
         "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
+        "prepared_statements": args.prepared,
         "cores": os.cpu_count(),
     }
 
@@ -443,12 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500, help="votes/s offered; 0 = closed loop")
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of closed-loop warm-up")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument(
+        "--prepared", action="store_true", help="server-side binding and prepared statements"
     )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(raw)
@@ -456,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     with tempfile.TemporaryDirectory(prefix="arena-bench-") as folder:
         settings_dir = Path(folder)
-        (settings_dir / "ladder_bench_settings.py").write_text(SETTINGS_OVERRIDES)
+        overrides = SETTINGS_OVERRIDES + (PREPARED_OVERRIDES if args.prepared else "")
+        (settings_dir / "ladder_bench_settings.py").write_text(overrides)
         for name in names:
             if name == "postgres":
                 scenario = postgres_scenario(args.database_url, settings_dir)

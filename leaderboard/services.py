@@ -6,6 +6,7 @@ Release publishing, verification and the counts rebuild live in ``leaderboard.pu
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from django.db import connection
 
@@ -33,7 +34,7 @@ def record_pair_outcome(
         model_a, model_b = model_b, model_a
         winner = _MIRRORED.get(winner, winner)
     increments = [int(winner == name) for name in WINNERS]
-    params: list[object] = []
+    params: list[Any] = []
     for category in categories:
         params += [model_a.pk, model_b.pk, category, *increments]
     # One upsert statement for every board: it inserts a pair's first row or adds to it, and

@@ -184,3 +184,39 @@ def test_concurrent_identical_votes_store_one_vote(
     assert sum(created for _, created in results) == 1  # type: ignore[misc]
     assert Vote.objects.count() == 1
     assert counts(battle.model_a, battle.model_b) == (0, 1, 0, 0)
+
+
+def test_vote_that_loses_the_race_to_a_concurrent_vote_answers_like_a_repeat(
+    make_battle: Callable[..., Battle], voter: Voter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    battle = make_battle(category="coding")
+    first, _ = services.record_vote(battle_id=battle.pk, winner="tie", voter=voter)
+    read = services._battle_for_vote
+
+    def read_before_the_other_commit(battle_id: uuid.UUID) -> tuple[Battle, int | None]:
+        return read(battle_id)[0], None  # as if the other vote committed after our read
+
+    monkeypatch.setattr(services, "_battle_for_vote", read_before_the_other_commit)
+    again, created = services.record_vote(battle_id=battle.pk, winner="tie", voter=voter)
+    assert not created and again.pk == first.pk
+    with pytest.raises(AlreadyVoted):
+        services.record_vote(battle_id=battle.pk, winner="model_a", voter=voter)
+    assert Vote.objects.count() == 1
+    assert counts(battle.model_a, battle.model_b) == (0, 0, 1, 0)
+    assert counts(battle.model_a, battle.model_b, "coding") == (0, 0, 1, 0)
+
+
+def test_vote_reveals_both_contestants_of_the_battle(
+    make_battle: Callable[..., Battle], voter: Voter
+) -> None:
+    battle = make_battle(a=2, b=1, category="coding")
+    vote, _ = services.record_vote(battle_id=battle.pk, winner="model_b", voter=voter)
+    assert vote.battle.category == "coding"
+    for side, expected in (("model_a", battle.model_a), ("model_b", battle.model_b)):
+        shown = getattr(vote.battle, side)
+        assert (shown.pk, shown.name, shown.organization, shown.license) == (
+            expected.pk,
+            expected.name,
+            expected.organization,
+            expected.license,
+        )
