@@ -225,16 +225,16 @@ class ServedModel:
             extra["attention_mask"] = mask.to(self.device)
         inputs = inputs.to(self.device)
         logits = self.model(input_ids=inputs, use_cache=False, **extra).logits
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
         scores = []
         for row, (tokens, count) in enumerate(requests):
             if count == 0:
                 scores.append(0.0)
                 continue
             end = len(tokens) - 1
+            # Normalise only the continuation positions, not the whole (B, T, V) tensor.
+            log_probs = torch.log_softmax(logits[row, end - count : end].float(), dim=-1)
             targets = torch.tensor(tokens[-count:], device=log_probs.device)
-            picked = log_probs[row, end - count : end].gather(-1, targets[:, None])
-            scores.append(float(picked.sum()))
+            scores.append(float(log_probs.gather(-1, targets[:, None]).sum()))
         return scores
 
     def _decode_batch(
