@@ -85,48 +85,21 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[str]]:
-    """A real ``celery worker`` subprocess on both queues, consuming through the real broker."""
-    import shutil
+def start_celery_worker(
+    extra_env: dict[str, str] | None = None, name: str = "test-worker"
+) -> subprocess.Popen[str]:
+    """Start a real ``celery worker`` on both queues and wait until it reports ready."""
     import sys
     import threading
     from pathlib import Path
 
-    from django.conf import settings
-
-    from config.celery import app
-
-    if settings.CELERY_BROKER_URL.startswith("filesystem"):
-        shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
-        for key in ("data_folder_in", "processed_folder", "control_folder"):
-            Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key]).mkdir(parents=True, exist_ok=True)
-    else:
-        app.control.purge()
     celery = str(Path(sys.executable).with_name("celery"))
     process = subprocess.Popen(
-        [
-            celery,
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "default,models",
-            "-c",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"test-worker-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=_worker_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+        [celery, "-A", "config", "worker", "-Q", "default,models", "-c", "1", "--loglevel",
+         "INFO", "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+        env={**_worker_env(), **(extra_env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
     ready = threading.Event()
     log: list[str] = []
 
@@ -139,9 +112,29 @@ def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[s
 
     threading.Thread(target=pump, daemon=True).start()
     if not ready.wait(90):
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("celery worker did not start:\n" + "".join(log[-40:]))
     process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[str]]:
+    """A real ``celery worker`` subprocess on both queues, consuming through the real broker."""
+    import shutil
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from config.celery import app
+
+    if settings.CELERY_BROKER_URL.startswith("filesystem"):
+        shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
+        for key in ("data_folder_in", "processed_folder", "control_folder"):
+            Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key]).mkdir(parents=True, exist_ok=True)
+    else:
+        app.control.purge()
+    process = start_celery_worker()
     yield process
     os.killpg(process.pid, signal.SIGTERM)
     try:

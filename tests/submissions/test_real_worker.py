@@ -11,8 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,36 +21,9 @@ import pytest
 from leaderboard.models import Contestant
 from submissions import services
 from submissions.models import EvaluationJob, JobStep
-from tests.conftest import _worker_env
+from tests.conftest import start_celery_worker
 
 LEASE_S = 3
-
-
-def start_worker(extra_env: dict[str, str], name: str) -> subprocess.Popen[str]:
-    celery = str(Path(sys.executable).with_name("celery"))
-    env = {**_worker_env(), **extra_env}
-    process = subprocess.Popen(
-        [celery, "-A", "config", "worker", "-Q", "default,models", "-c", "1", "--loglevel",
-         "INFO", "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    ready = threading.Event()
-    log: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.append(line)
-            if " ready." in line:
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(90):
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("celery worker did not start:\n" + "".join(log[-40:]))
-    process.log = log  # type: ignore[attr-defined]
-    return process
 
 
 def kill(process: subprocess.Popen[str]) -> None:
@@ -106,7 +77,9 @@ def killed_worker_job_finishes_once(
     )  # fmt: skip
     job = services.create_job(contestant=contestant, user=None)
     common = {"LADDER_JOB_LEASE_S": str(LEASE_S), "LADDER_FEWGLUE_DIR": "/nonexistent-fewglue"}
-    workers.append(start_worker({**common, "LADDER_SUBMISSION_STEP_DELAY_S": "120"}, "doomed"))
+    workers.append(
+        start_celery_worker({**common, "LADDER_SUBMISSION_STEP_DELAY_S": "120"}, "doomed")
+    )
     evaluate.delay(job.pk)
 
     def load_started() -> bool:
@@ -116,7 +89,7 @@ def killed_worker_job_finishes_once(
     kill(workers[0])
     time.sleep(LEASE_S + 1)
     assert EvaluationJob.objects.get(pk=job.pk).status == "running"  # nobody finishes it alone
-    workers.append(start_worker(common, "rescuer"))
+    workers.append(start_celery_worker(common, "rescuer"))
     assert services.requeue_stale_jobs() == [job.pk]
 
     def finished() -> bool:
