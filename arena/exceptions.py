@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from core.exceptions import DomainError
+from core.exceptions import DomainError, RateLimited
 from leaderboard.services import WINNERS
+
+__all__ = [
+    "AlreadyVoted",
+    "BattleNotFound",
+    "BattleNotReady",
+    "InvalidWinner",
+    "NotEnoughContestants",
+    "PoolEmpty",
+    "PoolOnly",
+    "RateLimited",
+]
 
 
 class BattleNotFound(DomainError):
@@ -31,15 +42,6 @@ class InvalidWinner(DomainError):
             f"winner must be one of {allowed}; got {value!r}",
             fields={"winner": [f"must be one of {allowed}"]},
         )
-
-
-class RateLimited(DomainError):
-    code = "rate_limited"
-    status_code = 429
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
-        self.retry_after = retry_after
 
 
 class NotEnoughContestants(DomainError):

@@ -39,6 +39,17 @@ class DomainError(Exception):
         self.headers = headers or {}
 
 
+class RateLimited(DomainError):
+    """429 with ``Retry-After``: a per-voter, per-IP or per-user limit is used up."""
+
+    code = "rate_limited"
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 

@@ -23,7 +23,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.exceptions import DomainError
+from core.exceptions import DomainError, RateLimited
 from evalcore.fewshot.schema import validate_results
 from leaderboard.models import Contestant
 from submissions import conf
@@ -61,8 +61,9 @@ def submit_model(
     """Validate a checkpoint, register its contestant (pending) and queue its evaluation.
 
     Raises:
-        DomainError: ``rate_limited`` (429), ``duplicate_name``/``duplicate_weights`` (409),
-            ``upload_too_large`` (413) or a validation code (400).
+        RateLimited: ``rate_limited`` (429).
+        DomainError: ``duplicate_name``/``duplicate_weights`` (409), ``upload_too_large`` (413)
+            or a validation code (400).
     """
     check_rate_limit(user)
     if Contestant.objects.filter(name=card.name).exists():
@@ -141,11 +142,8 @@ def check_rate_limit(user: AbstractBaseUser) -> None:
     oldest = recent.first()
     assert oldest is not None  # count >= limit >= 0 and the limit check passed
     retry = max(1, math.ceil((oldest.created_at + DAY - now).total_seconds()))
-    raise DomainError(
-        f"at most {limit} submissions per user per day; retry in {retry} s",
-        code="rate_limited",
-        status_code=429,
-        headers={"Retry-After": str(retry)},
+    raise RateLimited(
+        f"at most {limit} submissions per user per day; retry in {retry} s", retry_after=retry
     )
 
 
