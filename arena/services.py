@@ -6,6 +6,8 @@ import logging
 import random
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection, models, transaction
@@ -26,7 +28,7 @@ from arena.models import Battle, PooledAnswer, Prompt, PromptSet, Vote, prompt_d
 from arena.sampling import PairRecord, sample_pair
 from arena.voters import Voter
 from leaderboard.models import Contestant, PairCount
-from leaderboard.services import WINNERS, record_pair_outcome
+from leaderboard.services import WINNERS, pair_counts_upsert_from, record_pair_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +199,11 @@ def record_vote(*, battle_id: uuid.UUID, winner: str, voter: Voter) -> tuple[Vot
         raise InvalidWinner(winner)
     limits = ratelimit.limits_for("vote", voter)
     ratelimit.check("vote", limits)
-    battle, vote_id = _battle_for_vote(battle_id)
-    vote = None if vote_id is not None else _save_vote(battle, winner, voter)
+    if connection.vendor == "postgresql":
+        battle, vote = _vote_in_one_statement(battle_id, winner, voter)
+    else:
+        battle, vote_id = _battle_for_vote(battle_id)
+        vote = None if vote_id is not None else _save_vote(battle, winner, voter)
     if vote is None:
         # The battle has its vote already (a double click, a retry, or a concurrent request
         # that committed first, which the unique battle of Vote kept out): answer like a repeat.
@@ -212,7 +217,10 @@ def record_vote(*, battle_id: uuid.UUID, winner: str, voter: Voter) -> tuple[Vot
 # spends running it. One read: the battle, both contestants (for the reveal) and its vote's id.
 _BATTLE_FOR_VOTE_SQL = f"""
 SELECT b.status, b.category, b.model_a_id, b.model_b_id,
-       a.name, a.organization, a.license, c.name, c.organization, c.license, v.id
+       a.name AS model_a_name, a.organization AS model_a_organization,
+       a.license AS model_a_license, c.name AS model_b_name,
+       c.organization AS model_b_organization, c.license AS model_b_license, v.id AS vote_id,
+       b.id
 FROM {Battle._meta.db_table} b
 JOIN {Contestant._meta.db_table} a ON a.id = b.model_a_id
 JOIN {Contestant._meta.db_table} c ON c.id = b.model_b_id
@@ -227,6 +235,29 @@ VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (battle_id) DO NOTHING
 RETURNING id
 """
+# PostgreSQL: the read, the vote and its pair counts in one statement, so in one transaction
+# and one round trip. Every data-modifying WITH clause runs exactly once, reading the snapshot
+# of the statement's start: the vote is inserted only for a ready battle without one (ON
+# CONFLICT keeps out a vote committed meanwhile), and only an inserted vote is counted.
+_VOTE_IN_ONE_STATEMENT_SQL = f"""
+WITH battle AS ({_BATTLE_FOR_VOTE_SQL}),
+new_vote AS (
+    INSERT INTO {Vote._meta.db_table} (battle_id, winner, judge, user_id, tstamp, created_at)
+    SELECT id, %s::varchar, %s::varchar, %s::bigint, %s::double precision, %s::timestamptz
+    FROM battle WHERE status = '{Battle.Status.READY.value}' AND vote_id IS NULL
+    ON CONFLICT (battle_id) DO NOTHING
+    RETURNING id, winner
+),
+cast_vote AS (
+    SELECT model_a_id, model_b_id, model_a_name, model_b_name, category, new_vote.winner
+    FROM battle CROSS JOIN new_vote
+),
+counted AS ({pair_counts_upsert_from("cast_vote")})
+SELECT status, category, model_a_id, model_b_id, model_a_name, model_a_organization,
+       model_a_license, model_b_name, model_b_organization, model_b_license, vote_id,
+       (SELECT id FROM new_vote)
+FROM battle
+"""
 
 
 def _battle_key(battle_id: uuid.UUID) -> Any:
@@ -238,9 +269,16 @@ def _battle_for_vote(battle_id: uuid.UUID) -> tuple[Battle, int | None]:
     with connection.cursor() as cursor:
         cursor.execute(_BATTLE_FOR_VOTE_SQL, [_battle_key(battle_id)])
         row = cursor.fetchone()
+    battle = _battle_from_row(battle_id, row)
+    return battle, row[10]
+
+
+def _battle_from_row(battle_id: uuid.UUID, row: Any) -> Battle:
+    """The battle of a _BATTLE_FOR_VOTE_SQL row (or None); raises BattleNotFound or
+    BattleNotReady."""
     if row is None:
         raise BattleNotFound(f"there is no battle with id {battle_id}")
-    status, category, a_id, b_id, a_name, a_org, a_license, b_name, b_org, b_license, vote_id = row
+    status, category, a_id, b_id, a_name, a_org, a_license, b_name, b_org, b_license = row[:10]
     if status != Battle.Status.READY:
         state = "failed to generate" if status == Battle.Status.FAILED else "not ready"
         raise BattleNotReady(f"the answers of this battle are {state}; a vote needs both")
@@ -253,7 +291,7 @@ def _battle_for_vote(battle_id: uuid.UUID) -> tuple[Battle, int | None]:
     battle.model_b = _loaded(
         Contestant, id=b_id, name=b_name, organization=b_org, license=b_license
     )
-    return battle, vote_id
+    return battle
 
 
 def _loaded(model: type[ModelT], **values: Any) -> ModelT:
@@ -262,43 +300,64 @@ def _loaded(model: type[ModelT], **values: Any) -> ModelT:
     Cheaper than ``model(**values)``, which computes every other field's default.
     """
     # from_db() takes the values in the order of the model's fields, whatever the names' order.
-    names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
+    names = [name for name in _field_names(model) if name in values]
     return model.from_db(None, names, [values[name] for name in names])
+
+
+@cache
+def _field_names(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields)
+
+
+def _vote_in_one_statement(
+    battle_id: uuid.UUID, winner: str, voter: Voter
+) -> tuple[Battle, Vote | None]:
+    """PostgreSQL: the battle and its new vote, or None when the battle has a vote already."""
+    now = timezone.now()
+    judge, tstamp = voter.judge, now.timestamp()
+    params = [_battle_key(battle_id), winner, judge, voter.user_id, tstamp, now]
+    with connection.cursor() as cursor:
+        cursor.execute(_VOTE_IN_ONE_STATEMENT_SQL, params)
+        row = cursor.fetchone()
+    battle = _battle_from_row(battle_id, row)
+    if row[11] is None:
+        return battle, None
+    return battle, _stored_vote(row[11], battle, winner, judge, voter.user_id, now)
 
 
 def _save_vote(battle: Battle, winner: str, voter: Voter) -> Vote | None:
     """The new vote, or None when the battle got its vote from a concurrent request."""
     now = timezone.now()
-    vote = Vote(
-        battle=battle,
-        winner=winner,
-        judge=voter.judge,
-        user_id=voter.user_id,
-        tstamp=now.timestamp(),
-        created_at=now,
-    )
+    judge, tstamp = voter.judge, now.timestamp()
     created_at = connection.ops.adapt_datetimefield_value(now)
+    params = [_battle_key(battle.pk), winner, judge, voter.user_id, tstamp, created_at]
+    categories = ("", battle.category) if battle.category else ("",)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(
-                _INSERT_VOTE_SQL,
-                [
-                    _battle_key(battle.pk),
-                    winner,
-                    vote.judge,
-                    voter.user_id,
-                    vote.tstamp,
-                    created_at,
-                ],
-            )
+            cursor.execute(_INSERT_VOTE_SQL, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        vote.pk = row[0]
-        categories = ("", battle.category) if battle.category else ("",)
         record_pair_outcome(
             model_a=battle.model_a, model_b=battle.model_b, winner=winner, categories=categories
         )
+    return _stored_vote(row[0], battle, winner, judge, voter.user_id, now)
+
+
+def _stored_vote(
+    pk: int, battle: Battle, winner: str, judge: str, user_id: int | None, now: datetime
+) -> Vote:
+    vote = _loaded(
+        Vote,
+        id=pk,
+        battle_id=battle.pk,
+        winner=winner,
+        judge=judge,
+        user_id=user_id,
+        tstamp=now.timestamp(),
+        created_at=now,
+    )
+    vote.battle = battle
     return vote
 
 

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
@@ -34,10 +35,14 @@ class Voter:
         return f"arena_user_{digest[:16]}"
 
 
-def voter_for(request: HttpRequest) -> Voter:
-    """The voter of a request; a new anonymous voter gets a cookie via :func:`remember_voter`."""
+def voter_for(request: HttpRequest, user: Any = None) -> Voter:
+    """The voter of a request; a new anonymous voter gets a cookie via :func:`remember_voter`.
+
+    ``user`` is the user authenticated otherwise (an API token); by default the request's.
+    """
     ip = str(request.META.get("REMOTE_ADDR") or "unknown")
-    user = getattr(request, "user", None)
+    if user is None:
+        user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return Voter(key=f"user:{user.pk}", ip=ip, user_id=user.pk)
     token = request.get_signed_cookie(VOTER_COOKIE, default=None, salt=VOTER_COOKIE_SALT)

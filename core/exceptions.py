@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -91,12 +91,24 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         logger.exception("unhandled API error", extra={"view": str(context.get("view"))})
         return None
+    assert isinstance(exc, exceptions.APIException)  # exception_handler answers no other
+    response.data = _drf_error_body(exc)
+    return response
+
+
+def error_response(exc: DomainError | exceptions.APIException) -> JsonResponse:
+    """The contract's response from a view that DRF does not serve (the arena's vote)."""
+    if isinstance(exc, DomainError):
+        body = error_body(exc.code, exc.message, exc.fields)
+        return JsonResponse(body, status=exc.status_code, headers=exc.headers)
+    auth_header = getattr(exc, "auth_header", None)  # set for a 401, as DRF sends it
+    headers = {"WWW-Authenticate": str(auth_header)} if auth_header else {}
+    return JsonResponse(_drf_error_body(exc), status=exc.status_code, headers=headers)
+
+
+def _drf_error_body(exc: exceptions.APIException) -> dict[str, Any]:
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        message = _first_message(exc.detail)
-        response.data = error_body("invalid_input", message, fields)
-    else:
-        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
-        detail = getattr(exc, "detail", str(exc))
-        response.data = error_body(code, _first_message(detail))
-    return response
+        return error_body("invalid_input", _first_message(exc.detail), fields)
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    return error_body(code, _first_message(exc.detail))

@@ -14,7 +14,14 @@ from leaderboard.models import Contestant, PairCount
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 _COUNT_FIELDS = ("model_a_wins", "model_b_wins", "ties", "both_bad")  # in the order of WINNERS
+_COLUMNS = ("model_a_id", "model_b_id", "category", *_COUNT_FIELDS)
 _MIRRORED = {"model_a": "model_b", "model_b": "model_a"}
+_TABLE = PairCount._meta.db_table
+# A pair's first vote inserts its row; later ones add to it. Two concurrent first votes cannot
+# lose an increment: the second waits for the first's row, then updates it.
+_ADD_ON_CONFLICT = "ON CONFLICT (model_a_id, model_b_id, category) DO UPDATE SET " + ", ".join(
+    f"{name} = {_TABLE}.{name} + excluded.{name}" for name in _COUNT_FIELDS
+)
 
 
 def record_pair_outcome(
@@ -37,9 +44,8 @@ def record_pair_outcome(
     params: list[Any] = []
     for category in categories:
         params += [model_a.pk, model_b.pk, category, *increments]
-    # One upsert statement for every board: it inserts a pair's first row or adds to it, and
-    # two concurrent first votes cannot lose an increment (the second waits for the first's
-    # row, then updates it). No savepoint: a failure aborts the caller's whole transaction.
+    # One upsert statement for every board. No savepoint: a failure aborts the caller's whole
+    # transaction.
     with connection.cursor() as cursor:
         cursor.execute(_upsert_sql(len(categories)), params)
 
@@ -47,11 +53,32 @@ def record_pair_outcome(
 @cache
 def _upsert_sql(rows: int) -> str:
     # INSERT ... ON CONFLICT DO UPDATE: PostgreSQL 9.5+ and SQLite 3.24+.
-    table = PairCount._meta.db_table
-    columns = ", ".join(("model_a_id", "model_b_id", "category", *_COUNT_FIELDS))
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * rows)
-    added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in _COUNT_FIELDS)
+    return f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES {values} {_ADD_ON_CONFLICT}"
+
+
+@cache
+def pair_counts_upsert_from(source: str) -> str:
+    """PostgreSQL: an ``INSERT ... ON CONFLICT DO UPDATE`` counting every vote of ``source``.
+
+    ``source`` names a common table expression of the same statement with the columns
+    model_a_id, model_b_id, model_a_name, model_b_name, category and winner, as the voter saw
+    them. The arena writes a vote and its counts in one statement this way. The rule is
+    :func:`record_pair_outcome`'s, in SQL: the pair in name order (``COLLATE "C"`` compares
+    code points, as Python does), the winner mirrored with it, on the overall board and on the
+    vote's category board.
+    """
+    increments = ", ".join(
+        f"(winner = CASE WHEN flipped THEN '{_MIRRORED.get(name, name)}' ELSE '{name}' END)::int"
+        for name in WINNERS
+    )
     return (
-        f"INSERT INTO {table} ({columns}) VALUES {values} "
-        f"ON CONFLICT (model_a_id, model_b_id, category) DO UPDATE SET {added}"
+        f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+        "SELECT CASE WHEN flipped THEN model_b_id ELSE model_a_id END, "
+        "CASE WHEN flipped THEN model_a_id ELSE model_b_id END, "
+        f"board, {increments} "
+        'FROM (SELECT *, model_b_name COLLATE "C" < model_a_name COLLATE "C" AS flipped '
+        f"FROM {source}) AS oriented "
+        "CROSS JOIN LATERAL (VALUES (''), (NULLIF(oriented.category, ''))) AS boards (board) "
+        f"WHERE board IS NOT NULL {_ADD_ON_CONFLICT}"
     )

@@ -242,3 +242,119 @@ def test_method_not_allowed_is_405(api: ArenaClient, make_battle: Callable[..., 
     response = api.get(f"/api/arena/battles/{make_battle().pk}/vote")
     assert response.status_code == 405
     assert error_code(response) == "method_not_allowed"
+
+
+# --- The vote endpoint is a plain Django view (arena.api.BattleVoteView): same contract -------
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [("{not json", "malformed_request"), ("[1, 2]", "invalid_input"), ('"tie"', "invalid_input")],
+)
+def test_vote_with_malformed_or_non_object_body_is_400(
+    api: ArenaClient, make_battle: Callable[..., Battle], raw: str, code: str
+) -> None:
+    response = api.post(f"/api/arena/battles/{make_battle().pk}/vote", raw=raw)
+    assert response.status_code == 400
+    assert error_code(response) == code
+    assert Vote.objects.count() == 0
+
+
+def test_vote_with_empty_body_is_400_invalid_winner(
+    api: ArenaClient, make_battle: Callable[..., Battle]
+) -> None:
+    response = api.post(f"/api/arena/battles/{make_battle().pk}/vote", raw="")
+    assert response.status_code == 400 and error_code(response) == "invalid_winner"
+
+
+def test_vote_as_a_form_is_415(api: ArenaClient, make_battle: Callable[..., Battle]) -> None:
+    response = api.client.post(
+        f"/api/arena/battles/{make_battle().pk}/vote",
+        "winner=tie",
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-CSRFToken": api.token},
+    )
+    assert response.status_code == 415
+    assert error_code(response) == "unsupported_media_type"
+    assert Vote.objects.count() == 0
+
+
+def test_vote_with_a_bad_token_is_401_and_names_the_scheme(
+    make_battle: Callable[..., Battle],
+) -> None:
+    response = Client(enforce_csrf_checks=True).post(
+        f"/api/arena/battles/{make_battle().pk}/vote",
+        json.dumps({"winner": "tie"}),
+        content_type="application/json",
+        headers={"Authorization": "Token not-a-real-token"},
+    )
+    assert response.status_code == 401
+    assert error_code(response) == "authentication_failed"
+    assert response["WWW-Authenticate"] == "Token"
+    assert Vote.objects.count() == 0
+
+
+def test_logged_in_user_votes_as_the_user_and_needs_csrf(
+    make_battle: Callable[..., Battle], django_user_model: object
+) -> None:
+    from arena.voters import Voter
+
+    user = django_user_model.objects.create_user("grace", password="x")  # type: ignore[attr-defined]
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    path = f"/api/arena/battles/{make_battle().pk}/vote"
+    body = json.dumps({"winner": "model_b"})
+    refused = client.post(path, body, content_type="application/json")
+    assert refused.status_code == 403 and error_code(refused) == "permission_denied"
+    token = client.get("/api/arena/session").json()["csrf_token"]
+    response = client.post(
+        path, body, content_type="application/json", headers={"X-CSRFToken": token}
+    )
+    assert response.status_code == 201, response.content
+    vote = Vote.objects.get()
+    assert vote.user == user
+    assert vote.judge == Voter(key=f"user:{user.pk}", ip="").judge
+
+
+def test_vote_405_names_the_allowed_method(
+    api: ArenaClient, make_battle: Callable[..., Battle]
+) -> None:
+    response = api.client.put(f"/api/arena/battles/{make_battle().pk}/vote")
+    assert response.status_code == 405
+    assert error_code(response) == "method_not_allowed"
+    assert response["Allow"] == "POST"
+
+
+def test_new_anonymous_voter_gets_the_voter_cookie_from_its_first_vote(
+    make_battle: Callable[..., Battle], db: None
+) -> None:
+    client = Client()  # no session call first: the vote itself makes the voter
+    path = f"/api/arena/battles/{make_battle().pk}/vote"
+    response = client.post(path, json.dumps({"winner": "tie"}), content_type="application/json")
+    assert response.status_code == 201
+    assert "ladder_voter" in response.cookies
+    again = client.post(
+        f"/api/arena/battles/{make_battle().pk}/vote",
+        json.dumps({"winner": "tie"}),
+        content_type="application/json",
+    )
+    assert again.status_code == 201 and "ladder_voter" not in again.cookies
+    assert len(set(Vote.objects.values_list("judge", flat=True))) == 1
+
+
+def test_openapi_schema_describes_the_vote_endpoint(api: ArenaClient) -> None:
+    import yaml
+
+    schema = yaml.safe_load(api.get("/api/schema/").content)
+    operation = schema["paths"]["/api/arena/battles/{battle_id}/vote"]["post"]
+    assert list(operation["requestBody"]["content"]) == ["application/json"]
+    assert operation["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/VoteResult"
+    }
+    winner = schema["components"]["schemas"]["Vote"]["properties"]["winner"]["$ref"]
+    assert schema["components"]["schemas"][winner.split("/")[-1]]["enum"] == [
+        "model_a",
+        "model_b",
+        "tie",
+        "tie (bothbad)",
+    ]

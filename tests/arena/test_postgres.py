@@ -113,3 +113,51 @@ def test_rate_limit_counts_in_the_shared_redis_cache(
         services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
     with pytest.raises(RateLimited):
         services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_one_statement_vote_mirrors_into_name_order_on_each_board(
+    postgres_and_redis: None, make_battle: Callable[..., Battle]
+) -> None:
+    overall_only = make_battle(a=2, b=0)  # gamma on the left, alpha on the right
+    voter = Voter("anon:pg-boards", "192.0.2.1")
+    vote, created = services.record_vote(battle_id=overall_only.pk, winner="model_a", voter=voter)
+    assert created and vote.pk == Vote.objects.get().pk
+    alpha, gamma = overall_only.model_b, overall_only.model_a
+    row = PairCount.objects.get(model_a=alpha, model_b=gamma, category="")
+    assert (row.model_a_wins, row.model_b_wins, row.ties, row.both_bad) == (0, 1, 0, 0)
+    assert not PairCount.objects.exclude(category="").exists()
+    coding = make_battle(a=0, b=2, category="coding")
+    services.record_vote(battle_id=coding.pk, winner="tie (bothbad)", voter=voter)
+    for category, expected in (("", (0, 1, 0, 1)), ("coding", (0, 0, 0, 1))):
+        row = PairCount.objects.get(model_a=alpha, model_b=gamma, category=category)
+        assert (row.model_a_wins, row.model_b_wins, row.ties, row.both_bad) == expected
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_failure_in_the_pair_counts_stores_no_vote_on_postgres(
+    postgres_and_redis: None, make_battle: Callable[..., Battle]
+) -> None:
+    from django.db import DataError
+
+    battle = make_battle(category="coding")
+    full = 2**31 - 1  # the counters are 32-bit integers: one more vote overflows them
+    first, second = sorted((battle.model_a, battle.model_b), key=lambda c: c.name)
+    PairCount.objects.create(
+        model_a=first,
+        model_b=second,
+        model_a_wins=full,
+        model_b_wins=full,
+        ties=full,
+        both_bad=full,
+    )
+    voter = Voter("anon:pg-fail", "192.0.2.1")
+    with pytest.raises(DataError):
+        services.record_vote(battle_id=battle.pk, winner="model_a", voter=voter)
+    assert Vote.objects.count() == 0  # the vote and its counts are one statement
+    assert PairCount.objects.get().total == 4 * full
+    PairCount.objects.all().delete()
+    services.record_vote(battle_id=battle.pk, winner="model_a", voter=voter)
+    assert Vote.objects.count() == 1 and PairCount.objects.count() == 2

@@ -99,8 +99,19 @@ def test_bad_winner_names_the_allowed_values(db: None, voter: Voter) -> None:
     assert "'model_a', 'model_b', 'tie', 'tie (bothbad)'" in error.value.message
 
 
+@pytest.fixture
+def two_statement_path(db: None) -> None:
+    """Tests of the SQLite path (read, then insert + counts in a transaction); PostgreSQL's
+    one-statement vote has its own in test_postgres.py."""
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL votes in one statement (tests/arena/test_postgres.py)")
+
+
 def test_failure_in_pair_counts_rolls_back_the_vote(
-    make_battle: Callable[..., Battle], voter: Voter, monkeypatch: pytest.MonkeyPatch
+    make_battle: Callable[..., Battle],
+    voter: Voter,
+    monkeypatch: pytest.MonkeyPatch,
+    two_statement_path: None,
 ) -> None:
     battle = make_battle()
 
@@ -187,7 +198,10 @@ def test_concurrent_identical_votes_store_one_vote(
 
 
 def test_vote_that_loses_the_race_to_a_concurrent_vote_answers_like_a_repeat(
-    make_battle: Callable[..., Battle], voter: Voter, monkeypatch: pytest.MonkeyPatch
+    make_battle: Callable[..., Battle],
+    voter: Voter,
+    monkeypatch: pytest.MonkeyPatch,
+    two_statement_path: None,
 ) -> None:
     battle = make_battle(category="coding")
     first, _ = services.record_vote(battle_id=battle.pk, winner="tie", voter=voter)
