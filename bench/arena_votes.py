@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import runpy
 import signal
 import socket
 import statistics
@@ -46,9 +47,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = ROOT / "config" / "gunicorn.py"
 BENCH_DATABASE = "ladder_bench"
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 CONTESTANTS = 8
+# Battles are seeded for at most this many votes per second in closed-loop runs.
+CLOSED_LOOP_MAX_RATE = 3000
+WARMUP_MAX_RATE = 3000
 SETTINGS_OVERRIDES = """\
 from config.settings import *  # noqa: F403 - the project settings, plus the bench overrides
 
@@ -202,26 +207,22 @@ def free_port() -> int:
 def start_gunicorn(
     scenario: Scenario, port: int, workers: int, threads: int
 ) -> subprocess.Popen[bytes]:
+    """gunicorn with the deployed settings (config/gunicorn.py), on 127.0.0.1."""
+    env = {
+        **scenario.env,
+        "LADDER_WEB_BIND": f"127.0.0.1:{port}",
+        "LADDER_WEB_WORKERS": str(workers),
+        "LADDER_WEB_THREADS": str(threads),
+    }
     argv = [
         str(Path(sys.executable).with_name("gunicorn")),
-        "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",  # threads keep HTTP/1.1 connections alive between requests
-        "--threads",
-        str(threads),
-        "--keep-alive",
-        "30",
-        "--backlog",
-        "2048",
-        "--reuse-port",  # the kernel spreads the keep-alive connections over the workers
+        "--config",
+        str(GUNICORN_CONFIG),
         "--log-level",
         "warning",
+        "config.wsgi:application",
     ]
-    process = subprocess.Popen(argv, cwd=ROOT, env=scenario.env, start_new_session=True)
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -337,10 +338,15 @@ async def drive(
                 await asyncio.sleep(delay)
             queue.put_nowait((due, next(ids)))
             results.sent += 1
-    else:  # closed loop: keep every connection busy until the time is up
+    else:  # closed loop: keep every connection busy until the time (or the battles) is up
         while time.perf_counter() - start < duration:
             while queue.qsize() < connections:
-                queue.put_nowait((time.perf_counter(), next(ids)))
+                battle_id = next(ids, None)
+                if battle_id is None:
+                    raise SystemExit(
+                        "closed loop: out of battles; seed more (CLOSED_LOOP_MAX_RATE)"
+                    )
+                queue.put_nowait((time.perf_counter(), battle_id))
                 results.sent += 1
             await asyncio.sleep(0.005)
     for _ in pool:
@@ -383,17 +389,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, object]:
     child(scenario, "manage.py", "migrate", "--no-input", "-v", "0")
-    # The measured run takes ids from the front, the warm-up its 2,000 from the back.
-    battles = int((args.rate or 2000) * args.duration * 1.1) + 3000
+    # The measured run takes ids from the front, the warm-up its own from the back.
+    warmup_ids = int(WARMUP_MAX_RATE * args.warmup)
+    battles = int((args.rate or CLOSED_LOOP_MAX_RATE) * args.duration * 1.1) + warmup_ids
     battle_ids = child(scenario, __file__, "_seed", str(battles)).split()
     port = free_port()
-    server = start_gunicorn(scenario, port, args.workers, args.threads)
+    deployed = runpy.run_path(str(GUNICORN_CONFIG))
+    workers, threads = args.workers or deployed["workers"], args.threads or deployed["threads"]
+    server = start_gunicorn(scenario, port, workers, threads)
     cpu_before = os.times()
     try:
         warm = Results()
         if args.warmup:  # fills connection pools and caches; its votes are counted apart
             warm = asyncio.run(
-                drive(port, battle_ids[-2000:], rate=0, duration=args.warmup, connections=8)
+                drive(port, battle_ids[-warmup_ids:], rate=0, duration=args.warmup, connections=8)
             )
         web_before, db_before = cpu_seconds(server)
         load_before = os.getloadavg()[0]
@@ -435,7 +444,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, obje
         "web_cpu_ms_per_vote": round((web_after - web_before) * 1000 / max(1, results.ok), 2),
         "db_cpu_ms_per_vote": round((db_after - db_before) * 1000 / max(1, results.ok), 2),
         "load_average_1m": [round(load_before, 1), round(load_after, 1)],
-        "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
+        "gunicorn": f"{workers} workers x {threads} threads ({deployed['worker_class']})",
         "prepared_statements": args.prepared,
         "cores": os.cpu_count(),
     }
@@ -454,8 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500, help="votes/s offered; 0 = closed loop")
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, help="gunicorn processes (config/gunicorn.py)")
+    parser.add_argument("--threads", type=int, help="threads per process (config/gunicorn.py)")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of closed-loop warm-up")
     parser.add_argument(
         "--database-url",

@@ -36,13 +36,11 @@ def start_services(host: str, port: int, worker_concurrency: int) -> list[subpro
     commands = {
         "web": [
             _bin("gunicorn"),
+            "--config",
+            str(ROOT / "config" / "gunicorn.py"),
             "config.wsgi:application",
             "--bind",
             f"{host}:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
             "--access-logfile",
             "-",
             "--graceful-timeout",

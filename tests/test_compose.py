@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,12 @@ def load_compose() -> dict[str, Any]:
 
 
 def command_of(service: dict[str, Any]) -> list[str]:
+    """The words of a service's command; a ``sh -c "..."`` string is split like the shell."""
     command = service["command"]
-    return command.split() if isinstance(command, str) else list(command)
+    if not isinstance(command, str):
+        return list(command)
+    words = shlex.split(command)
+    return shlex.split(words[2]) if words[:2] == ["sh", "-c"] else words
 
 
 def test_compose_has_every_service_with_healthchecks_and_named_volumes() -> None:
@@ -74,3 +79,9 @@ def test_services_use_the_production_profile_variables() -> None:
 def test_dockerfile_installs_the_pinned_requirements() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install -r requirements.txt" in dockerfile
+
+
+def test_web_serves_with_the_shared_gunicorn_settings() -> None:
+    command = command_of(load_compose()["services"]["web"])
+    assert command[command.index("--config") + 1] == "config/gunicorn.py"
+    assert (ROOT / "config" / "gunicorn.py").is_file()
