@@ -35,15 +35,16 @@ def authenticate_voter(request: HttpRequest) -> Voter:
     raises AuthenticationFailed (401); any other request needs the CSRF token
     (PermissionDenied, 403) and votes as the session's user or its anonymous voter cookie.
     """
-    token = TokenAuthentication()
-    try:
-        # DRF's authenticators read only headers and the session: a Django request will do.
-        authenticated = token.authenticate(request)  # type: ignore[arg-type]
-    except exceptions.AuthenticationFailed as error:
-        error.auth_header = token.authenticate_header(request)  # type: ignore[attr-defined,arg-type]
-        raise
-    if authenticated is not None:
-        return voter_for(request, user=authenticated[0])
+    if "HTTP_AUTHORIZATION" in request.META:  # else there is no token to look at
+        token = TokenAuthentication()
+        try:
+            # DRF's authenticators read only headers and the session: a Django request will do.
+            authenticated = token.authenticate(request)  # type: ignore[arg-type]
+        except exceptions.AuthenticationFailed as error:
+            error.auth_header = token.authenticate_header(request)  # type: ignore[attr-defined,arg-type]
+            raise
+        if authenticated is not None:
+            return voter_for(request, user=authenticated[0])
     CsrfSessionAuthentication().enforce_csrf(request)  # type: ignore[arg-type]
     return voter_for(request)
 

@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "ARENA_MAX_NEW_TOKENS": 128,
     "ARENA_TEMPERATURE": 0.7,
     "ARENA_RATE_LIMITS_ENABLED": True,
+    # Counters in this Redis (one round trip a vote); None: in the Django cache.
+    "ARENA_RATE_LIMIT_REDIS_URL": None,
     "ARENA_VOTE_RATE_PER_HOUR": 60,  # per voter (session cookie or user)
     "ARENA_VOTE_RATE_PER_IP_PER_HOUR": 600,  # several voters can share one address (NAT)
     "ARENA_BATTLE_RATE_PER_HOUR": 120,

@@ -50,24 +50,22 @@ def create_battle(
     models queue. Raises RateLimited, PoolOnly, PoolEmpty or NotEnoughContestants.
     """
     rng = rng or _RANDOM
-    limits = ratelimit.limits_for("battle", voter)
-    ratelimit.check("battle", limits)
-    source = _choose_prompt(prompt, random_prompt, rng)
-    model_a, model_b = _choose_pair(source, rng)
-    battle = Battle(
-        prompt=source.text if source else prompt,
-        source_prompt=source,
-        model_a=model_a,
-        model_b=model_b,
-        language=(source.language if source else "") or detect_language(prompt),
-        category=source.category if source else "",
-    )
-    _fill_from_pool(battle)
-    with transaction.atomic():
-        battle.save(force_insert=True)
-        if battle.status == Battle.Status.GENERATING:
-            transaction.on_commit(lambda: _queue_generation(battle))
-    ratelimit.count(limits)
+    with ratelimit.reserved("battle", voter):
+        source = _choose_prompt(prompt, random_prompt, rng)
+        model_a, model_b = _choose_pair(source, rng)
+        battle = Battle(
+            prompt=source.text if source else prompt,
+            source_prompt=source,
+            model_a=model_a,
+            model_b=model_b,
+            language=(source.language if source else "") or detect_language(prompt),
+            category=source.category if source else "",
+        )
+        _fill_from_pool(battle)
+        with transaction.atomic():
+            battle.save(force_insert=True)
+            if battle.status == Battle.Status.GENERATING:
+                transaction.on_commit(lambda: _queue_generation(battle))
     return battle
 
 
@@ -197,19 +195,19 @@ def record_vote(*, battle_id: uuid.UUID, winner: str, voter: Voter) -> tuple[Vot
     """
     if winner not in WINNERS:
         raise InvalidWinner(winner)
-    limits = ratelimit.limits_for("vote", voter)
-    ratelimit.check("vote", limits)
-    if connection.vendor == "postgresql":
-        battle, vote = _vote_in_one_statement(battle_id, winner, voter)
-    else:
-        battle, vote_id = _battle_for_vote(battle_id)
-        vote = None if vote_id is not None else _save_vote(battle, winner, voter)
-    if vote is None:
-        # The battle has its vote already (a double click, a retry, or a concurrent request
-        # that committed first, which the unique battle of Vote kept out): answer like a repeat.
-        existing = Vote.objects.get(battle_id=battle.pk)
-        return _repeated_vote(existing, battle, winner), False
-    ratelimit.count(limits)
+    with ratelimit.reserved("vote", voter) as place:
+        if connection.vendor == "postgresql":
+            battle, vote = _vote_in_one_statement(battle_id, winner, voter)
+        else:
+            battle, vote_id = _battle_for_vote(battle_id)
+            vote = None if vote_id is not None else _save_vote(battle, winner, voter)
+        if vote is None:
+            # The battle has its vote already (a double click, a retry, or a concurrent
+            # request that committed first, which the unique battle of Vote kept out): answer
+            # like a repeat, which does not use up the voter's allowance.
+            place.release()
+            existing = Vote.objects.get(battle_id=battle.pk)
+            return _repeated_vote(existing, battle, winner), False
     return vote, True
 
 

@@ -230,6 +230,8 @@ ARENA_MAX_PROMPT_CHARS = env_int("ARENA_MAX_PROMPT_CHARS", 4000, minimum=1)
 ARENA_MAX_NEW_TOKENS = env_int("ARENA_MAX_NEW_TOKENS", 128, minimum=1)
 ARENA_TEMPERATURE = env_float("ARENA_TEMPERATURE", 0.7, minimum=0.0)
 ARENA_RATE_LIMITS_ENABLED = env_bool("ARENA_RATE_LIMITS_ENABLED", True)
+# Production counts the limits in Redis, shared by every web process; embedded, in locmem.
+ARENA_RATE_LIMIT_REDIS_URL = REDIS_URL
 # Per hour; 0 means unlimited.
 ARENA_VOTE_RATE_PER_HOUR = env_int("ARENA_VOTE_RATE_PER_HOUR", 60, minimum=0)
 ARENA_VOTE_RATE_PER_IP_PER_HOUR = env_int("ARENA_VOTE_RATE_PER_IP_PER_HOUR", 600, minimum=0)

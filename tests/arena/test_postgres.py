@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -99,20 +100,30 @@ def test_concurrent_different_votes_keep_exactly_one(
 
 @pytest.mark.integration
 @pytest.mark.django_db
-def test_rate_limit_counts_in_the_shared_redis_cache(
+def test_rate_limit_counts_in_the_shared_redis(
     postgres_and_redis: None, make_battle: Callable[..., Battle], settings: Any
 ) -> None:
+    import time
     import uuid
 
+    import redis
+
+    from arena import ratelimit
     from arena.exceptions import RateLimited
 
     settings.ARENA_VOTE_RATE_PER_HOUR = 2
-    assert "redis" in settings.CACHES["default"]["BACKEND"].lower()
+    assert settings.ARENA_RATE_LIMIT_REDIS_URL == os.environ["REDIS_URL"]
     voter = Voter(f"anon:{uuid.uuid4()}", f"198.18.{uuid.uuid4().int % 250}.1")
-    for _ in range(2):
-        services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
+    first = make_battle()
+    services.record_vote(battle_id=first.pk, winner="tie", voter=voter)
+    services.record_vote(battle_id=first.pk, winner="tie", voter=voter)  # a repeat: given back
+    services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
     with pytest.raises(RateLimited):
         services.record_vote(battle_id=make_battle().pk, winner="tie", voter=voter)
+    key = ratelimit.limits_for("vote", voter)[0].key(int(time.time() // ratelimit.WINDOW_S))
+    client = redis.Redis.from_url(settings.ARENA_RATE_LIMIT_REDIS_URL)
+    assert int(client.get(key) or 0) == 2  # the refused vote gave its place back too
+    assert 0 < client.ttl(key) <= ratelimit.COUNTER_TTL_S
 
 
 @pytest.mark.integration
