@@ -39,6 +39,9 @@ backlog = 2048
 reuse_port = True  # the kernel spreads new connections over the workers
 graceful_timeout = 10
 timeout = 60
+# No gunicornc control socket: it has one default path per user, which the several servers of
+# a test run or of `make run` beside the bench would take from each other.
+control_socket_disable = True
 
 
 def post_worker_init(worker: Any) -> None:

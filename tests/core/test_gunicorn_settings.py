@@ -28,6 +28,7 @@ def test_defaults_are_one_process_per_core_with_threads(monkeypatch: pytest.Monk
     assert settings["workers"] == (os.cpu_count() or 1)
     assert settings["worker_class"] == "gthread" and settings["threads"] >= 1
     assert settings["keepalive"] > 0
+    assert settings["control_socket_disable"] is True
 
 
 def test_environment_overrides_bind_workers_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
