@@ -163,6 +163,8 @@ class Scenario:
 
 
 def base_env(settings_dir: Path) -> dict[str, str]:
+    # No collectstatic for a votes run; an empty static root keeps WhiteNoise from warning.
+    (settings_dir / "var" / "static").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         PYTHONPATH=f"{settings_dir}{os.pathsep}{ROOT}",
