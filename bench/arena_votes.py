@@ -163,8 +163,9 @@ class Scenario:
 
 
 def base_env(settings_dir: Path) -> dict[str, str]:
+    var_dir = settings_dir / "var"
     # No collectstatic for a votes run; an empty static root keeps WhiteNoise from warning.
-    (settings_dir / "var" / "static").mkdir(parents=True, exist_ok=True)
+    (var_dir / "static").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         PYTHONPATH=f"{settings_dir}{os.pathsep}{ROOT}",
@@ -173,7 +174,7 @@ def base_env(settings_dir: Path) -> dict[str, str]:
         SECRET_KEY="arena-votes-bench",
         ALLOWED_HOSTS="127.0.0.1",
         LOG_LEVEL="WARNING",
-        LADDER_VAR_DIR=str(settings_dir / "var"),
+        LADDER_VAR_DIR=str(var_dir),
     )
     return env
 
