@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # The unit tier never sees the production variables, whatever the shell exports.
 UNIT_ENV := env -u DATABASE_URL -u REDIS_URL -u SECRET_KEY -u ALLOWED_HOSTS -u DEBUG LADDER_BROKER_DIR=var/test-broker
 
-.PHONY: install run test check lint format typecheck test-unit test-integration test-browser test-all clean
+.PHONY: install browser run test check lint format typecheck test-unit test-integration test-browser test-all clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,7 +44,13 @@ test-integration: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=false SECRET_KEY=integration-tests \
 		ALLOWED_HOSTS=testserver,127.0.0.1,localhost $(VENV)/bin/pytest -m integration
 
-test-browser: install
+# The browser tier drives Debian's chromium (never a downloaded browser); a fresh machine gets it
+# from the distribution's packages, as .ci/run does.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test-browser: install browser
 	$(UNIT_ENV) $(VENV)/bin/pytest -m browser
 
 test: check test-unit test-integration test-browser
