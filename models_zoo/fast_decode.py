@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models_zoo.kernels import int8_matmul
 from models_zoo.quantization import Int8BlockLinear
 
 logger = logging.getLogger(__name__)
@@ -64,21 +65,78 @@ class _LlamaShape:
     kv_heads: int
     head_dim: int
     scaling: float
+    inv_freq: Callable[[torch.device], torch.Tensor]  # (D/2,) float32 rotary frequencies
+    rotary_scale: float
+    schedule: tuple[tuple[int, ...], tuple[int, ...]] | None  # LongNet (w, r); None: dense
 
 
 def _llama_shape(model: LlamaShaped) -> _LlamaShape:
+    """Attention geometry of a transformers Llama or a zoo model (dense or LongNet).
+
+    The zoo's models (:mod:`models_zoo.decoder`) have the same module names but no
+    ``rotary_emb`` module: their rotary frequencies come from ``config.rope_theta`` exactly as
+    :func:`models_zoo.layers.rotary_cos_sin` computes them.
+    """
     config = getattr(model, "config", None)
     inner = getattr(model, "model", None)
-    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
-    if config is None or inner is None or not all(hasattr(inner, n) for n in needed):
+    needed = ("embed_tokens", "layers", "norm")
+    zoo = _is_zoo(model)
+    if (
+        config is None
+        or inner is None
+        or not all(hasattr(inner, n) for n in needed)
+        or not (zoo or hasattr(inner, "rotary_emb"))
+        or not hasattr(model, "lm_head")
+    ):
         raise ValueError(
             f"{type(model).__name__} is not Llama-shaped: fast decoding needs config and "
-            f"model.{{{', '.join(needed)}}} and lm_head"
+            "model.{embed_tokens, layers, norm, rotary_emb} and lm_head (or a zoo model)"
         )
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    return _LlamaShape(heads, kv_heads, head_dim, head_dim**-0.5)
+    schedule = None
+    if zoo:
+        theta = float(config.rope_theta)
+
+        def inv_freq(device: torch.device) -> torch.Tensor:
+            exponent = torch.arange(0, head_dim, 2, device=device, dtype=torch.float32)
+            return 1.0 / (theta ** (exponent / head_dim))  # as models_zoo.layers.rotary_cos_sin
+
+        scale = 1.0
+        segments = getattr(config, "segment_lengths", None)
+        if segments:
+            schedule = (tuple(segments), tuple(config.dilation_rates))
+    else:
+        rotary = inner.rotary_emb
+
+        def inv_freq(device: torch.device) -> torch.Tensor:
+            return rotary.inv_freq.to(device).float()  # type: ignore[no-any-return]
+
+        scale = float(getattr(rotary, "attention_scaling", 1.0))
+    return _LlamaShape(heads, kv_heads, head_dim, head_dim**-0.5, inv_freq, scale, schedule)
+
+
+def _is_zoo(model: LlamaShaped) -> bool:
+    """A zoo decoder (``models_zoo.decoder.DecoderForCausalLM``: dense or LongNet)."""
+    from models_zoo.decoder import DecoderForCausalLM
+
+    return isinstance(model, DecoderForCausalLM)
+
+
+def supports(model: LlamaShaped) -> bool:
+    """Whether :func:`generate_fast` can decode ``model`` (Llama-shaped or a zoo model)."""
+    try:
+        _llama_shape(model)
+    except ValueError:
+        return False
+    return True
+
+
+def needs_unpadded(model: LlamaShaped) -> bool:
+    """True for LongNet models: their segments are aligned to absolute positions, so a batch
+    must hold prompts of one length (no left padding)."""
+    return _llama_shape(model).schedule is not None
 
 
 def left_pad(
@@ -196,16 +254,34 @@ class _Projection:
         full = (self.weight_copy.view(rows, blocks, -1) * self.scales[..., None]).view(rows, -1)
         return full[:, : self.modules[0].in_features]
 
+    def _fused_int8(self, x: torch.Tensor) -> bool:
+        """Whether the int8 product runs in the fused dequantising kernel (decode steps)."""
+        return (
+            self.kind == "int8"
+            and self.bias is None
+            and x.dim() == 2
+            and x.shape[0] <= int8_matmul.MAX_FUSED_ROWS
+            and int8_matmul.is_available(x)
+        )
+
+    def _int8_args(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        assert self.weight_copy is not None and self.scales is not None
+        return self.weight_copy, self.scales, self.modules[0].in_features
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "module":
             outs = [m(x) for m in self.modules]
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        if self._fused_int8(x):
+            return int8_matmul.int8_linear(x, *self._int8_args())
         return F.linear(x, self.weight(), self.bias)
 
     def add_to(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``x + self(a)``, in place in ``x`` (one GEMM with beta=1) where possible."""
         if self.kind == "module" or self.bias is not None:
             return x + self(a)
+        if self._fused_int8(a):  # residual added in the kernel's epilogue, in place
+            return int8_matmul.int8_linear(a, *self._int8_args(), residual=x, out=x)
         return x.addmm_(a, self.weight().t())
 
 
@@ -215,7 +291,9 @@ def _rms_norm(norm: LlamaShaped, dtype: torch.dtype) -> Callable[[torch.Tensor],
     if not isinstance(weight, torch.Tensor) or weight.dtype != dtype:
         return norm
     eps: float | None
-    if isinstance(norm, nn.RMSNorm):
+    from models_zoo.layers import RMSNorm as ZooRMSNorm
+
+    if isinstance(norm, nn.RMSNorm) or type(norm) is ZooRMSNorm:
         eps = norm.eps
     else:
         try:
@@ -229,6 +307,10 @@ def _rms_norm(norm: LlamaShaped, dtype: torch.dtype) -> Callable[[torch.Tensor],
 
 
 def _is_gated_silu_mlp(mlp: LlamaShaped) -> bool:
+    from models_zoo.layers import SwiGLU
+
+    if type(mlp) is SwiGLU:  # down(silu(gate(x)) * up(x)), as LlamaMLP
+        return True
     try:
         from transformers.models.llama.modeling_llama import LlamaMLP
     except ImportError:  # pragma: no cover
@@ -293,8 +375,29 @@ class _ModelPlan:
 # --- the decoder ------------------------------------------------------------------------------
 
 
+def _cos_sin(
+    shape: _LlamaShape, length: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(length, D)`` cos and sin tables in ``dtype``, as transformers / the zoo compute them."""
+    freqs = torch.arange(length, device=device, dtype=torch.float32)[:, None] * shape.inv_freq(
+        device
+    )
+    angles = torch.cat((freqs, freqs), dim=-1)  # (length, D)
+    scale = shape.rotary_scale
+    return (angles.cos() * scale).to(dtype), (angles.sin() * scale).to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x * cos + rotate_half(x) * sin`` for ``x`` (N, heads, D) and tables (N, 1, D)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+ROTATION_TABLE_BYTES = 64 * 2**20  # above this, decode steps rotate with cos/sin tables instead
+
+
 def _rotation_table(
-    rotary: LlamaShaped, length: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    shape: _LlamaShape, length: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """``(length, D, D)``: ``x @ table[p]`` = transformers' rotary embedding of ``x`` at ``p``.
 
@@ -302,17 +405,83 @@ def _rotation_table(
     ``P`` the signed half swap. Entries are the cos/sin values cast to ``dtype`` as transformers
     casts them; the product accumulates in fp32 and rounds once.
     """
-    inv_freq = rotary.inv_freq.to(device).float()
-    freqs = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq
-    angles = torch.cat((freqs, freqs), dim=-1)  # (length, D)
-    scale = getattr(rotary, "attention_scaling", 1.0)
-    cos, sin = (angles.cos() * scale).to(dtype), (angles.sin() * scale).to(dtype)
+    head_dim = shape.head_dim
+    cos, sin = _cos_sin(shape, length, dtype, device)
     half = head_dim // 2
     index = torch.arange(half, device=device)
     table = torch.diag_embed(cos)  # (length, D, D)
     table[:, index + half, index] = -sin[:, :half]  # out[j] -= x[j + D/2] sin[j], j < D/2
     table[:, index, index + half] = sin[:, half:]  # out[j] += x[j - D/2] sin[j], j >= D/2
     return table
+
+
+class _DilatedDecode:
+    """LongNet's dilated attention for one decode step, as dense attention over gathered keys.
+
+    For a query at position ``p`` and a branch (w, r), the branch covers the query for head
+    ``h`` iff ``(p - s) % r == h % r`` with ``s = (p // w) * w`` the segment start, and then sees
+    the keys ``s + h % r + j r <= p``, ``j < ceil(w / r)`` (:func:`models_zoo.attention.
+    _branch_decode`). Mixing the branches by ``softmax_i(LSE_i)`` equals one softmax over the
+    union of the branches' key lists in which a key listed by c branches counts c times
+    (module docstring of :mod:`models_zoo.attention`). So a step gathers, per (row, head), the
+    ``M = sum_i ceil(w_i / r_i)`` listed cache positions (a fixed count: the step stays
+    graph-capturable), masks the entries of branches that do not cover the query or lie past
+    ``p``, and runs one SDPA call over them. Indices and mask are computed once per step and
+    shared by all layers. At 128K context with the paper's schedule M is 11,606 keys instead of
+    131K for dense attention.
+    """
+
+    def __init__(self, shape: _LlamaShape, dtype: torch.dtype, device: torch.device) -> None:
+        assert shape.schedule is not None
+        if shape.kv_heads != shape.heads:
+            raise ValueError("dilated decoding needs as many key/value heads as query heads")
+        segments, rates = shape.schedule
+        width, rate, step = [], [], []
+        for w, r in zip(segments, rates):
+            rows = -(-w // r)
+            width += [w] * rows
+            rate += [r] * rows
+            step += [j * r for j in range(rows)]
+        self.width = torch.tensor(width, device=device)  # (M,) the listed key's branch w
+        self.rate = torch.tensor(rate, device=device)  # (M,) its branch r
+        self.step = torch.tensor(step, device=device)  # (M,) j * r
+        heads = torch.arange(shape.heads, device=device)[:, None]
+        self.offset = heads % self.rate  # (H, M): head h starts at h % r (paper section 2.3)
+        self.in_segment = self.offset + self.step < self.width  # (H, M)
+        self.scaling = shape.scaling
+        self.dtype = dtype
+
+    def keys(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cache indices ``(B, H, M)`` and the additive mask ``(B, H, 1, M)`` for ``(B, 1)``
+        positions (unpadded: a token's position is its cache index)."""
+        p = positions[:, :1, None]  # (B, 1, 1)
+        start = torch.div(p, self.width, rounding_mode="floor") * self.width  # (B, 1, M)
+        index = start + self.offset + self.step  # (B, H, M)
+        covers = torch.remainder(p - start, self.rate) == self.offset  # (B, H, M)
+        allowed = covers & self.in_segment & (index <= p)
+        bias = torch.zeros(allowed.shape, dtype=self.dtype, device=allowed.device)
+        bias = bias.masked_fill_(~allowed, float("-inf"))[:, :, None]  # (B, H, 1, M)
+        return index.clamp_(max=p), bias
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        index: torch.Tensor,
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
+        """``q`` (B, H, 1, D) over the listed rows of the cache (B, H, L, D); returns (B, H*D)."""
+        B, H, _, D = q.shape
+        expanded = index[..., None].expand(B, H, index.shape[-1], D)
+        out = F.scaled_dot_product_attention(
+            q,
+            keys.gather(2, expanded),
+            values.gather(2, expanded),
+            attn_mask=bias,
+            scale=self.scaling,
+        )  # (B, H, 1, D)
+        return out.reshape(B, H * D)
 
 
 class FastDecoder:
@@ -363,8 +532,17 @@ class FastDecoder:
             torch.zeros(cache_shape, dtype=self.dtype, device=self.device) for _ in inner.layers
         ]
         self.values = [torch.zeros_like(k) for k in self.keys]
-        self.rotation = _rotation_table(
-            inner.rotary_emb, max_length, shape.head_dim, self.dtype, self.device
+        # Prefill rotates with cos/sin (as the model does); decode steps with one batched
+        # product by a per-position rotation matrix while that table stays small.
+        self.cos, self.sin = _cos_sin(shape, max_length, self.dtype, self.device)
+        table_bytes = max_length * shape.head_dim**2 * torch.finfo(self.dtype).bits // 8
+        self.rotation = (
+            _rotation_table(shape, max_length, self.dtype, self.device)
+            if table_bytes <= ROTATION_TABLE_BYTES
+            else None
+        )
+        self.dilated = (
+            _DilatedDecode(shape, self.dtype, self.device) if shape.schedule is not None else None
         )
         # Decode-step state: fixed buffers, so a captured graph reads and advances them.
         self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
@@ -384,7 +562,7 @@ class FastDecoder:
         tokens: torch.Tensor,
         positions: torch.Tensor,
         write_at: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """Run the model over new tokens, appending their keys/values to the cache.
 
@@ -395,7 +573,8 @@ class FastDecoder:
             tokens: ``(B, T)`` token ids; positions: ``(B, T)`` rotary positions.
             write_at: ``(T,)`` cache indices of the new tokens.
             mask: ``(B, 1, T, L)``: bool, True where a query may see a cache key, or additive
-                (0 / -inf) in the model's dtype.
+                (0 / -inf) in the model's dtype; ``None``: an unpadded prompt at cache index 0
+                (causal attention over the new tokens alone, no mask tensor).
 
         Returns:
             ``(B, V)`` logits of the last new token.
@@ -404,13 +583,16 @@ class FastDecoder:
         B, T = tokens.shape
         H, Hkv, D = shape.heads, shape.kv_heads, shape.head_dim
         G, L = H // Hkv, self.max_length
-        if mask.dtype == torch.bool:
+        if mask is not None and mask.dtype == torch.bool:
             bias = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device)
             mask = bias.masked_fill_(~mask, float("-inf"))
-        if G > 1:  # query groups folded into the query length: (B, 1, G*T, L)
+        if mask is not None and G > 1:  # query groups folded into the query length
             mask = mask[:, :, None].expand(B, 1, G, T, L).reshape(B, 1, G * T, L)
         x = inner.embed_tokens(tokens).to(self.dtype).reshape(B * T, -1).contiguous()
-        rotation = self.rotation[positions.reshape(-1)]  # (B*T, D, D)
+        flat = positions.reshape(-1)
+        rotation = self.rotation[flat] if T == 1 and self.rotation is not None else None
+        cos, sin = self.cos[flat][:, None], self.sin[flat][:, None]  # (B*T, 1, D)
+        gathered = self.dilated.keys(positions) if T == 1 and self.dilated is not None else None
         streamer = getattr(self.model, "layer_streamer", None)  # models_zoo.offload
         for index, layer in enumerate(inner.layers):
             if streamer is not None:
@@ -422,18 +604,16 @@ class FastDecoder:
             else:
                 qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
             heads = qkv.view(B * T, H + 2 * Hkv, D)
-            rotated = torch.bmm(heads[:, : H + Hkv], rotation)  # q and k: (B*T, H + H_kv, D)
+            if rotation is not None:
+                rotated = torch.bmm(heads[:, : H + Hkv], rotation)  # q and k: (B*T, H+H_kv, D)
+            else:
+                rotated = _rotate(heads[:, : H + Hkv], cos, sin)
             q = rotated[:, :H].view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
             k = rotated[:, H:].view(B, T, Hkv, D).transpose(1, 2)
             v = heads[:, H + Hkv :].view(B, T, Hkv, D).transpose(1, 2)
             self.keys[index].index_copy_(2, write_at, k)
             self.values[index].index_copy_(2, write_at, v)
-            if G > 1:  # head h uses kv head h // G (transformers' repeat_kv)
-                q = q.reshape(B, Hkv, G * T, D)
-            out = F.scaled_dot_product_attention(
-                q, self.keys[index], self.values[index], attn_mask=mask, scale=shape.scaling
-            )  # (B, H_kv, G*T, D)
-            out = out.view(B, Hkv, G, T, D).permute(0, 3, 1, 2, 4).reshape(B * T, H * D)
+            out = self._attend(q, k, v, index, mask, gathered)  # (B*T, H*D)
             if lp is None:
                 x = x + attn.o_proj(out)
                 x = x + layer.mlp(layer.post_attention_layernorm(x))
@@ -453,6 +633,54 @@ class FastDecoder:
         if plan is None:
             return self.model.lm_head(inner.norm(last))  # (B, V)
         return plan.head(plan.final_norm(last))
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        index: int,
+        mask: torch.Tensor | None,
+        gathered: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """Attention of ``q`` (B, H, T, D) over layer ``index``'s cache; returns (B*T, H*D).
+
+        ``k``/``v`` (B, H_kv, T, D) are the new tokens' (already in the cache). Three cases:
+        an unpadded prompt (``mask`` None): causal attention over the new tokens alone (LongNet:
+        :func:`models_zoo.attention.dilated_attention`, the fused kernel on CUDA); a LongNet decode
+        step (``gathered``): dense attention over the keys its branches see (see
+        :class:`_DilatedDecode`); otherwise one SDPA call over the whole cache with ``mask``.
+        """
+        B, H, T, D = q.shape
+        Hkv = k.shape[1]
+        G = H // Hkv
+        schedule = self.shape.schedule
+        if mask is None:
+            if schedule is not None:
+                from models_zoo.attention import dilated_attention
+
+                out = dilated_attention(
+                    q.transpose(1, 2),
+                    k.transpose(1, 2),
+                    v.transpose(1, 2),
+                    segment_lengths=schedule[0],
+                    dilation_rates=schedule[1],
+                    causal=True,
+                )  # (B, T, H, D)
+                return out.reshape(B * T, H * D)
+            out = F.scaled_dot_product_attention(
+                q, k, v, is_causal=T > 1, scale=self.shape.scaling, enable_gqa=G > 1
+            )  # (B, H, T, D)
+            return out.transpose(1, 2).reshape(B * T, H * D)
+        if gathered is not None:
+            assert self.dilated is not None
+            return self.dilated.attend(q, self.keys[index], self.values[index], *gathered)
+        if G > 1:  # head h uses kv head h // G (transformers' repeat_kv)
+            q = q.reshape(B, Hkv, G * T, D)
+        out = F.scaled_dot_product_attention(
+            q, self.keys[index], self.values[index], attn_mask=mask, scale=self.shape.scaling
+        )  # (B, H_kv, G*T, D)
+        return out.view(B, Hkv, G, T, D).permute(0, 3, 1, 2, 4).reshape(B * T, H * D)
 
     def _decode_step(self) -> torch.Tensor:
         self.key_bias.index_fill_(3, self.write_at, 0.0)
@@ -512,19 +740,28 @@ class FastDecoder:
                 f"decoder built for batch {self.batch_size} and length {self.max_length}, got "
                 f"batch {B} with {T} prompt + {max_new_tokens} new tokens"
             )
+        valid = attention_mask.to(self.device).bool()
+        unpadded = bool(valid.all())  # one host sync per call
+        if self.dilated is not None and not unpadded:
+            raise ValueError(
+                "LongNet segments are aligned to absolute positions: decode prompts of one "
+                "length per batch (no padding)"
+            )
         kind = "plain" if do_sample else "greedy"
         graph = self._graph(kind) if self.use_cuda_graph and max_new_tokens > 1 else None
         input_ids = input_ids.to(self.device)
-        valid = attention_mask.to(self.device).bool()
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
         self.key_valid.zero_()
         self.key_valid[:, :T] = valid
         cache_index = torch.arange(self.max_length, device=self.device)
-        causal = cache_index[None, :] <= cache_index[:T, None]  # (T, L)
-        itself = cache_index[None, :] == cache_index[:T, None]
-        # Pad queries see only themselves: their rows stay finite and nobody reads them.
-        mask = (causal[None] & self.key_valid[:, None, :]) | itself[None]  # (B, T, L)
-        logits = self._forward(input_ids, positions, cache_index[:T], mask[:, None])
+        if unpadded:  # causal attention over the prompt alone: no (B, T, L) mask
+            logits = self._forward(input_ids, positions, cache_index[:T], None)
+        else:
+            causal = cache_index[None, :] <= cache_index[:T, None]  # (T, L)
+            itself = cache_index[None, :] == cache_index[:T, None]
+            # Pad queries see only themselves: their rows stay finite and nobody reads them.
+            mask = (causal[None] & self.key_valid[:, None, :]) | itself[None]  # (B, T, L)
+            logits = self._forward(input_ids, positions, cache_index[:T], mask[:, None])
         self.key_bias.zero_()
         self.key_bias.masked_fill_(~self.key_valid[:, None, None, :], float("-inf"))
         self.position.copy_(valid.long().sum(-1, keepdim=True))
