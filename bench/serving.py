@@ -1,24 +1,27 @@
 """Batched generation on one GPU: ours (static cache + CUDA graph) vs transformers' generate.
 
-    python bench/serving.py --out results.md
+    python bench/serving.py --size 1b --out results.md
 
-A ~134M-parameter Llama-shaped model with random weights (hidden 768, 12 layers, 12 heads,
-intermediate 2048, vocab 32000, untied head), bf16; 128 prompt tokens, 128 new tokens, greedy,
-batch 1, 8 and 64. Rows (same weights, same run):
-- ``hf dynamic``: ``model.generate`` with the default dynamic cache;
-- ``hf static``: ``cache_implementation="static"`` with ``disable_compile=True``;
-- ``hf static+compile``: the same with transformers' automatic ``torch.compile`` (its fastest);
-- ``ours``: ``models_zoo.fast_decode.generate_fast`` (static cache, CUDA-graph decode step),
-  also with ``compile_step=True`` (Inductor-fused step inside the graph);
-- the same with int8 weights (``models_zoo.quantization``), and ours eager with CPU offload at
-  50 % of the weight bytes (``models_zoo.offload``).
+Llama-shaped models with random weights (``SIZES``: the 134M of earlier rounds, Llama-3.2-1B's
+shape and Llama-3-8B's), bf16, initialised on the GPU; 128 prompt tokens, 128 new tokens, greedy,
+batch 1, 8 and 64 (``--batches``). Rows (same weights, same run; ``--rows``):
+- ``ours``: ``models_zoo.fast_decode.generate_fast`` (static cache, CUDA-graph decode step);
+- ``int8``: the same on block-wise int8 weights (``models_zoo.quantization``, block 128), whose
+  decode-step products run in the fused dequantising Triton kernel
+  (``models_zoo.kernels.int8_matmul``);
+- ``hf-compile``: ``cache_implementation="static"`` with transformers' automatic
+  ``torch.compile`` (its fastest configuration), run last (batch 64 first): each batch size
+  compiles anew;
+- optional: ``ours-eager``, ``hf-static`` (no compile), ``hf-dynamic``, ``ours-compile``.
 tokens/s counts new tokens only (prefill included in the time); memory is the peak allocated
 during the call. Results are printed as they come (a partial run still reports).
 
-First, a decode-step table: prefill time, time per graph-replayed decode step ((128-token call -
-1-token call) / 127), kernels per step (profiler over one eager step) and the step's byte floor
-(weights + the KV cache rows read, at ``FLOOR_BANDWIDTH``). The compiled rows (ours and
-transformers') run last, at ``--compile-batches`` only (each compile takes tens of seconds).
+First the device ceilings are measured (1 GiB device copy, bf16 8192^3 matmul), then a decode-step
+table: prefill time, time per graph-replayed decode step ((128-token call - 1-token call) / 127),
+optionally kernels per step (``--profile``), and the step's floors: bytes (the weights a step
+reads + the KV rows) over the measured copy bandwidth, FLOPs over the measured matmul rate.
+``--offload`` ends the run with CPU offload at 50 % of the weight bytes (``models_zoo.offload``)
+beside the resident model, at ``--offload-new`` new tokens per call.
 """
 
 from __future__ import annotations
@@ -45,24 +48,52 @@ from models_zoo.offload import apply_cpu_offload  # noqa: E402
 from models_zoo.quantization import quantize_model_int8, weight_memory_bytes  # noqa: E402
 
 PROMPT, NEW = 128, 128
-FLOOR_BANDWIDTH = 4.3e12  # bytes/s, device-to-device copy measured on this kind (KINDS.md)
+FLOOR_BANDWIDTH = 4.3e12  # bytes/s fallback; main() measures the device copy bandwidth
+
+# Llama-shaped sizes (random weights): the 134M of earlier rounds, Llama-3.2-1B and Llama-3-8B.
+SIZES: dict[str, dict[str, object]] = {
+    "134m": {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048,
+             "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 12},
+    "1b": {"vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
+           "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "tie_word_embeddings": True, "rope_theta": 500000.0},
+    "8b": {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
+           "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "rope_theta": 500000.0},
+}  # fmt: skip
+SIZE = "134m"  # set by main()
 
 
-def build_model(seed: int) -> LlamaForCausalLM:
+def build_model(seed: int, size: str | None = None, device: str = "cuda") -> LlamaForCausalLM:
+    """Random-weight bf16 Llama of ``size``, initialised directly on ``device``."""
     torch.manual_seed(seed)
+    sizes = {"tie_word_embeddings": False, **SIZES[size or SIZE]}
     config = LlamaConfig(
-        vocab_size=32000,
-        hidden_size=768,
-        intermediate_size=2048,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
+        **sizes,
+        max_position_embeddings=4096,
         pad_token_id=0,
         eos_token_id=None,
         bos_token_id=None,
     )
-    return LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    return model.eval()
+
+
+def measure_ceilings() -> tuple[float, float]:
+    """(device copy bytes/s counting read + write, bf16 8192^3 matmul FLOP/s), medians."""
+    source = torch.randn(2**29, device="cuda", dtype=torch.bfloat16)  # 1 GiB
+    target = torch.empty_like(source)
+    copy = median_seconds(lambda: target.copy_(source), 20)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    matmul = median_seconds(lambda: a @ b, 20)
+    return 2 * 2**30 / copy, 2 * 8192**3 / matmul
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -92,52 +123,72 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def read_bytes(model: LlamaForCausalLM) -> int:
+    """Weight bytes one decode step reads: all weights but an untied input embedding table."""
+    total = weight_memory_bytes(model)
+    embed, head = model.model.embed_tokens, model.lm_head
+    tensors = [t for t in list(embed.parameters()) + list(embed.buffers())]
+    head_ptrs = {t.data_ptr() for t in list(head.parameters()) + list(head.buffers())}
+    return total - sum(
+        t.numel() * t.element_size() for t in tensors if t.data_ptr() not in head_ptrs
+    )
+
+
 def step_rows(
-    models: list[tuple[str, LlamaForCausalLM]], batches: list[int], out: Path | None
+    models: list[tuple[str, LlamaForCausalLM]],
+    batches: list[int],
+    out: Path | None,
+    bandwidth: float,
+    peak_flops: float,
+    profile: bool,
 ) -> None:
-    """Prefill ms, graph decode ms/step, kernels/step and the byte floor per step."""
+    """Prefill ms, graph decode ms/step, kernels/step and the floors per step."""
     report(
         "| weights | batch | prefill ms | decode ms/step | kernels/step | kernel ms/step (eager)"
-        " | floor ms/step |",
+        " | byte floor ms | FLOP floor ms | share of floor |",
         out,
     )
-    report("|---|---|---|---|---|---|---|", out)
+    report("|---|---|---|---|---|---|---|---|---|", out)
     for name, model in models:
-        weights = weight_memory_bytes(model)
+        weights = read_bytes(model)
         config = model.config
+        parameters = sum(p.numel() for p in model.parameters())
         for batch in batches:
-            ids = torch.randint(1, 32000, (batch, PROMPT), device="cuda")
+            ids = torch.randint(1, config.vocab_size, (batch, PROMPT), device="cuda")
             mask = torch.ones_like(ids)
             decoder = fast_decode.FastDecoder(model, batch_size=batch, max_length=PROMPT + NEW)
             prefill = median_seconds(lambda d=decoder, i=ids, m=mask: d.generate(i, m, 1), 5)
             full = median_seconds(lambda d=decoder, i=ids, m=mask: d.generate(i, m, NEW), 5)
             step = (full - prefill) / (NEW - 1)
-            decoder.generate(ids, mask, 1)  # state at the first decode step
             kernels, kernel_ms = -1, float("nan")
-            try:
-                activities = [torch.profiler.ProfilerActivity.CUDA]
-                with torch.no_grad(), torch.profiler.profile(activities=activities) as prof:
-                    decoder._greedy_step()
-                    torch.cuda.synchronize()
-                device = torch.autograd.DeviceType.CUDA
-                events = [e for e in prof.events() if e.device_type == device]
-                kernels = len(events)
-                kernel_ms = sum(e.self_device_time_total for e in events) / 1e3
-                if batch == max(batches) and out is not None:
-                    table = prof.key_averages().table(
-                        sort_by="self_device_time_total", row_limit=25
-                    )
-                    (out.parent / f"profile_{name}_b{batch}.txt").write_text(table)
-            except Exception as error:  # profiling is a diagnostic: never lose the row
-                print(f"profiler failed: {type(error).__name__}: {error}", flush=True)
+            if profile:
+                decoder.generate(ids, mask, 1)  # state at the first decode step
+                try:
+                    activities = [torch.profiler.ProfilerActivity.CUDA]
+                    with torch.no_grad(), torch.profiler.profile(activities=activities) as prof:
+                        decoder._greedy_step()
+                        torch.cuda.synchronize()
+                    device = torch.autograd.DeviceType.CUDA
+                    events = [e for e in prof.events() if e.device_type == device]
+                    kernels = len(events)
+                    kernel_ms = sum(e.self_device_time_total for e in events) / 1e3
+                    if batch == max(batches) and out is not None:
+                        table = prof.key_averages().table(
+                            sort_by="self_device_time_total", row_limit=25
+                        )
+                        (out.parent / f"profile_{SIZE}_{name}_b{batch}.txt").write_text(table)
+                except Exception as error:  # profiling is a diagnostic: never lose the row
+                    print(f"profiler failed: {type(error).__name__}: {error}", flush=True)
             # Bytes per step: weights once, plus the K and V rows read (mean valid length).
             kv_len = PROMPT + NEW / 2
             head_dim = config.hidden_size // config.num_attention_heads
             kv = 2 * config.num_hidden_layers * batch * config.num_key_value_heads * kv_len
-            floor = (weights + kv * head_dim * 2) / FLOOR_BANDWIDTH
+            floor = (weights + kv * head_dim * 2) / bandwidth
+            flop_floor = 2 * parameters * batch / peak_flops
             report(
                 f"| {name} | {batch} | {prefill * 1e3:.2f} | {step * 1e3:.3f} | {kernels} | "
-                f"{kernel_ms:.3f} | {floor * 1e3:.3f} |",
+                f"{kernel_ms:.3f} | {floor * 1e3:.3f} | {flop_floor * 1e3:.3f} | "
+                f"{max(floor, flop_floor) / step * 100:.0f} % |",
                 out,
             )
             del decoder
@@ -146,12 +197,14 @@ def step_rows(
             torch.cuda.empty_cache()
 
 
-def hf_generate(model: LlamaForCausalLM, ids: torch.Tensor, **kwargs: object) -> torch.Tensor:
+def hf_generate(
+    model: LlamaForCausalLM, ids: torch.Tensor, new: int = NEW, **kwargs: object
+) -> torch.Tensor:
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
-        max_new_tokens=NEW,
-        min_new_tokens=NEW,
+        max_new_tokens=new,
+        min_new_tokens=new,
         do_sample=False,
         pad_token_id=0,
         **kwargs,
@@ -174,80 +227,127 @@ def report(line: str, out: Path | None) -> None:
             handle.write(line + "\n")
 
 
+ALL_ROWS = ("ours", "int8", "hf-compile", "ours-eager", "hf-static", "hf-dynamic", "ours-compile")
+
+
 def main() -> None:
+    global SIZE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=list(SIZES), default="134m")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-compile", action="store_true")
-    parser.add_argument("--compile-batches", type=int, nargs="*", default=[64])
-    parser.add_argument("--skip-offload", action="store_true")
+    parser.add_argument(
+        "--rows", nargs="+", choices=ALL_ROWS, default=["ours", "int8", "hf-compile"]
+    )
+    parser.add_argument("--hf-compile-batches", type=int, nargs="*", default=None)
+    parser.add_argument("--offload", action="store_true", help="CPU offload rows at the end")
+    parser.add_argument("--offload-new", type=int, default=16)
+    parser.add_argument("--offload-batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--skip-steps", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="kernels per step (profiler)")
+    parser.add_argument(
+        "--zoo-contexts",
+        type=int,
+        nargs="*",
+        default=None,
+        help="only: the zoo's LongNet vs dense model decoding at these contexts",
+    )
+    parser.add_argument("--kernels", action="store_true", help="only: int8 kernel vs cuBLAS")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    model = build_model(0).cuda()
-    int8 = quantize_model_int8(copy.deepcopy(model), block_size=128)
-    bf16_bytes, int8_bytes = weight_memory_bytes(model), weight_memory_bytes(int8)
+    SIZE = args.size
+    bandwidth, peak = measure_ceilings()
+    torch.cuda.empty_cache()
+    if args.zoo_contexts:
+        zoo_rows(args, bandwidth)
+        return
+    if args.kernels:
+        kernel_rows(args, bandwidth)
+        return
+    model = build_model(0)
+    vocab = model.config.vocab_size
+    int8 = None
+    if "int8" in args.rows:
+        int8 = quantize_model_int8(copy.deepcopy(model), block_size=128)
+        gc.collect()
+        torch.cuda.empty_cache()
+    bf16_bytes = weight_memory_bytes(model)
     held_out = torch.randint(
-        1, 32000, (8, 512), device="cuda", generator=torch.Generator("cuda").manual_seed(1)
+        1, vocab, (4, 256), device="cuda", generator=torch.Generator("cuda").manual_seed(1)
     )
-    ppl, ppl8 = perplexity(model, held_out), perplexity(int8, held_out)
+    parameters = sum(p.numel() for p in model.parameters())
     report(
         f"\n{datetime.date.today()} on {torch.cuda.get_device_name()}, torch {torch.__version__}, "
         f"transformers {__import__('transformers').__version__}; {PROMPT} prompt + {NEW} new "
-        "tokens, greedy, random-weight 134M Llama (768/12/12/2048/32000), bf16\n",
+        f"tokens, greedy, random-weight {SIZE} Llama ({parameters / 1e9:.2f}B parameters: "
+        f"{SIZES[SIZE]}), bf16; measured device copy {bandwidth / 1e12:.2f} TB/s (read + write),"
+        f" bf16 matmul {peak / 1e12:.0f} TFLOP/s\n",
         args.out,
     )
-    report(
-        f"weights: bf16 {bf16_bytes / 2**20:.1f} MiB, int8 {int8_bytes / 2**20:.1f} MiB "
-        f"({int8_bytes / bf16_bytes:.3f}x); perplexity on random held-out tokens "
-        f"bf16 {ppl:.2f}, int8 {ppl8:.2f} ({(ppl8 - ppl) / ppl * 100:+.3f} %)\n",
-        args.out,
-    )
+    if int8 is not None:
+        ppl, ppl8 = perplexity(model, held_out), perplexity(int8, held_out)
+        int8_bytes = weight_memory_bytes(int8)
+        report(
+            f"weights: bf16 {bf16_bytes / 2**30:.2f} GiB, int8 {int8_bytes / 2**30:.2f} GiB "
+            f"({int8_bytes / bf16_bytes:.3f}x); bytes read per decode step bf16 "
+            f"{read_bytes(model) / 2**30:.2f} GiB, int8 {read_bytes(int8) / 2**30:.2f} GiB; "
+            f"perplexity on random held-out tokens bf16 {ppl:.2f}, int8 {ppl8:.2f} "
+            f"({(ppl8 - ppl) / ppl * 100:+.3f} %)\n",
+            args.out,
+        )
     if not args.skip_steps:
-        step_rows([("bf16", model), ("int8", int8)], args.batches, args.out)
+        models = [("bf16", model)] + ([("int8", int8)] if int8 is not None else [])
+        step_rows(models, args.batches, args.out, bandwidth, peak, args.profile)
         report("", args.out)
     report(
-        "| run | batch | tokens/s | s per call | peak GiB | tokens equal to hf static |", args.out
+        "| run | batch | tokens/s | s per call | peak GiB | tokens equal to the first row |",
+        args.out,
     )
     report("|---|---|---|---|---|---|", args.out)
     references: dict[int, torch.Tensor] = {}
-    compiled: list[tuple[int, str, Callable[[], torch.Tensor]]] = []
+    compile_batches = args.batches if args.hf_compile_batches is None else args.hf_compile_batches
+    late: list[tuple[int, str, Callable[[], torch.Tensor]]] = []
     for batch in args.batches:
         ids = torch.randint(
-            1,
-            32000,
-            (batch, PROMPT),
-            device="cuda",
+            1, vocab, (batch, PROMPT), device="cuda",
             generator=torch.Generator("cuda").manual_seed(batch),
-        )
-        runs: list[tuple[str, Callable[[], torch.Tensor]]] = [
-            (
-                "hf static",
-                lambda m=model, ids=ids: hf_generate(
-                    m, ids, cache_implementation="static", disable_compile=True
-                ),
+        )  # fmt: skip
+        table: dict[str, tuple[str, Callable[[], torch.Tensor]]] = {
+            "ours": (
+                "ours (graph)",
+                lambda m=model, ids=ids: generate_fast(m, ids, max_new_tokens=NEW),
             ),
-            ("ours (graph)", lambda m=model, ids=ids: generate_fast(m, ids, max_new_tokens=NEW)),
-            (
+            "int8": (
+                "ours int8 (graph, fused kernel)",
+                lambda m=int8, ids=ids: generate_fast(m, ids, max_new_tokens=NEW),
+            ),
+            "ours-eager": (
                 "ours eager",
                 lambda m=model, ids=ids: generate_fast(
                     m, ids, max_new_tokens=NEW, use_cuda_graph=False
                 ),
             ),
-            (
-                "ours int8 (graph)",
-                lambda m=int8, ids=ids: generate_fast(m, ids, max_new_tokens=NEW),
-            ),
-            (
-                "hf static int8",
-                lambda m=int8, ids=ids: hf_generate(
+            "hf-static": (
+                "hf static",
+                lambda m=model, ids=ids: hf_generate(
                     m, ids, cache_implementation="static", disable_compile=True
                 ),
             ),
-            ("hf dynamic", lambda m=model, ids=ids: hf_generate(m, ids)),
-        ]
-        if not args.skip_compile and batch in args.compile_batches:
-            compiled.append(
+            "hf-dynamic": ("hf dynamic", lambda m=model, ids=ids: hf_generate(m, ids)),
+        }
+        for key in args.rows:
+            if key in table:
+                run_row(args, references, batch, *table[key])
+        if "hf-compile" in args.rows and batch in compile_batches:
+            late.append(
+                (
+                    batch,
+                    "hf static+compile",
+                    lambda m=model, ids=ids: hf_generate(m, ids, cache_implementation="static"),
+                )
+            )
+        if "ours-compile" in args.rows:
+            late.append(
                 (
                     batch,
                     "ours (graph+compile)",
@@ -256,28 +356,143 @@ def main() -> None:
                     ),
                 )
             )
-            compiled.append(
-                (
-                    batch,
-                    "ours int8 (graph+compile)",
-                    lambda m=int8, ids=ids: generate_fast(
-                        m, ids, max_new_tokens=NEW, compile_step=True
-                    ),
-                )
-            )
-            compiled.append(
-                (
-                    batch,
-                    "hf static+compile",
-                    lambda m=model, ids=ids: hf_generate(m, ids, cache_implementation="static"),
-                )
-            )
-        for name, fn in runs:
-            run_row(args, references, batch, name, fn)
-    for batch, name, fn in compiled:  # last: each compile takes tens of seconds
-        run_row(args, references, batch, name, fn)
-    if not args.skip_offload:
+    del int8
+    gc.collect()
+    torch.cuda.empty_cache()
+    if args.offload:  # before the compiled baselines: their compile time is the long part
         offload_rows(args, model)
+        return
+    for batch, name, fn in sorted(late, key=lambda row: -row[0]):  # batch 64 first
+        run_row(args, references, batch, name, fn)
+
+
+def kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
+    """The fused int8 kernel vs cuBLAS bf16 on the decode-step products of the 1B and 8B."""
+    from models_zoo.kernels.int8_matmul import int8_linear
+    from models_zoo.quantization import dequantize_blockwise, quantize_blockwise
+
+    shapes = {  # (N, K): qkv, o, gate_up, down, head
+        "1b": [(3072, 2048), (2048, 2048), (16384, 2048), (2048, 8192), (128256, 2048)],
+        "8b": [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336), (128256, 4096)],
+    }
+    report(
+        f"\n{datetime.date.today()} on {torch.cuda.get_device_name()}: fused int8 (block 128) vs "
+        f"cuBLAS bf16 F.linear, median of do_bench; GB/s counts weight bytes (int8 codes + "
+        f"scales / bf16) over measured copy {bandwidth / 1e12:.2f} TB/s\n",
+        args.out,
+    )
+    report("| model | N x K | M | bf16 us | bf16 GB/s | int8 us | int8 GB/s | int8 share of copy "
+           "| speed-up | rel. err vs dequant+matmul |", args.out)  # fmt: skip
+    report("|---|---|---|---|---|---|---|---|---|---|", args.out)
+    from triton.testing import do_bench
+
+    for size, layers in shapes.items():
+        for n, k in layers:
+            weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+            qweight, scales = quantize_blockwise(weight, 128)
+            dense = dequantize_blockwise(qweight, scales, k, torch.bfloat16).contiguous()
+            for m in (1, 8, 64):
+                x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+                out = int8_linear(x, qweight, scales, k)
+                ref = F.linear(x.float(), dense.float())
+                error = ((out.float() - ref).norm() / ref.norm()).item()
+                t16 = do_bench(
+                    lambda x=x, w=dense: F.linear(x, w), warmup=25, rep=100, return_mode="median"
+                )
+                t8 = do_bench(
+                    lambda x=x, q=qweight, s=scales, k=k: int8_linear(x, q, s, k),
+                    warmup=25, rep=100, return_mode="median",
+                )  # fmt: skip
+                b16 = n * k * 2
+                b8 = qweight.numel() + scales.numel() * 4
+                report(
+                    f"| {size} | {n} x {k} | {m} | {t16 * 1e3:.1f} | {b16 / t16 / 1e6:,.0f} | "
+                    f"{t8 * 1e3:.1f} | {b8 / t8 / 1e6:,.0f} | "
+                    f"{b8 / (t8 * 1e-3) / (bandwidth / 2) * 100:.0f} % | {t16 / t8:.2f}x | "
+                    f"{error:.1e} |",
+                    args.out,
+                )
+            torch.cuda.empty_cache()
+
+
+ZOO_SIZES = {"vocab_size": 32000, "hidden_size": 2048, "num_hidden_layers": 8,
+             "num_attention_heads": 16, "intermediate_size": 5632}  # fmt: skip
+LM_SCHEDULE = ([2048, 4096, 8192, 16384, 32768], [1, 2, 4, 6, 12])  # LongNet's LM schedule
+ZOO_NEW = 32
+
+
+def zoo_rows(args: argparse.Namespace, bandwidth: float) -> None:
+    """The zoo's LongNet and dense models (same weights) on the fast decoder at long contexts."""
+    from models_zoo.baseline_transformer import DenseConfig, DenseForCausalLM
+    from models_zoo.dilated_transformer import LongNetConfig, LongNetForCausalLM
+
+    def build(arch: str) -> torch.nn.Module:
+        torch.manual_seed(0)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            with torch.device("cuda"):
+                if arch == "longnet":
+                    config = LongNetConfig(
+                        segment_lengths=LM_SCHEDULE[0], dilation_rates=LM_SCHEDULE[1], **ZOO_SIZES
+                    )
+                    return LongNetForCausalLM(config).eval()
+                return DenseForCausalLM(DenseConfig(**ZOO_SIZES)).eval()
+        finally:
+            torch.set_default_dtype(default)
+
+    H = ZOO_SIZES["num_attention_heads"]
+    D = ZOO_SIZES["hidden_size"] // H
+    layers = ZOO_SIZES["num_hidden_layers"]
+    listed = sum(-(-w // r) for w, r in zip(*LM_SCHEDULE))
+    report(
+        f"\n{datetime.date.today()} on {torch.cuda.get_device_name()}, torch {torch.__version__}: "
+        f"zoo models {ZOO_SIZES}, bf16, batch 1, {ZOO_NEW} new tokens, greedy, CUDA-graph decode "
+        f"step; LongNet schedule w={LM_SCHEDULE[0]}, r={LM_SCHEDULE[1]} ({listed} listed keys per"
+        f" decode query); measured copy {bandwidth / 1e12:.2f} TB/s\n",
+        args.out,
+    )
+    report(
+        "| model | context | prefill s | decode ms/step | tokens/s (decode) | byte floor ms "
+        "| share of floor | peak GiB |",
+        args.out,
+    )
+    report("|---|---|---|---|---|---|---|---|", args.out)
+    for arch in ("longnet", "dense"):
+        model = build(arch)
+        weights = read_bytes(model)  # type: ignore[arg-type]
+        for context in args.zoo_contexts:
+            ids = torch.randint(1, 32000, (1, context), device="cuda")
+            try:
+                torch.cuda.reset_peak_memory_stats()
+                prefill = median_seconds(
+                    lambda m=model, i=ids: generate_fast(m, i, max_new_tokens=1), 2
+                )
+                full = median_seconds(
+                    lambda m=model, i=ids: generate_fast(m, i, max_new_tokens=ZOO_NEW), 2
+                )
+            except Exception as error:  # keep the other rows
+                report(
+                    f"| {arch} | {context} | failed: {type(error).__name__}: {error} |", args.out
+                )
+                continue
+            step = (full - prefill) / (ZOO_NEW - 1)
+            keys = min(listed, context) if arch == "longnet" else context + ZOO_NEW / 2
+            # K and V rows read per step; LongNet also writes and re-reads the gathered copy.
+            kv = 2 * layers * keys * H * D * 2 * (3 if arch == "longnet" else 1)
+            floor = (weights + kv) / bandwidth
+            report(
+                f"| {arch} | {context // 1024}K | {prefill:.3f} | {step * 1e3:.3f} | "
+                f"{1 / step:,.0f} | {floor * 1e3:.3f} | {floor / step * 100:.0f} % | "
+                f"{torch.cuda.max_memory_allocated() / 2**30:.2f} |",
+                args.out,
+            )
+            fast_decode.clear_caches()
+            gc.collect()
+            torch.cuda.empty_cache()
+        del model
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def run_row(
@@ -307,44 +522,81 @@ def run_row(
     torch.cuda.empty_cache()
 
 
-def offload_rows(args: argparse.Namespace, resident: LlamaForCausalLM) -> None:
-    """Ours eager with half of the weight bytes allowed on the GPU, vs fully resident eager."""
-    model = build_model(0)  # on the CPU; apply_cpu_offload places what fits
-    budget = weight_memory_bytes(model) // 2
-    apply_cpu_offload(model, max_memory={"cuda": budget}, device="cuda")
-    offloaded = len(model.layer_streamer.offloaded)
-    report(
-        f"\nCPU offload, budget {budget / 2**20:.0f} MiB (50 % of weights): {offloaded} of 12 layers streamed\n",
-        args.out,
-    )
-    report(
-        "| run | batch | tokens/s | s per call | peak GiB | tokens equal to resident |", args.out
-    )
-    report("|---|---|---|---|---|---|", args.out)
-    for batch in (1, 8, 64):
-        ids = torch.randint(
-            1,
-            32000,
-            (batch, PROMPT),
-            device="cuda",
+def offload_rows(args: argparse.Namespace, model: LlamaForCausalLM) -> None:
+    """Ours with half of the weight bytes allowed on the GPU, beside the resident model.
+
+    The resident rows run first (graph and eager, same token count); then the same model object
+    is offloaded in place (its later layers move to pinned CPU memory).
+    """
+    new = args.offload_new
+    vocab = model.config.vocab_size
+    prompts = {
+        batch: torch.randint(
+            1, vocab, (batch, PROMPT), device="cuda",
             generator=torch.Generator("cuda").manual_seed(batch),
         )
-        _, _, expected = timed(
-            lambda ids=ids: generate_fast(resident, ids, max_new_tokens=NEW, use_cuda_graph=False),
-            1,
-        )
-        for name, m in (("resident eager", resident), ("offload 50% eager", model)):
+        for batch in args.offload_batches
+    }  # fmt: skip
+    rows: list[str] = []
+    expected: dict[int, torch.Tensor] = {}
+    for batch, ids in prompts.items():
+        for name, graph in (("resident (graph)", True), ("resident eager", False)):
             seconds, peak, out = timed(
-                lambda m=m, ids=ids: generate_fast(
-                    m, ids, max_new_tokens=NEW, use_cuda_graph=False
+                lambda ids=ids, g=graph: generate_fast(
+                    model, ids, max_new_tokens=new, use_cuda_graph=g
                 ),
                 args.repeats,
             )
-            same = (out == expected).float().mean().item()
-            report(
-                f"| {name} | {batch} | {batch * NEW / seconds:,.0f} | {seconds:.3f} | {peak:.2f} | {same:.3f} |",
-                args.out,
+            expected.setdefault(batch, out)
+            rows.append(
+                f"| {name} | {batch} | {batch * new / seconds:,.1f} | {seconds:.3f} | {peak:.2f} |"
+                f" {(out == expected[batch]).float().mean().item():.3f} |"
             )
+        fast_decode.clear_caches()
+        gc.collect()
+        torch.cuda.empty_cache()
+    budget = weight_memory_bytes(model) // 2
+    started = time.perf_counter()
+    apply_cpu_offload(model, max_memory={"cuda": budget}, device="cuda")
+    gc.collect()
+    torch.cuda.empty_cache()
+    placed = time.perf_counter() - started
+    streamer = model.layer_streamer
+    offloaded = len(streamer.offloaded) if streamer is not None else 0
+    layer_bytes = sum(
+        t.numel() * t.element_size() for e in streamer.offloaded for t in e.host.values()
+    ) if streamer is not None else 0  # fmt: skip
+    # Host-to-device bandwidth of one offloaded layer's pinned tensors, for the floor.
+    h2d = float("nan")
+    if streamer is not None:
+        host = list(streamer.offloaded[0].host.values())
+        size = sum(t.numel() * t.element_size() for t in host)
+        h2d = size / median_seconds(lambda: [t.to("cuda", non_blocking=True) for t in host], 5)
+    report(
+        f"\nCPU offload ({SIZE}), budget {budget / 2**30:.2f} GiB (50 % of weights): {offloaded} "
+        f"of {model.config.num_hidden_layers} layers streamed, {layer_bytes / 2**30:.2f} GiB "
+        f"per token over PCIe; pinned host-to-device copy {h2d / 1e9:.1f} GB/s -> floor "
+        f"{layer_bytes / h2d * 1e3:.0f} ms per decode step; placing took {placed:.1f} s; "
+        f"{new} new tokens per call\n",
+        args.out,
+    )
+    report(
+        "| run | batch | tokens/s | s per call | peak GiB | tokens equal to resident |",
+        args.out,
+    )
+    report("|---|---|---|---|---|---|", args.out)
+    for line in rows:
+        report(line, args.out)
+    for batch, ids in prompts.items():
+        seconds, peak, out = timed(
+            lambda ids=ids: generate_fast(model, ids, max_new_tokens=new, use_cuda_graph=False),
+            1,
+        )
+        report(
+            f"| offload 50% eager (prefetch overlapped) | {batch} | {batch * new / seconds:,.1f} "
+            f"| {seconds:.3f} | {peak:.2f} | {(out == expected[batch]).float().mean().item():.3f} |",
+            args.out,
+        )
 
 
 if __name__ == "__main__":

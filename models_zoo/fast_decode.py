@@ -111,7 +111,7 @@ def _llama_shape(model: LlamaShaped) -> _LlamaShape:
         rotary = inner.rotary_emb
 
         def inv_freq(device: torch.device) -> torch.Tensor:
-            return rotary.inv_freq.to(device).float()  # type: ignore[no-any-return]
+            return rotary.inv_freq.to(device).float()
 
         scale = float(getattr(rotary, "attention_scaling", 1.0))
     return _LlamaShape(heads, kv_heads, head_dim, head_dim**-0.5, inv_freq, scale, schedule)
@@ -591,7 +591,9 @@ class FastDecoder:
         x = inner.embed_tokens(tokens).to(self.dtype).reshape(B * T, -1).contiguous()
         flat = positions.reshape(-1)
         rotation = self.rotation[flat] if T == 1 and self.rotation is not None else None
-        cos, sin = self.cos[flat][:, None], self.sin[flat][:, None]  # (B*T, 1, D)
+        cos = sin = None
+        if rotation is None:
+            cos, sin = self.cos[flat][:, None], self.sin[flat][:, None]  # (B*T, 1, D)
         gathered = self.dilated.keys(positions) if T == 1 and self.dilated is not None else None
         streamer = getattr(self.model, "layer_streamer", None)  # models_zoo.offload
         for index, layer in enumerate(inner.layers):
@@ -607,6 +609,7 @@ class FastDecoder:
             if rotation is not None:
                 rotated = torch.bmm(heads[:, : H + Hkv], rotation)  # q and k: (B*T, H+H_kv, D)
             else:
+                assert cos is not None and sin is not None
                 rotated = _rotate(heads[:, : H + Hkv], cos, sin)
             q = rotated[:, :H].view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
             k = rotated[:, H:].view(B, T, Hkv, D).transpose(1, 2)

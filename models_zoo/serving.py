@@ -80,9 +80,9 @@ class ServedModel:
         self._pad_token = tokenizer.pad_token_id
         if self._pad_token is None:
             self._pad_token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-        # Greedy generation of Llama-shaped models on CUDA goes through the static-cache,
+        # Greedy generation of Llama-shaped and zoo models on CUDA goes through the static-cache,
         # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
-        self.use_fast_decode = device.type == "cuda" and _is_llama_shaped(model)
+        self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
 
     def __repr__(self) -> str:
         return f"ServedModel({str(self.path)!r}, device={self.device}, parameters={self.num_parameters})"
@@ -283,13 +283,21 @@ class ServedModel:
         self, encoded: list[list[int]], max_new_tokens: int, stop: Sequence[str]
     ) -> tuple[list[str], int]:
         """Greedy decoding of all prompts in left-padded batches through the fast decoder."""
-        from models_zoo.fast_decode import generate_fast
+        from models_zoo.fast_decode import generate_fast, needs_unpadded
 
         eos = self.tokenizer.eos_token_id
-        texts: list[str] = []
+        texts: list[str] = [""] * len(encoded)
         count = 0
-        for start in range(0, len(encoded), GENERATE_BATCH_SIZE):
-            chunk = encoded[start : start + GENERATE_BATCH_SIZE]
+        if needs_unpadded(self.model):  # LongNet: one prompt length per batch
+            batches = _equal_length_batches(encoded, GENERATE_BATCH_SIZE)
+        else:
+            every = list(range(len(encoded)))
+            batches = [
+                every[start : start + GENERATE_BATCH_SIZE]
+                for start in range(0, len(encoded), GENERATE_BATCH_SIZE)
+            ]
+        for indices in batches:
+            chunk = [encoded[i] for i in indices]
             tokens = generate_fast(
                 self.model,
                 chunk,
@@ -297,14 +305,14 @@ class ServedModel:
                 eos_token_id=eos,
                 pad_token_id=self._pad_token,
             ).tolist()
-            for row in tokens:
+            for index, row in zip(indices, tokens):
                 kept = row[: row.index(eos)] if eos is not None and eos in row else row
                 text = self._decode(kept)
                 cut = _find_stop(text, stop)
                 if cut is not None:
                     text = text[:cut]
                     kept = self._encode(text)
-                texts.append(text)
+                texts[index] = text
                 count += len(kept)
         return texts, count
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from models_zoo import fast_decode
+from models_zoo import fast_decode, serving
 from models_zoo.attention import dilated_attention
 from models_zoo.baseline_transformer import DenseConfig, DenseForCausalLM
 from models_zoo.dilated_transformer import LongNetConfig, LongNetForCausalLM
@@ -102,3 +104,19 @@ def test_int8_longnet_decodes_like_its_plain_path() -> None:
     model = quantize_model_int8(zoo_model("longnet", seed=2), block_size=32)
     ids = torch.randint(1, VOCAB, (2, 40), generator=torch.Generator().manual_seed(6))
     assert torch.equal(generate_fast(model, ids, max_new_tokens=30), plain_greedy(model, ids, 30))
+
+
+@pytest.mark.parametrize("arch", ["dense", "longnet"])
+def test_serving_zoo_checkpoints_through_the_fast_path_equals_plain(
+    arch: str, tiny_checkpoints: dict[str, Path]
+) -> None:
+    served = serving.load(tiny_checkpoints[arch], device="cpu")
+    assert not served.use_fast_decode  # CPU default: the plain path
+    prompts = ["The cat", "A dog sat on", "x", "The for statement", "The dog"]
+    plain = served.generate(prompts, max_new_tokens=7, stop=["zz"])
+    served.use_fast_decode = True
+    try:
+        fast = served.generate_with_stats(prompts, max_new_tokens=7, stop=["zz"])
+    finally:
+        served.use_fast_decode = False
+    assert fast.texts == plain and fast.new_tokens > 0
