@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from submissions.models import BenchmarkResult, EvaluationJob, JobStep
 from submissions.services import ModelCardInput
 
@@ -104,6 +104,10 @@ class BenchmarkSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _evaluation_field(name: str) -> serializers.FloatField:
+    return serializers.FloatField(source=f"evaluation.{name}", read_only=True, allow_null=True)
+
+
 class ModelSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     page = serializers.SerializerMethodField()
@@ -112,6 +116,12 @@ class ModelSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, default=None)
     fewshot = serializers.SerializerMethodField()
     latest_job = serializers.SerializerMethodField()
+    # Measured by the evaluation pipeline (contestants.ContestantEvaluation); null until then.
+    fewshot_average = _evaluation_field("fewshot_average")
+    fewshot_std = _evaluation_field("fewshot_std")
+    eval_cost_usd = _evaluation_field("eval_cost_usd")
+    eval_energy_kwh = _evaluation_field("eval_energy_kwh")
+    eval_co2e_g = _evaluation_field("eval_co2e_g")
 
     class Meta:
         model = Contestant

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant, ContestantEvaluation
 from submissions.models import EvaluationJob
 from tests.submissions.conftest import results_document, submit, tar_directory, zip_directory
 
@@ -167,7 +167,7 @@ def test_server_side_path_is_disabled_by_default(api: Client, tiny_checkpoint: P
 def test_server_side_path_under_an_allowed_root_is_accepted(
     api: Client, tiny_checkpoint: Path, settings: Any
 ) -> None:
-    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = str(tiny_checkpoint.parent)
+    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = [str(tiny_checkpoint.parent)]
     response = submit(api, checkpoint_path=str(tiny_checkpoint))
     assert response.status_code == 202, response.content
     assert Contestant.objects.get().checkpoint_path == str(tiny_checkpoint)
@@ -176,7 +176,7 @@ def test_server_side_path_under_an_allowed_root_is_accepted(
 def test_server_side_path_outside_the_roots_is_refused(
     api: Client, tiny_checkpoint: Path, settings: Any, tmp_path: Path
 ) -> None:
-    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = str(tmp_path / "allowed")
+    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = [str(tmp_path / "allowed")]
     for path in (str(tiny_checkpoint), str(tmp_path / "allowed" / ".." / "store")):
         response = submit(api, checkpoint_path=path)
         assert response.status_code == 400
@@ -257,8 +257,8 @@ def test_external_results_are_stored_and_set_the_average(
     )
     assert response.status_code == 201, response.content
     assert response.json()["task_scores"]["cb"]["mean"] == 0.5
-    owned_model.refresh_from_db()
-    assert (owned_model.fewshot_average, owned_model.fewshot_std) == (0.525, 0.01)
+    evaluation = ContestantEvaluation.objects.get(contestant=owned_model)
+    assert (evaluation.fewshot_average, evaluation.fewshot_std) == (0.525, 0.01)
     detail = api.get("/api/models/owned").json()
     assert detail["fewshot"]["task_scores"]["rte"]["mean"] == 0.55
 
