@@ -224,6 +224,13 @@ if not DEBUG:
 
 # --- Ladder ---------------------------------------------------------------------------------
 LADDER_DEMO_MODELS_DIR = Path(env_str("LADDER_DEMO_MODELS_DIR", str(VAR_DIR / "demo_models")) or "")
+# What `setup_demo` registers: "train" (train the demo models once), "tiny" (random-init tiny
+# checkpoints in seconds, for tests) or "none".
+LADDER_DEMO_MODE = env_str("LADDER_DEMO_MODE", "train")
+if LADDER_DEMO_MODE not in ("train", "tiny", "none"):
+    raise ImproperlyConfigured(
+        f"LADDER_DEMO_MODE must be train, tiny or none, got {LADDER_DEMO_MODE!r}"
+    )
 # Arena: "live" generates answers per battle; "pool" serves pre-generated answers instantly.
 ARENA_MODE = env_str("ARENA_MODE", "live")
 if ARENA_MODE not in ("live", "pool"):
