@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contestants.models import Contestant
+from contestants.options import ServingOptions, ServingOptionsError
 from submissions.models import BenchmarkResult, EvaluationJob, JobStep
 from submissions.services import ModelCardInput
 
@@ -39,6 +40,17 @@ class SubmissionSerializer(serializers.Serializer):
     checkpoint_path = serializers.CharField(
         max_length=1000, required=False, help_text="Server-side directory (if enabled)."
     )
+    serving = serializers.JSONField(
+        required=False,
+        help_text='How the workers load the model, e.g. {"device": "cuda", "quantize_int8": true, '
+        '"max_memory": {"cuda": "2GiB"}}; "auto" device by default.',
+    )
+
+    def validate_serving(self, value: Any) -> dict[str, Any]:
+        try:
+            return ServingOptions.from_dict(value).to_dict()
+        except ServingOptionsError as error:
+            raise serializers.ValidationError(str(error)) from None
 
     def card(self) -> ModelCardInput:
         data = self.validated_data
@@ -141,6 +153,7 @@ class ModelSerializer(serializers.ModelSerializer):
             "tokens_per_parameter",
             "weights_digest",
             "model_card",
+            "serving",
             "fewshot_average",
             "fewshot_std",
             "fewshot",

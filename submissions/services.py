@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from contestants.models import Contestant
+from contestants.options import default_serving
 from contestants.services import record_evaluation
 from core.exceptions import DomainError, RateLimited
 from evalcore.fewshot.schema import validate_results
@@ -50,6 +51,7 @@ class ModelCardInput:
     optimizer: str = ""
     lr_schedule: str = ""
     precision: str = ""
+    serving: dict[str, Any] | None = None  # validated ServingOptions.to_dict(); None: defaults
 
 
 def submit_model(
@@ -106,6 +108,7 @@ def _register(
                 training_tokens=card.training_tokens,
                 weights_digest=facts.digest,
                 model_card=_card_document(card, facts),
+                serving=card.serving or default_serving(),
             )
             job = create_job(contestant=contestant, user=user)
             transaction.on_commit(lambda: evaluate.delay(job.pk))

@@ -140,3 +140,18 @@ def test_app_settings_have_their_defaults_when_the_environment_is_silent() -> No
     assert settings.LADDER_SUBMISSION_FEWSHOT_TASKS == []
     assert settings.LEADERBOARD_DEFAULT_RATING_PARAMS["method"] == "bt"
     assert settings.LEADERBOARD_RATING_PARAMS == {}
+
+
+# The launcher starts the processes (and reads its own bind address) before Django is set up.
+READS_ENVIRONMENT_BEFORE_DJANGO = {"core/launcher.py"}
+
+
+def test_apps_read_django_settings_not_the_environment() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for app in ("arena", "contestants", "core", "leaderboard", "submissions")
+        for path in sorted((ROOT / app).rglob("*.py"))
+        if str(path.relative_to(ROOT)) not in READS_ENVIRONMENT_BEFORE_DJANGO
+        and ("os.environ" in path.read_text() or "getenv(" in path.read_text())
+    ]
+    assert offenders == []

@@ -71,6 +71,9 @@ def test_bad_token_is_authentication_failed(archive: Path, db: None) -> None:
         ({"training_tokens": "lots"}, "training_tokens"),
         ({"training_tokens": -1}, "training_tokens"),
         ({"parameters": "1.5e9"}, "parameters"),
+        ({"serving": "{not json"}, "serving"),
+        ({"serving": '{"device": "tpu"}'}, "serving"),
+        ({"serving": '{"max_memory": {"cuda": "lots"}}'}, "serving"),
     ],
 )
 def test_wrong_types_are_invalid_input_naming_the_field(
@@ -332,3 +335,21 @@ def test_results_for_unknown_model_are_404(api: Client) -> None:
     )
     assert response.status_code == 404
     assert error_code(response) == "unknown_model"
+
+
+def test_submission_serving_options_are_stored_on_the_contestant(
+    api: Client, archive: Path
+) -> None:
+    serving = {"device": "cpu", "quantize_int8": True}
+    response = submit(api, archive, serving=json.dumps(serving))
+    assert response.status_code == 202, response.content
+    contestant = Contestant.objects.get(name="tiny-one")
+    assert contestant.serving == {**serving, "max_memory": None}
+    assert api.get("/api/models/tiny-one").json()["serving"] == contestant.serving
+
+
+def test_bad_serving_option_error_names_the_option(api: Client, archive: Path) -> None:
+    response = submit(api, archive, serving=json.dumps({"device": "tpu"}))
+    assert response.status_code == 400
+    assert "serving.device" in response.json()["error"]["fields"]["serving"][0]
+    assert not Contestant.objects.exists()
