@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
-from arena import conf
 from arena.services import load_prompt_set
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data" / "prompts.jsonl"
@@ -28,7 +28,7 @@ def load_demo_prompt_set() -> int:
     prompt_set, _ = load_prompt_set(
         name=DEMO_SET_NAME, records=records, description=DEMO_SET_DESCRIPTION
     )
-    if conf.mode() == "pool":
+    if settings.ARENA_MODE == "pool":
         from arena.tasks import pregenerate_pool
 
         transaction.on_commit(lambda: pregenerate_pool.delay(prompt_set.pk))

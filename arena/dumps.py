@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from arena.models import Battle, Vote
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from leaderboard.services import WINNERS, record_pair_outcome
 
 FIELDS = (

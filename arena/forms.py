@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 from django import forms
-
-from arena import conf
+from django.conf import settings
 
 
 def prompt_problem(prompt: str) -> str | None:
     """Why a typed prompt is refused (empty, too long), or None when it is fine."""
     if not prompt.strip():
         return "prompt must not be empty"
-    limit = int(conf.get("ARENA_MAX_PROMPT_CHARS"))
+    limit = int(settings.ARENA_MAX_PROMPT_CHARS)
     if len(prompt) > limit:
         return f"prompt is {len(prompt)} characters long; the limit is {limit}"
     return None

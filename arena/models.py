@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from leaderboard.services import WINNERS
 
 

@@ -23,9 +23,9 @@ from functools import cache
 from typing import Protocol
 
 import redis
+from django.conf import settings
 from django.core.cache import cache as django_cache
 
-from arena import conf
 from arena.exceptions import RateLimited
 from arena.voters import Voter
 
@@ -49,12 +49,12 @@ class Limit:
 
 def limits_for(action: str, voter: Voter) -> list[Limit]:
     """``action`` is "vote" or "battle"; a limit of 0 (or limits switched off) is no limit."""
-    if not conf.get("ARENA_RATE_LIMITS_ENABLED"):
+    if not settings.ARENA_RATE_LIMITS_ENABLED:
         return []
     prefix = f"ARENA_{action.upper()}_RATE"
     limits = [
-        Limit(f"{action}:voter", voter.key, int(conf.get(f"{prefix}_PER_HOUR"))),
-        Limit(f"{action}:ip", voter.ip, int(conf.get(f"{prefix}_PER_IP_PER_HOUR"))),
+        Limit(f"{action}:voter", voter.key, int(getattr(settings, f"{prefix}_PER_HOUR"))),
+        Limit(f"{action}:ip", voter.ip, int(getattr(settings, f"{prefix}_PER_IP_PER_HOUR"))),
     ]
     return [limit for limit in limits if limit.per_hour > 0]
 
@@ -165,7 +165,7 @@ class CacheCounters:
 
 
 def _counters() -> Counters:
-    url = conf.get("ARENA_RATE_LIMIT_REDIS_URL")
+    url = settings.ARENA_RATE_LIMIT_REDIS_URL
     return _redis_counters(str(url)) if url else CacheCounters()
 
 

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from arena.forms import prompt_problem
 from arena.models import Battle, Vote
 from arena.rendering import render_markdown
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from leaderboard.services import WINNERS
 
 

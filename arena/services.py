@@ -10,10 +10,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from arena import conf, ratelimit
+from arena import ratelimit
 from arena.exceptions import (
     AlreadyVoted,
     BattleNotFound,
@@ -27,7 +28,8 @@ from arena.language import detect_language
 from arena.models import Battle, PooledAnswer, Prompt, PromptSet, Vote, prompt_digest
 from arena.sampling import PairRecord, sample_pair
 from arena.voters import Voter
-from leaderboard.models import Contestant, PairCount
+from contestants.models import Contestant
+from leaderboard.models import PairCount
 from leaderboard.services import WINNERS, pair_counts_upsert_from, record_pair_outcome
 
 logger = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ def _queue_generation(battle: Battle) -> None:
 
 
 def _choose_prompt(prompt: str, random_prompt: bool, rng: random.Random) -> Prompt | None:
-    pool_mode = conf.mode() == "pool"
+    pool_mode = settings.ARENA_MODE == "pool"
     # In pool mode only prompts that two active contestants have answered can battle.
     candidates = Prompt.objects.with_answers_from(2) if pool_mode else Prompt.objects.all()
     if random_prompt:
@@ -101,7 +103,7 @@ def _choose_prompt(prompt: str, random_prompt: bool, rng: random.Random) -> Prom
 
 def _choose_pair(source: Prompt | None, rng: random.Random) -> tuple[Contestant, Contestant]:
     active = Contestant.objects.active()
-    if source is not None and conf.mode() == "pool":
+    if source is not None and settings.ARENA_MODE == "pool":
         active = active.filter(pk__in=source.answers.values("contestant"))
     ids = list(active.values_list("id", flat=True))
     if len(ids) < 2:
@@ -180,7 +182,7 @@ def _add_to_pool(prompt_id: int, contestant: Contestant, text: str) -> None:
     PooledAnswer.objects.get_or_create(
         prompt_id=prompt_id,
         contestant=contestant,
-        defaults={"text": text, "max_new_tokens": int(conf.get("ARENA_MAX_NEW_TOKENS"))},
+        defaults={"text": text, "max_new_tokens": int(settings.ARENA_MAX_NEW_TOKENS)},
     )
 
 
@@ -381,7 +383,7 @@ def load_prompt_set(
     Raises:
         ValueError: a record has no text, or a text longer than ARENA_MAX_PROMPT_CHARS.
     """
-    limit = int(conf.get("ARENA_MAX_PROMPT_CHARS"))
+    limit = int(settings.ARENA_MAX_PROMPT_CHARS)
     prompts = []
     for number, record in enumerate(records, start=1):
         text = str(record.get("text") or record.get("prompt") or "").strip()
@@ -427,7 +429,7 @@ def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
                         prompt=prompt,
                         contestant=contestant,
                         text=text,
-                        max_new_tokens=int(conf.get("ARENA_MAX_NEW_TOKENS")),
+                        max_new_tokens=int(settings.ARENA_MAX_NEW_TOKENS),
                     )
                     for prompt, text in zip(chunk, texts, strict=True)
                 ]

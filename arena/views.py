@@ -7,12 +7,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from arena import conf, services
+from arena import services
 from arena.exceptions import BattleNotFound
 from arena.forms import BattleForm, VoteForm
 from arena.models import Battle
@@ -63,8 +64,8 @@ def index(request: HttpRequest) -> HttpResponse:
     form = BattleForm(request.POST or None)
     context = {
         "form": form,
-        "max_chars": conf.get("ARENA_MAX_PROMPT_CHARS"),
-        "pool_mode": conf.mode() == "pool",
+        "max_chars": settings.ARENA_MAX_PROMPT_CHARS,
+        "pool_mode": settings.ARENA_MODE == "pool",
     }
     if request.method != "POST":
         return render(request, "arena/index.html", context)

@@ -89,7 +89,7 @@ def seed(count: int) -> None:
     from django.utils import timezone
 
     from arena.models import Battle
-    from leaderboard.models import Contestant
+    from contestants.models import Contestant
 
     contestants = [
         Contestant.objects.create(

@@ -108,7 +108,8 @@ def synthetic_counts(models: int, votes: int, seed: int) -> list[tuple[int, int,
 
 
 def load_board(models: int, votes: int, *, category: str, prefix: str, seed: int) -> list[Any]:
-    from leaderboard.models import Contestant, PairCount
+    from contestants.models import Contestant, ContestantEvaluation
+    from leaderboard.models import PairCount
 
     contestants = Contestant.objects.bulk_create(
         [
@@ -118,10 +119,13 @@ def load_board(models: int, votes: int, *, category: str, prefix: str, seed: int
                 license="Apache-2.0" if i % 2 else "MIT",
                 checkpoint_path="",
                 status="active",
-                fewshot_average=0.5 + i / (4 * models),
             )
             for i in range(models)
         ]
+    )
+    ContestantEvaluation.objects.bulk_create(
+        ContestantEvaluation(contestant=contestant, fewshot_average=0.5 + i / (4 * models))
+        for i, contestant in enumerate(contestants)
     )
     rows = [
         PairCount(

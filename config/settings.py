@@ -9,6 +9,7 @@ cache), ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DEBUG=false``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "core",
+    "contestants",
     "leaderboard",
     "arena",
     "submissions",
@@ -222,6 +224,13 @@ if not DEBUG:
 
 # --- Ladder ---------------------------------------------------------------------------------
 LADDER_DEMO_MODELS_DIR = Path(env_str("LADDER_DEMO_MODELS_DIR", str(VAR_DIR / "demo_models")) or "")
+# What `setup_demo` registers: "train" (train the demo models once), "tiny" (random-init tiny
+# checkpoints in seconds, for tests) or "none".
+LADDER_DEMO_MODE = env_str("LADDER_DEMO_MODE", "train")
+if LADDER_DEMO_MODE not in ("train", "tiny", "none"):
+    raise ImproperlyConfigured(
+        f"LADDER_DEMO_MODE must be train, tiny or none, got {LADDER_DEMO_MODE!r}"
+    )
 # Arena: "live" generates answers per battle; "pool" serves pre-generated answers instantly.
 ARENA_MODE = env_str("ARENA_MODE", "live")
 if ARENA_MODE not in ("live", "pool"):
@@ -245,8 +254,62 @@ if ARENA_MODE == "pool":
         "schedule": 600.0,
     }
 
-# Overrides of leaderboard.publishing.DEFAULT_RATING_PARAMS (bt, 1000 rounds, seed 0, ...).
+# Leaderboard releases: the house rating parameters, and a deployment's overrides of them
+# (merged in that order, then a publish request's own overrides; evalcore checks each field).
+LEADERBOARD_DEFAULT_RATING_PARAMS: dict[str, object] = {
+    "method": "bt",
+    "bootstrap_rounds": 1000,
+    "seed": 0,
+    "ties": "half",
+    "min_votes": 10,
+    # A whisper of a prior keeps an early board (a model that never lost yet) finite; with
+    # thousands of votes its effect is far below the displayed precision.
+    "ridge": 0.01,
+}
 LEADERBOARD_RATING_PARAMS: dict[str, object] = {}
 # Recorded in each release; else `git rev-parse HEAD`, else "unknown".
 LADDER_CODE_VERSION = env_str("LADDER_CODE_VERSION")
 LADDER_FEWGLUE_DIR = env_str("LADDER_FEWGLUE_DIR", str(BASE_DIR.parent / "shared/data/fewglue"))
+
+# --- Submissions ----------------------------------------------------------------------------
+MB = 1024 * 1024
+# Uploads and archives.
+LADDER_SUBMISSION_MAX_UPLOAD_BYTES = env_int(
+    "LADDER_SUBMISSION_MAX_UPLOAD_BYTES", 2048 * MB, minimum=0
+)
+LADDER_SUBMISSION_MAX_FILES = env_int("LADDER_SUBMISSION_MAX_FILES", 64, minimum=0)
+LADDER_SUBMISSION_MAX_UNPACKED_BYTES = env_int(
+    "LADDER_SUBMISSION_MAX_UNPACKED_BYTES", 8192 * MB, minimum=0
+)
+LADDER_SUBMISSION_MAX_COMPRESSION_RATIO = env_float(
+    "LADDER_SUBMISSION_MAX_COMPRESSION_RATIO", 20.0, minimum=0.0
+)
+LADDER_SUBMISSIONS_PER_DAY = env_int("LADDER_SUBMISSIONS_PER_DAY", 10, minimum=0)
+# Where extracted checkpoints live.
+LADDER_SUBMISSION_ROOT = env_str("LADDER_SUBMISSION_ROOT", str(VAR_DIR / "submissions"))
+# Server-side checkpoint directories may be submitted only under these roots (comma separated);
+# empty disables submission by path.
+LADDER_SUBMISSION_ALLOWED_ROOTS = env_list("LADDER_SUBMISSION_ALLOWED_ROOTS", [])
+# The evaluation pipeline. A contestant whose serving device is "auto" runs on the worker's.
+LADDER_WORKER_DEVICE = env_str("LADDER_WORKER_DEVICE", "auto") or "auto"
+if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", LADDER_WORKER_DEVICE):
+    raise ImproperlyConfigured(
+        f"LADDER_WORKER_DEVICE must be auto, cpu, cuda or cuda:N, got {LADDER_WORKER_DEVICE!r}"
+    )
+LADDER_WORKER_QUANTIZE_INT8 = env_bool("LADDER_WORKER_QUANTIZE_INT8", False)
+LADDER_JOB_LEASE_S = env_int("LADDER_JOB_LEASE_S", 120, minimum=1)
+LADDER_JOB_MAX_ATTEMPTS = env_int("LADDER_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# Empty: every task with data under LADDER_FEWGLUE_DIR.
+LADDER_SUBMISSION_FEWSHOT_TASKS = env_list("LADDER_SUBMISSION_FEWSHOT_TASKS", [])
+LADDER_SUBMISSION_FEWSHOT_SPLITS = env_int("LADDER_SUBMISSION_FEWSHOT_SPLITS", 4, minimum=1)
+# Test records per task; 0 = all.
+LADDER_SUBMISSION_FEWSHOT_LIMIT = env_int("LADDER_SUBMISSION_FEWSHOT_LIMIT", 0, minimum=0)
+# Test hook: seconds the "load" step sleeps first (0 in production).
+LADDER_SUBMISSION_STEP_DELAY_S = env_float("LADDER_SUBMISSION_STEP_DELAY_S", 0.0, minimum=0.0)
+# Accounting: power draw when not measured, prices, grid carbon intensity, data-centre PUE.
+LADDER_CPU_POWER_W = env_float("LADDER_CPU_POWER_W", 65.0, minimum=0.0)
+LADDER_GPU_POWER_W = env_float("LADDER_GPU_POWER_W", 300.0, minimum=0.0)
+LADDER_PRICE_CPU_HOUR_USD = env_float("LADDER_PRICE_CPU_HOUR_USD", 0.05, minimum=0.0)
+LADDER_PRICE_GPU_HOUR_USD = env_float("LADDER_PRICE_GPU_HOUR_USD", 2.0, minimum=0.0)
+LADDER_GRID_INTENSITY_G_PER_KWH = env_float("LADDER_GRID_INTENSITY_G_PER_KWH", 400.0, minimum=0.0)
+LADDER_PUE = env_float("LADDER_PUE", 1.2, minimum=0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 TINY_DEMO = (
     ("demo-longnet-tiny", "longnet"),

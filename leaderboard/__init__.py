@@ -1,1 +1,1 @@
-"""Contestants, pair counts and versioned leaderboard releases."""
+"""Pair counts and versioned leaderboard releases."""

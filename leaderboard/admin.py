@@ -12,14 +12,7 @@ from django.urls import URLPattern, path, reverse
 
 from core.exceptions import DomainError
 from leaderboard import publishing
-from leaderboard.models import Contestant, PairCount, PublishJob, Release, ReleaseRow
-
-
-@admin.register(Contestant)
-class ContestantAdmin(admin.ModelAdmin):
-    list_display = ["name", "organization", "license", "status", "device", "quantize_int8"]
-    list_filter = ["status", "device"]
-    search_fields = ["name", "organization"]
+from leaderboard.models import PairCount, PublishJob, Release, ReleaseRow
 
 
 @admin.register(PairCount)

@@ -1,73 +1,11 @@
-"""The contestant registry and the pair × outcome counts every release is computed from."""
+"""The pair × outcome counts every release is computed from, and the releases themselves."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-
-class ContestantQuerySet(models.QuerySet["Contestant"]):
-    def active(self) -> ContestantQuerySet:
-        return self.filter(status=Contestant.Status.ACTIVE)
-
-
-class Contestant(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        ACTIVE = "active"
-        RETIRED = "retired"
-        FAILED = "failed"
-
-    class Device(models.TextChoices):
-        AUTO = "auto"
-        CPU = "cpu"
-        CUDA = "cuda"
-
-    name = models.CharField(max_length=100, unique=True)
-    organization = models.CharField(max_length=200, blank=True)
-    license = models.CharField(max_length=100, blank=True)
-    description = models.TextField(blank=True)
-    checkpoint_path = models.CharField(max_length=1000, help_text="Local checkpoint directory.")
-    # Serving options handed to models_zoo.serving.load on the worker.
-    device = models.CharField(max_length=10, choices=Device.choices, default=Device.AUTO)
-    quantize_int8 = models.BooleanField(default=False)
-    max_memory = models.JSONField(null=True, blank=True, help_text='e.g. {"cuda": "2GiB"}')
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    # Model card facts (training compute ≈ 6·N·D, Kaplan et al. 2020; Hoffmann et al. 2022).
-    parameters = models.BigIntegerField(null=True, blank=True)
-    training_tokens = models.BigIntegerField(null=True, blank=True)
-    weights_digest = models.CharField(max_length=64, blank=True)
-    model_card = models.JSONField(default=dict, blank=True)
-    # Denormalised evaluation summaries, written by the evaluation pipeline, read by releases.
-    fewshot_average = models.FloatField(null=True, blank=True)
-    fewshot_std = models.FloatField(null=True, blank=True)
-    eval_cost_usd = models.FloatField(null=True, blank=True)
-    eval_energy_kwh = models.FloatField(null=True, blank=True)
-    eval_co2e_g = models.FloatField(null=True, blank=True)
-
-    objects = ContestantQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def training_flops(self) -> float | None:
-        if self.parameters is None or self.training_tokens is None:
-            return None
-        return 6.0 * self.parameters * self.training_tokens
-
-    @property
-    def tokens_per_parameter(self) -> float | None:
-        if not self.parameters or self.training_tokens is None:
-            return None
-        return self.training_tokens / self.parameters
+from contestants.models import Contestant
 
 
 class PairCount(models.Model):

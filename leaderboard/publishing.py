@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from contestants.models import Contestant
 from core.exceptions import DomainError
 from evalcore.errors import EmptyInputError, EvalcoreError
 from evalcore.ratings import BattleTable, RatingParams
@@ -39,7 +40,6 @@ from leaderboard import ratings, votelog
 from leaderboard.exceptions import NothingToPublish, UnknownPublishJob, from_engine
 from leaderboard.export import EXTRA_COLUMNS, release_csv
 from leaderboard.models import (
-    Contestant,
     PairCount,
     PublishJob,
     Release,
@@ -52,27 +52,21 @@ from leaderboard.version import code_version
 
 logger = logging.getLogger(__name__)
 RELEASE_METHODS = ("bt", "davidson", "elo")
-DEFAULT_RATING_PARAMS: dict[str, Any] = {
-    "method": "bt",
-    "bootstrap_rounds": 1000,
-    "seed": 0,
-    "ties": "half",
-    "min_votes": 10,
-    # A whisper of a prior keeps an early board (a model that never lost yet) finite; with
-    # thousands of votes its effect is far below the displayed precision.
-    "ridge": 0.01,
-}
 
 
 def default_params(**overrides: Any) -> RatingParams:
-    """The configured rating parameters (``LEADERBOARD_RATING_PARAMS``) with ``overrides``.
+    """The house parameters, then the deployment's, then ``overrides`` (see config/settings.py).
 
     Raises:
         DomainError: ``invalid_parameter`` naming the bad field.
     """
-    configured = getattr(settings, "LEADERBOARD_RATING_PARAMS", {})
+    merged = {
+        **settings.LEADERBOARD_DEFAULT_RATING_PARAMS,
+        **settings.LEADERBOARD_RATING_PARAMS,
+        **overrides,
+    }
     try:
-        params = ratings.params_from_dict({**DEFAULT_RATING_PARAMS, **configured, **overrides})
+        params = ratings.params_from_dict(merged)
     except EvalcoreError as error:
         raise from_engine(error) from None
     if params.method not in RELEASE_METHODS:
@@ -248,7 +242,9 @@ def _locked_sequence(category: str) -> ReleaseSequence:
 
 
 def _contestant_facts(names: list[str]) -> dict[str, list[object]]:
-    found = Contestant.objects.filter(name__in=names).values("name", *EXTRA_COLUMNS)
+    found = (
+        Contestant.objects.with_evaluation().filter(name__in=names).values("name", *EXTRA_COLUMNS)
+    )
     return {row["name"]: [row[column] for column in EXTRA_COLUMNS] for row in found}
 
 

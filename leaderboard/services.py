@@ -10,7 +10,8 @@ from typing import Any
 
 from django.db import connection
 
-from leaderboard.models import Contestant, PairCount
+from contestants.models import Contestant
+from leaderboard.models import PairCount
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 _COUNT_FIELDS = ("model_a_wins", "model_b_wins", "ties", "both_bad")  # in the order of WINNERS

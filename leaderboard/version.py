@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @functools.cache
 def code_version() -> str:
-    configured = getattr(settings, "LADDER_CODE_VERSION", None)
+    configured = settings.LADDER_CODE_VERSION
     if configured:
         return str(configured)[:100]
     try:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def latest_ratings() -> dict[str, float]:
 def analysis_points(ratings: dict[str, float]) -> tuple[list[Point], list[Point]]:
     """(few-shot average, rating) and (training FLOPs, rating) points of rated contestants."""
     fewshot, compute = [], []
-    for contestant in Contestant.objects.filter(name__in=list(ratings)):
+    for contestant in Contestant.objects.with_evaluation().filter(name__in=list(ratings)):
         rating = ratings[contestant.name]
         if contestant.fewshot_average is not None:
             fewshot.append(Point(contestant.name, contestant.fewshot_average, rating))

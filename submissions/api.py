@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from submissions import services
 from submissions.exceptions import not_found
 from submissions.models import EvaluationJob
@@ -35,7 +35,7 @@ class ModelListView(APIView):
 
     @extend_schema(responses=ModelSerializer(many=True), operation_id="models_list")
     def get(self, request: Request) -> Response:
-        contestants = Contestant.objects.select_related("owner").order_by("name")
+        contestants = Contestant.objects.select_related("owner", "evaluation").order_by("name")
         return Response(ModelSerializer(contestants, many=True).data)
 
     @extend_schema(

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 PIPELINE_STEPS = ("validate", "load", "fewshot", "arena_answers", "activate")
 

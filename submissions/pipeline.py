@@ -26,8 +26,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from leaderboard.models import Contestant
-from submissions import conf
+from contestants.models import Contestant
+from contestants.services import record_evaluation
 from submissions.accounting import Meter, Prices, Usage, co2e_g, cost_usd
 from submissions.checkpoint import inspect_checkpoint
 from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
@@ -83,12 +83,12 @@ class Run:
 
 def prices() -> Prices:
     return Prices(
-        cpu_power_w=float(conf.get("LADDER_CPU_POWER_W")),
-        gpu_power_w=float(conf.get("LADDER_GPU_POWER_W")),
-        price_cpu_hour_usd=float(conf.get("LADDER_PRICE_CPU_HOUR_USD")),
-        price_gpu_hour_usd=float(conf.get("LADDER_PRICE_GPU_HOUR_USD")),
-        grid_g_per_kwh=float(conf.get("LADDER_GRID_INTENSITY_G_PER_KWH")),
-        pue=float(conf.get("LADDER_PUE")),
+        cpu_power_w=float(settings.LADDER_CPU_POWER_W),
+        gpu_power_w=float(settings.LADDER_GPU_POWER_W),
+        price_cpu_hour_usd=float(settings.LADDER_PRICE_CPU_HOUR_USD),
+        price_gpu_hour_usd=float(settings.LADDER_PRICE_GPU_HOUR_USD),
+        grid_g_per_kwh=float(settings.LADDER_GRID_INTENSITY_G_PER_KWH),
+        pue=float(settings.LADDER_PUE),
     )
 
 
@@ -164,7 +164,7 @@ def validate_step(run: Run) -> Outcome:
 
 
 def load_step(run: Run) -> Outcome:
-    delay = float(conf.get("LADDER_SUBMISSION_STEP_DELAY_S"))
+    delay = float(settings.LADDER_SUBMISSION_STEP_DELAY_S)
     if delay > 0:  # test hook: a window in which to kill the worker
         run.progress("load", f"waiting {delay:g} s (LADDER_SUBMISSION_STEP_DELAY_S)")
         time.sleep(delay)
@@ -179,16 +179,10 @@ def load_step(run: Run) -> Outcome:
 def _load_model(contestant: Contestant) -> Any:
     from models_zoo.serving import load
 
-    device = contestant.device
-    if device == Contestant.Device.AUTO:
-        device = str(conf.get("LADDER_WORKER_DEVICE"))
-    int8 = contestant.quantize_int8 or bool(conf.get("LADDER_WORKER_QUANTIZE_INT8"))
-    return load(
-        contestant.checkpoint_path,
-        device=device,
-        quantize="int8" if int8 else None,
-        max_memory=contestant.max_memory or None,
+    options = contestant.serving_options.with_worker_defaults(
+        device=settings.LADDER_WORKER_DEVICE, quantize_int8=settings.LADDER_WORKER_QUANTIZE_INT8
     )
+    return load(contestant.checkpoint_path, **options.load_arguments())
 
 
 def fewshot_step(run: Run) -> Outcome:
@@ -227,11 +221,11 @@ def fewshot_plan() -> tuple[Path | None, list[str], str]:
     from evalcore.fewshot.registry import get_task
     from evalcore.fewshot.schema import FEWNLU_TASKS
 
-    configured = getattr(settings, "LADDER_FEWGLUE_DIR", None)
+    configured = settings.LADDER_FEWGLUE_DIR
     data_dir = Path(configured) if configured else None
     if data_dir is None or not data_dir.is_dir():
         return None, [], f"FewGLUE data folder {str(data_dir)!r} not found (LADDER_FEWGLUE_DIR)"
-    wanted = conf.get_list("LADDER_SUBMISSION_FEWSHOT_TASKS") or list(FEWNLU_TASKS)
+    wanted = list(settings.LADDER_SUBMISSION_FEWSHOT_TASKS) or list(FEWNLU_TASKS)
     tasks = [name for name in wanted if task_available(get_task(name), data_dir)]
     if not tasks:
         return data_dir, [], f"none of the tasks {wanted} has data under {data_dir}"
@@ -244,8 +238,8 @@ def run_fewshot_tasks(
     """Run the tasks one by one (reporting progress), merged into one results document."""
     from evalcore.fewshot.runner import average, run_fewshot
 
-    limit = int(conf.get("LADDER_SUBMISSION_FEWSHOT_LIMIT")) or None
-    splits = int(conf.get("LADDER_SUBMISSION_FEWSHOT_SPLITS"))
+    limit = int(settings.LADDER_SUBMISSION_FEWSHOT_LIMIT) or None
+    splits = int(settings.LADDER_SUBMISSION_FEWSHOT_SPLITS)
     merged: dict[str, Any] | None = None
     tokens = 0
     for index, name in enumerate(tasks):
@@ -324,9 +318,7 @@ def arena_answers_step(run: Run) -> Outcome:
 
 
 def _arena_max_new_tokens() -> int:
-    from arena import conf as arena_conf
-
-    return int(arena_conf.get("ARENA_MAX_NEW_TOKENS"))
+    return int(settings.ARENA_MAX_NEW_TOKENS)
 
 
 def _count_tokens(run: Run, texts: list[str]) -> int:
@@ -344,8 +336,9 @@ def activate_step(run: Run) -> Outcome:
         job = record_usage(run, usage)
         now = timezone.now()
         run.update_job(status=EvaluationJob.Status.FINISHED, finished_at=now, current_step="")
-        Contestant.objects.filter(pk=run.contestant.pk).update(
-            status=Contestant.Status.ACTIVE,
+        Contestant.objects.filter(pk=run.contestant.pk).update(status=Contestant.Status.ACTIVE)
+        record_evaluation(
+            contestant_id=run.contestant.pk,
             eval_cost_usd=job.cost_usd,
             eval_energy_kwh=job.energy_kwh,
             eval_co2e_g=job.co2e_g,
@@ -389,7 +382,7 @@ class Heartbeat:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.interval = max(0.5, float(conf.get("LADDER_JOB_LEASE_S")) / 4)
+        self.interval = max(0.5, float(settings.LADDER_JOB_LEASE_S) / 4)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="job-heartbeat")
         self._thread.start()

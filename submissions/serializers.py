@@ -9,7 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
+from contestants.options import ServingOptions, ServingOptionsError
 from submissions.models import BenchmarkResult, EvaluationJob, JobStep
 from submissions.services import ModelCardInput
 
@@ -39,6 +40,17 @@ class SubmissionSerializer(serializers.Serializer):
     checkpoint_path = serializers.CharField(
         max_length=1000, required=False, help_text="Server-side directory (if enabled)."
     )
+    serving = serializers.JSONField(
+        required=False,
+        help_text='How the workers load the model, e.g. {"device": "cuda", "quantize_int8": true, '
+        '"max_memory": {"cuda": "2GiB"}}; "auto" device by default.',
+    )
+
+    def validate_serving(self, value: Any) -> dict[str, Any]:
+        try:
+            return ServingOptions.from_dict(value).to_dict()
+        except ServingOptionsError as error:
+            raise serializers.ValidationError(str(error)) from None
 
     def card(self) -> ModelCardInput:
         data = self.validated_data
@@ -104,6 +116,10 @@ class BenchmarkSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _evaluation_field(name: str) -> serializers.FloatField:
+    return serializers.FloatField(source=f"evaluation.{name}", read_only=True, allow_null=True)
+
+
 class ModelSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     page = serializers.SerializerMethodField()
@@ -112,6 +128,12 @@ class ModelSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, default=None)
     fewshot = serializers.SerializerMethodField()
     latest_job = serializers.SerializerMethodField()
+    # Measured by the evaluation pipeline (contestants.ContestantEvaluation); null until then.
+    fewshot_average = _evaluation_field("fewshot_average")
+    fewshot_std = _evaluation_field("fewshot_std")
+    eval_cost_usd = _evaluation_field("eval_cost_usd")
+    eval_energy_kwh = _evaluation_field("eval_energy_kwh")
+    eval_co2e_g = _evaluation_field("eval_co2e_g")
 
     class Meta:
         model = Contestant
@@ -131,6 +153,7 @@ class ModelSerializer(serializers.ModelSerializer):
             "tokens_per_parameter",
             "weights_digest",
             "model_card",
+            "serving",
             "fewshot_average",
             "fewshot_std",
             "fewshot",

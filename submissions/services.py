@@ -17,16 +17,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from contestants.models import Contestant
+from contestants.options import default_serving
+from contestants.services import record_evaluation
 from core.exceptions import DomainError, RateLimited
 from evalcore.fewshot.schema import validate_results
-from leaderboard.models import Contestant
-from submissions import conf
 from submissions.archive import Limits, extract_archive
 from submissions.checkpoint import CheckpointFacts, find_model_directory, inspect_checkpoint
 from submissions.exceptions import SubmissionError, not_found
@@ -49,6 +51,7 @@ class ModelCardInput:
     optimizer: str = ""
     lr_schedule: str = ""
     precision: str = ""
+    serving: dict[str, Any] | None = None  # validated ServingOptions.to_dict(); None: defaults
 
 
 def submit_model(
@@ -105,6 +108,7 @@ def _register(
                 training_tokens=card.training_tokens,
                 weights_digest=facts.digest,
                 model_card=_card_document(card, facts),
+                serving=card.serving or default_serving(),
             )
             job = create_job(contestant=contestant, user=user)
             transaction.on_commit(lambda: evaluate.delay(job.pk))
@@ -134,7 +138,7 @@ def duplicate_name(name: str) -> DomainError:
 
 
 def check_rate_limit(user: AbstractBaseUser) -> None:
-    limit = int(conf.get("LADDER_SUBMISSIONS_PER_DAY"))
+    limit = int(settings.LADDER_SUBMISSIONS_PER_DAY)
     now = timezone.now()
     recent = EvaluationJob.objects.submitted_by_since(user.pk, now - DAY).order_by("created_at")
     if recent.count() < limit:
@@ -161,7 +165,7 @@ def stage_checkpoint(
         )
     assert archive is not None
     check_upload_size(archive.size or 0)
-    root = conf.submission_root()
+    root = Path(settings.LADDER_SUBMISSION_ROOT)
     destination = root / "checkpoints" / uuid.uuid4().hex
     with _archive_file(archive, root) as path:
         extract_archive(path, destination, archive_limits())
@@ -173,7 +177,7 @@ def stage_checkpoint(
 
 
 def check_upload_size(size: int) -> None:
-    limit = int(conf.get("LADDER_SUBMISSION_MAX_UPLOAD_BYTES"))
+    limit = int(settings.LADDER_SUBMISSION_MAX_UPLOAD_BYTES)
     if size > limit:
         raise SubmissionError(
             "upload_too_large", f"archive: the upload exceeds {limit} bytes", status_code=413
@@ -182,9 +186,9 @@ def check_upload_size(size: int) -> None:
 
 def archive_limits() -> Limits:
     return Limits(
-        max_files=int(conf.get("LADDER_SUBMISSION_MAX_FILES")),
-        max_unpacked_bytes=int(conf.get("LADDER_SUBMISSION_MAX_UNPACKED_BYTES")),
-        max_compression_ratio=float(conf.get("LADDER_SUBMISSION_MAX_COMPRESSION_RATIO")),
+        max_files=int(settings.LADDER_SUBMISSION_MAX_FILES),
+        max_unpacked_bytes=int(settings.LADDER_SUBMISSION_MAX_UNPACKED_BYTES),
+        max_compression_ratio=float(settings.LADDER_SUBMISSION_MAX_COMPRESSION_RATIO),
     )
 
 
@@ -206,7 +210,7 @@ def _archive_file(upload: UploadedFile, root: Path) -> Iterator[Path]:
 
 
 def allowed_checkpoint_directory(raw: str) -> Path:
-    roots = conf.allowed_roots()
+    roots = [Path(root).resolve() for root in settings.LADDER_SUBMISSION_ALLOWED_ROOTS]
     if not roots:
         raise SubmissionError(
             "checkpoint_path_disabled",
@@ -287,14 +291,14 @@ def fail_job(job: EvaluationJob, *, step: str, reason: str) -> None:
 
 def claim_job(*, job_id: int, worker: str) -> str | None:
     """Take the job's lease for this worker; ``None`` when it is done or held by a live worker."""
-    lease_s = float(conf.get("LADDER_JOB_LEASE_S"))
+    lease_s = float(settings.LADDER_JOB_LEASE_S)
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.is_done:
             return None
         if job.status == EvaluationJob.Status.RUNNING and not job.lease_expired(lease_s):
             return None
-        if job.attempts >= int(conf.get("LADDER_JOB_MAX_ATTEMPTS")):
+        if job.attempts >= int(settings.LADDER_JOB_MAX_ATTEMPTS):
             fail_job(
                 job,
                 step=job.current_step or "queued",
@@ -315,7 +319,7 @@ def requeue_stale_jobs() -> list[int]:
     """Send again the jobs whose worker died (lease not renewed) or whose message was lost."""
     from submissions.tasks import evaluate
 
-    lease_s = float(conf.get("LADDER_JOB_LEASE_S"))
+    lease_s = float(settings.LADDER_JOB_LEASE_S)
     requeued = []
     for job in EvaluationJob.objects.stale(timezone.now(), lease_s):
         with transaction.atomic():
@@ -360,8 +364,10 @@ def store_benchmark_result(
             document=document,
             submitted_by=user if user is not None and user.is_authenticated else None,
         )
-        Contestant.objects.filter(pk=contestant.pk).update(
-            fewshot_average=result.average, fewshot_std=result.average_std
+        record_evaluation(
+            contestant_id=contestant.pk,
+            fewshot_average=result.average,
+            fewshot_std=result.average_std,
         )
     return result
 

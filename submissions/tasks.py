@@ -7,7 +7,7 @@ import socket
 
 from celery import shared_task
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 
 def _worker_name() -> str:

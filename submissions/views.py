@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from submissions import analysis
 from submissions.models import BenchmarkResult
 

@@ -12,7 +12,7 @@ from django.test import Client
 
 from arena.models import Battle
 from arena.voters import Voter
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 NAMES = ("alpha-7b", "beta-13b", "gamma-1b")
 

@@ -17,7 +17,8 @@ from arena import services
 from arena.dumps import FIELDS, export_records, import_battles
 from arena.models import Battle, Vote
 from arena.voters import Voter
-from leaderboard.models import Contestant, PairCount
+from contestants.models import Contestant
+from leaderboard.models import PairCount
 
 PUBLIC_DUMP = [
     {"model_a": "vicuna-13b", "model_b": "koala-13b", "winner": "model_a", "tstamp": 1682351591.1322,

@@ -12,7 +12,7 @@ from arena import services
 from arena.demo import load_demo_prompt_set
 from arena.models import Battle, PooledAnswer, Prompt, PromptSet
 from arena.voters import Voter
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from tests.arena.conftest import ArenaClient
 
 
@@ -31,7 +31,10 @@ def tiny_contestants(
     settings.ARENA_MAX_NEW_TOKENS = 12
     return [
         Contestant.objects.create(
-            name=f"tiny-{arch}", checkpoint_path=str(path), device="cpu", status="active"
+            name=f"tiny-{arch}",
+            checkpoint_path=str(path),
+            serving={"device": "cpu"},
+            status="active",
         )
         for arch, path in tiny_checkpoints.items()
     ]

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from arena.models import Battle, Vote
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from tests.arena.conftest import NAMES
 
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)> **bold**'

@@ -18,7 +18,8 @@ from arena.exceptions import (
 )
 from arena.models import Battle, Vote
 from arena.voters import Voter
-from leaderboard.models import Contestant, PairCount
+from contestants.models import Contestant
+from leaderboard.models import PairCount
 
 
 def counts(a: Contestant, b: Contestant, category: str = "") -> tuple[int, int, int, int]:

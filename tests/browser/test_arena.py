@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def tiny_contestants(transactional_db: None, tmp_path: Path) -> list[Contestant]
             name=f"tiny-{arch}-contestant",
             organization="Ladder tests",
             checkpoint_path=str(make_tiny_checkpoint(tmp_path / arch, arch=arch, seed=seed)),
-            device="cpu",
+            serving={"device": "cpu"},
             status=Contestant.Status.ACTIVE,
         )
         for seed, arch in enumerate(("dense", "gpt2"))

@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
+from contestants.models import Contestant
 from leaderboard import publishing
-from leaderboard.models import Contestant, PairCount
+from leaderboard.models import PairCount
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 COUNTS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,15 @@ def start(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         ({"DEBUG": "false", "ALLOWED_HOSTS": "example.org"}, "SECRET_KEY"),
         ({"DEBUG": "false", "SECRET_KEY": "s3cret"}, "ALLOWED_HOSTS"),
         ({"LADDER_TASK_TIME_LIMIT": "soon"}, "LADDER_TASK_TIME_LIMIT"),
+        ({"LADDER_JOB_LEASE_S": "soon"}, "LADDER_JOB_LEASE_S"),
+        ({"LADDER_WORKER_DEVICE": "gpu"}, "LADDER_WORKER_DEVICE"),
+        ({"LADDER_WORKER_QUANTIZE_INT8": "yes"}, "LADDER_WORKER_QUANTIZE_INT8"),
+        (
+            {"LADDER_SUBMISSION_MAX_COMPRESSION_RATIO": "lots"},
+            "LADDER_SUBMISSION_MAX_COMPRESSION_RATIO",
+        ),
+        ({"ARENA_MODE": "fast"}, "ARENA_MODE"),
+        ({"LADDER_DEMO_MODE": "huge"}, "LADDER_DEMO_MODE"),
     ],
 )
 def test_bad_setting_gives_one_line_naming_the_variable(env: dict[str, str], variable: str) -> None:
@@ -93,3 +103,55 @@ def test_celery_routes_model_work_and_rating_work_to_separate_queues() -> None:
     assert settings.CELERY_TASK_ACKS_LATE is True
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     assert settings.CELERY_TASK_TIME_LIMIT > 0
+
+
+def test_app_settings_are_read_from_the_environment_under_their_own_names() -> None:
+    names = [
+        "LADDER_JOB_LEASE_S",
+        "LADDER_SUBMISSION_ALLOWED_ROOTS",
+        "LADDER_WORKER_QUANTIZE_INT8",
+        "LADDER_SUBMISSION_STEP_DELAY_S",
+        "LADDER_PUE",
+        "ARENA_MAX_NEW_TOKENS",
+    ]
+    code = (
+        "import django, json, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+        "from django.conf import settings as s;"
+        f"print(json.dumps([getattr(s, name) for name in {names!r}]))"
+    )
+    result = start(
+        [sys.executable, "-c", code],
+        LADDER_JOB_LEASE_S="7",
+        LADDER_SUBMISSION_ALLOWED_ROOTS="/srv/a, /srv/b",
+        LADDER_WORKER_QUANTIZE_INT8="true",
+        LADDER_SUBMISSION_STEP_DELAY_S="1.5",
+        LADDER_PUE="1.1",
+        ARENA_MAX_NEW_TOKENS="9",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [7, ["/srv/a", "/srv/b"], True, 1.5, 1.1, 9]
+
+
+def test_app_settings_have_their_defaults_when_the_environment_is_silent() -> None:
+    from django.conf import settings
+
+    assert settings.LADDER_JOB_LEASE_S == 120
+    assert settings.LADDER_WORKER_DEVICE == "auto"
+    assert settings.LADDER_SUBMISSION_FEWSHOT_TASKS == []
+    assert settings.LEADERBOARD_DEFAULT_RATING_PARAMS["method"] == "bt"
+    assert settings.LEADERBOARD_RATING_PARAMS == {}
+
+
+# The launcher starts the processes (and reads its own bind address) before Django is set up.
+READS_ENVIRONMENT_BEFORE_DJANGO = {"core/launcher.py"}
+
+
+def test_apps_read_django_settings_not_the_environment() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for app in ("arena", "contestants", "core", "leaderboard", "submissions")
+        for path in sorted((ROOT / app).rglob("*.py"))
+        if str(path.relative_to(ROOT)) not in READS_ENVIRONMENT_BEFORE_DJANGO
+        and ("os.environ" in path.read_text() or "getenv(" in path.read_text())
+    ]
+    assert offenders == []

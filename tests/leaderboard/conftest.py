@@ -8,7 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 
-from leaderboard.models import Contestant, PairCount
+from contestants.models import Contestant
+from contestants.services import record_evaluation
+from leaderboard.models import PairCount
 
 # (model_a, model_b, a wins, b wins, ties, both bad): alpha > beta > gamma; delta barely played.
 COUNTS = [
@@ -33,17 +35,21 @@ def fast_rating_params(settings: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def cast(db: None) -> dict[str, Contestant]:
     facts = {
-        "alpha": {"organization": "Alpha Labs", "license": "MIT", "fewshot_average": 0.61},
+        "alpha": {"organization": "Alpha Labs", "license": "MIT"},
         "beta": {"organization": "Beta Co", "license": "Apache-2.0", "parameters": 7_000_000},
-        "gamma": {"organization": "Gamma", "license": "CC-BY-4.0", "eval_cost_usd": 1.5},
+        "gamma": {"organization": "Gamma", "license": "CC-BY-4.0"},
         "delta": {"organization": "Delta", "license": "MIT"},
     }
-    return {
+    results = {"alpha": {"fewshot_average": 0.61}, "gamma": {"eval_cost_usd": 1.5}}
+    cast = {
         name: Contestant.objects.create(
             name=name, checkpoint_path=f"/ckpt/{name}", status="active", **values
         )
         for name, values in facts.items()
     }
+    for name, measured in results.items():
+        record_evaluation(contestant_id=cast[name].pk, **measured)
+    return cast
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from contestants.models import Contestant
 from evalcore.ratings import RatingParams, rate_battles
 from leaderboard import publishing, ratings, votelog
 from leaderboard.export import core_columns_of
-from leaderboard.models import Contestant, PairCount, PublishJob, Release
+from leaderboard.models import PairCount, PublishJob, Release
 from tests.leaderboard.votes import battles, export_file, run_cli
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.test import Client
 
+from contestants.models import Contestant
+from contestants.services import record_evaluation
 from leaderboard import publishing
 from leaderboard.export import COLUMNS
-from leaderboard.models import Contestant, Release
+from leaderboard.models import Release
 
 pytestmark = pytest.mark.django_db
 
@@ -155,11 +157,11 @@ def test_bad_csv_requests_answer_the_error_body(
 def test_table_shows_fewshot_compute_and_evaluation_cost_beside_ratings(
     client: Client, cast: dict[str, Contestant], counts: None
 ) -> None:
-    Contestant.objects.filter(name="alpha").update(
+    Contestant.objects.filter(name="alpha").update(parameters=1_000_000, training_tokens=20_000_000)
+    record_evaluation(
+        contestant_id=cast["alpha"].pk,
         fewshot_average=0.6125,
         fewshot_std=0.021,
-        parameters=1_000_000,
-        training_tokens=20_000_000,
         eval_cost_usd=0.0123,
         eval_energy_kwh=0.0045,
         eval_co2e_g=2.16,

@@ -5,8 +5,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from contestants.models import Contestant
 from leaderboard import publishing
-from leaderboard.models import Contestant, PairCount, Release
+from leaderboard.models import PairCount, Release
 
 pytestmark = pytest.mark.django_db
 

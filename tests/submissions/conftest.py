@@ -67,7 +67,7 @@ def checkpoint_copy(tiny_checkpoint: Path, tmp_path: Path) -> Callable[[], Path]
 @pytest.fixture(autouse=True)
 def _submission_settings(settings: Any, tmp_path: Path) -> None:
     settings.LADDER_SUBMISSION_ROOT = str(tmp_path / "store")
-    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = ""
+    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = []
     settings.LADDER_SUBMISSIONS_PER_DAY = 10
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant, ContestantEvaluation
 from submissions.models import EvaluationJob
 from tests.submissions.conftest import results_document, submit, tar_directory, zip_directory
 
@@ -71,6 +71,9 @@ def test_bad_token_is_authentication_failed(archive: Path, db: None) -> None:
         ({"training_tokens": "lots"}, "training_tokens"),
         ({"training_tokens": -1}, "training_tokens"),
         ({"parameters": "1.5e9"}, "parameters"),
+        ({"serving": "{not json"}, "serving"),
+        ({"serving": '{"device": "tpu"}'}, "serving"),
+        ({"serving": '{"max_memory": {"cuda": "lots"}}'}, "serving"),
     ],
 )
 def test_wrong_types_are_invalid_input_naming_the_field(
@@ -167,7 +170,7 @@ def test_server_side_path_is_disabled_by_default(api: Client, tiny_checkpoint: P
 def test_server_side_path_under_an_allowed_root_is_accepted(
     api: Client, tiny_checkpoint: Path, settings: Any
 ) -> None:
-    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = str(tiny_checkpoint.parent)
+    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = [str(tiny_checkpoint.parent)]
     response = submit(api, checkpoint_path=str(tiny_checkpoint))
     assert response.status_code == 202, response.content
     assert Contestant.objects.get().checkpoint_path == str(tiny_checkpoint)
@@ -176,7 +179,7 @@ def test_server_side_path_under_an_allowed_root_is_accepted(
 def test_server_side_path_outside_the_roots_is_refused(
     api: Client, tiny_checkpoint: Path, settings: Any, tmp_path: Path
 ) -> None:
-    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = str(tmp_path / "allowed")
+    settings.LADDER_SUBMISSION_ALLOWED_ROOTS = [str(tmp_path / "allowed")]
     for path in (str(tiny_checkpoint), str(tmp_path / "allowed" / ".." / "store")):
         response = submit(api, checkpoint_path=path)
         assert response.status_code == 400
@@ -257,8 +260,8 @@ def test_external_results_are_stored_and_set_the_average(
     )
     assert response.status_code == 201, response.content
     assert response.json()["task_scores"]["cb"]["mean"] == 0.5
-    owned_model.refresh_from_db()
-    assert (owned_model.fewshot_average, owned_model.fewshot_std) == (0.525, 0.01)
+    evaluation = ContestantEvaluation.objects.get(contestant=owned_model)
+    assert (evaluation.fewshot_average, evaluation.fewshot_std) == (0.525, 0.01)
     detail = api.get("/api/models/owned").json()
     assert detail["fewshot"]["task_scores"]["rte"]["mean"] == 0.55
 
@@ -332,3 +335,21 @@ def test_results_for_unknown_model_are_404(api: Client) -> None:
     )
     assert response.status_code == 404
     assert error_code(response) == "unknown_model"
+
+
+def test_submission_serving_options_are_stored_on_the_contestant(
+    api: Client, archive: Path
+) -> None:
+    serving = {"device": "cpu", "quantize_int8": True}
+    response = submit(api, archive, serving=json.dumps(serving))
+    assert response.status_code == 202, response.content
+    contestant = Contestant.objects.get(name="tiny-one")
+    assert contestant.serving == {**serving, "max_memory": None}
+    assert api.get("/api/models/tiny-one").json()["serving"] == contestant.serving
+
+
+def test_bad_serving_option_error_names_the_option(api: Client, archive: Path) -> None:
+    response = submit(api, archive, serving=json.dumps({"device": "tpu"}))
+    assert response.status_code == 400
+    assert "serving.device" in response.json()["error"]["fields"]["serving"][0]
+    assert not Contestant.objects.exists()

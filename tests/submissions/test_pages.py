@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
+from contestants.services import record_evaluation
 from submissions import analysis, services
 from submissions.models import EvaluationJob
 from tests.submissions.conftest import results_document
@@ -69,13 +70,13 @@ def test_analysis_page_plots_rated_models_with_a_fitted_curve(
     ratings = {}
     for index, (average, rating) in enumerate([(0.3, 900), (0.4, 1000), (0.5, 1060), (0.6, 1090)]):
         name = f"m{index}"
-        Contestant.objects.create(
+        contestant = Contestant.objects.create(
             name=name,
             checkpoint_path="/x",
-            fewshot_average=average,
             parameters=10**6 * (index + 1),
             training_tokens=10**8,
         )
+        record_evaluation(contestant_id=contestant.pk, fewshot_average=average)
         ratings[name] = float(rating)
     monkeypatch.setattr(analysis, "latest_ratings", lambda: ratings)
     html = client.get("/analysis/").content.decode()

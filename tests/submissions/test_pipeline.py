@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from submissions import pipeline, services
 from submissions.accounting import Prices, Usage, co2e_g, cost_usd, estimate_energy_kwh
 from submissions.models import BenchmarkResult, EvaluationJob, JobStep
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 def fake_fewshot(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[list[str]]:
     """The runner itself is tested in tests/evalcore; here it returns a fixed document."""
     calls: list[list[str]] = []
-    settings.LADDER_SUBMISSION_FEWSHOT_TASKS = "cb,rte"
+    settings.LADDER_SUBMISSION_FEWSHOT_TASKS = ["cb", "rte"]
 
     def run(model: Any, tasks: list[str], data_dir: Any, report: Any) -> dict[str, Any]:
         calls.append(tasks)
@@ -45,7 +45,7 @@ def job(tiny_checkpoint: Path, user: User) -> EvaluationJob:
         name="tiny",
         checkpoint_path=str(tiny_checkpoint),
         owner=user,
-        device="cpu",
+        serving={"device": "cpu"},
         parameters=facts.parameters,
         training_tokens=600_000,
         weights_digest=facts.digest,
@@ -76,16 +76,16 @@ def test_pipeline_runs_every_step_and_activates_the_model(
     }
     contestant = Contestant.objects.get(pk=job.contestant_id)
     assert contestant.status == Contestant.Status.ACTIVE
-    assert contestant.fewshot_average == 0.525
+    assert contestant.evaluation.fewshot_average == 0.525
     assert BenchmarkResult.objects.get().job_id == job.pk
     assert fake_fewshot == [["cb", "rte"]]
     assert job.device == "cpu"
     assert job.wall_time_s > 0 and job.cpu_seconds > 0 and job.gpu_seconds == 0
     assert job.tokens_processed >= 1234
     assert job.energy_kwh > 0 and job.energy_source in ("rapl", "estimate", "nvml")
-    assert contestant.eval_cost_usd == pytest.approx(job.cost_usd)
-    assert contestant.eval_co2e_g == pytest.approx(job.co2e_g)
-    assert contestant.eval_energy_kwh == pytest.approx(job.energy_kwh)
+    assert contestant.evaluation.eval_cost_usd == pytest.approx(job.cost_usd)
+    assert contestant.evaluation.eval_co2e_g == pytest.approx(job.co2e_g)
+    assert contestant.evaluation.eval_energy_kwh == pytest.approx(job.energy_kwh)
 
 
 def test_a_finished_job_is_not_run_twice(job: EvaluationJob, fake_fewshot: list[list[str]]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 from submissions import services
 from submissions.models import EvaluationJob, JobStep
 from tests.conftest import start_celery_worker
@@ -72,7 +72,7 @@ def killed_worker_job_finishes_once(
     settings.LADDER_JOB_LEASE_S = LEASE_S
     facts = inspect_checkpoint(tiny_checkpoint)
     contestant = Contestant.objects.create(
-        name="killed", checkpoint_path=str(tiny_checkpoint), device="cpu",
+        name="killed", checkpoint_path=str(tiny_checkpoint), serving={"device": "cpu"},
         parameters=facts.parameters, weights_digest=facts.digest,
     )  # fmt: skip
     job = services.create_job(contestant=contestant, user=None)

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 
-from leaderboard.models import Contestant
+from contestants.models import Contestant
 
 MAX_EXAMPLES = 12
 

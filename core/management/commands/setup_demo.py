@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from core.demo import register_demo_contestants
 
@@ -20,9 +19,7 @@ class Command(BaseCommand):
     help = "Train (once) and register the demo contestants and load the demo prompt set."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        mode = os.environ.get("LADDER_DEMO_MODE", "train")
-        if mode not in ("train", "tiny", "none"):
-            raise CommandError(f"LADDER_DEMO_MODE must be train, tiny or none; got {mode!r}")
+        mode = settings.LADDER_DEMO_MODE
         if mode == "none":
             self.stdout.write("demo: skipped (LADDER_DEMO_MODE=none)")
             return
