@@ -49,7 +49,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -60,7 +60,9 @@ from models_zoo.attention import (
     dilated_attention,
     validate_schedule,
 )
-from models_zoo.dilated_transformer import LongNetConfig, LongNetForCausalLM
+
+if TYPE_CHECKING:  # transformers is heavy; attention-only users (the bench) never need it
+    from models_zoo.dilated_transformer import LongNetForCausalLM
 
 logger = logging.getLogger(__name__)
 
@@ -259,9 +261,9 @@ def _start_gather(
     positions = positions + (rank_index % per_segment[:, None]) * r  # (H, C), global
     # Rows past this rank's count are padding; clamping keeps the gather in range.
     local = (positions - shard.start).clamp(0, L - 1)
-    index = local.reshape(1, 1, H, slots, 1).expand(2, B, H, slots, D)
-    # (2, B, L, H, D) -> (2, B, H, L, D) -> (2, B, H, C, D)
-    rows = torch.stack([k, v]).transpose(2, 3).gather(3, index).contiguous()
+    index = local.reshape(1, H, slots, 1).expand(B, H, slots, D)
+    # (B, L, H, D) -> (B, H, L, D) -> (B, H, C, D), stacked to (2, B, H, C, D)
+    rows = torch.stack([x.transpose(1, 2).gather(2, index) for x in (k, v)])
     if stats is not None:
         sent = rows.numel() * rows.element_size()
         stats.bytes_sent += sent
@@ -429,7 +431,12 @@ def _merge(
         total = total.scatter(2, index, torch.logaddexp(total.gather(2, index), part.lse))
     total = total[..., :L]
     scale = torch.exp(local_lse - total).transpose(1, 2)[..., None]  # (B, H, L) -> (B, L, H, 1)
-    scaled = local_out * scale.to(local_out.dtype)
+    # Without autograd the local output (a fresh tensor) is updated in place: at 1M tokens a
+    # rank's output is 4 GiB in bf16.
+    needs_grad = local_out.requires_grad or any(part.out.requires_grad for part in sparse)
+    in_place = not (torch.is_grad_enabled() and needs_grad)
+    scale = scale.to(local_out.dtype)
+    scaled = local_out.mul_(scale) if in_place else local_out * scale
     flat = scaled.reshape(B, L * H, D)  # (B, L, H, D) -> (B, L*H, D)
     heads = torch.arange(H, device=local_out.device)[:, None]
     for part in sparse:
@@ -439,7 +446,11 @@ def _merge(
         keep = part.valid.reshape(-1)
         contribution = (part.out * weight[..., None]).reshape(B, -1, D)[:, keep]  # (B, kept, D)
         destination = (part.target * H + heads).reshape(-1)[keep]
-        flat = flat.index_add(1, destination, contribution.to(flat.dtype))
+        contribution = contribution.to(flat.dtype)
+        if in_place:
+            flat.index_add_(1, destination, contribution)
+        else:
+            flat = flat.index_add(1, destination, contribution)
     return flat.view(B, L, H, D)  # (B, L*H, D) -> (B, L, H, D)
 
 
@@ -461,6 +472,8 @@ def sequence_parallel(
     unchanged; the attention is the only step that crosses ranks. The original kernels are
     restored on exit.
     """
+    from models_zoo.dilated_transformer import LongNetConfig
+
     config = model.config
     assert isinstance(config, LongNetConfig)
     attend = functools.partial(

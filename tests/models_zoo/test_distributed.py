@@ -8,9 +8,10 @@ the tests below read those files.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -18,7 +19,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from models_zoo.attention import dilated_attention, dilated_attention_reference
-from models_zoo.dilated_transformer import LongNetConfig, LongNetForCausalLM
 from models_zoo.distributed import (
     GatherStats,
     _count_selected,
@@ -40,6 +40,9 @@ CASES = [
     (37, (7,), (1,), False),
 ]
 HEADS, HEAD_DIM = 6, 8
+
+if TYPE_CHECKING:
+    from models_zoo.dilated_transformer import LongNetForCausalLM
 BYTES_CASE = (64, (8, 32, 64), (1, 2, 4))  # N divisible by world · r: exact row counts
 
 
@@ -84,6 +87,8 @@ def check_gradients(rank: int, world: int) -> float:
 
 
 def tiny_longnet() -> LongNetForCausalLM:
+    from models_zoo.dilated_transformer import LongNetConfig, LongNetForCausalLM
+
     torch.manual_seed(0)
     config = LongNetConfig(
         vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -151,10 +156,16 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module", params=[2, 4], ids=["world2", "world4"])
 def ranks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    """Each rank's results for one spawned gloo group."""
+    """Each rank's results for one gloo group of ``world`` processes."""
     world = request.param
     out_dir = tmp_path_factory.mktemp(f"world{world}")
-    mp.spawn(worker, args=(world, free_port(), str(out_dir)), nprocs=world, join=True)
+    # A fork server that has imported this module once starts every rank: each freshly spawned
+    # process would import torch and transformers again (over 10 s each on a loaded machine).
+    # The server itself only imports, so its forks start clean (no threads, no process group).
+    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__])
+    mp.start_processes(
+        worker, args=(world, free_port(), str(out_dir)), nprocs=world, start_method="forkserver"
+    )
     return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in range(world)]
 
 
