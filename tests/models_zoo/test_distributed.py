@@ -252,3 +252,26 @@ def test_wrong_shard_shape_raises_value_error_quoting_shapes() -> None:
         sequence_parallel_dilated_attention(
             q[:, :40], k[:, :40], v[:, :40], seq_len=45, segment_lengths=(8,), dilation_rates=(1,)
         )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("rates", [(1, 2, 4), (2, 4)], ids=["with-r1", "without-r1"])
+def test_fused_kernel_lse_equals_log_sum_exp_of_the_branches(rates: tuple[int, ...]) -> None:
+    """The local half of a sequence-parallel call: the kernel's LSE, -inf where nothing covers."""
+    from models_zoo.attention import _branch_blocks
+    from models_zoo.kernels.dilated import fused_dilated_attention_with_lse
+
+    generator = torch.Generator(device="cuda").manual_seed(4)
+    q, k, v = (torch.randn(1, 300, 4, 32, device="cuda", generator=generator) for _ in "qkv")
+    segments = (64, 128, 256)[-len(rates) :]
+    out, lse = fused_dilated_attention_with_lse(
+        q, k, v, segment_lengths=segments, dilation_rates=rates
+    )
+    with torch.no_grad():
+        branches = [_branch_blocks(q, k, v, w, r, True) for w, r in zip(segments, rates)]
+    expected = torch.logsumexp(torch.stack([branch_lse for _, branch_lse in branches]), dim=0)
+    covered = torch.isfinite(expected)
+    assert torch.equal(covered, torch.isfinite(lse))
+    torch.testing.assert_close(lse[covered], expected[covered], atol=1e-4, rtol=1e-4)
+    assert out.shape == q.shape
