@@ -238,6 +238,32 @@ def _check_inputs(
         )
 
 
+def fused_dilated_attention_with_lse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    segment_lengths: Sequence[int],
+    dilation_rates: Sequence[int],
+    causal: bool = True,
+    config: dict[str, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fused_dilated_attention` that also returns the mixture's log-sum-exp.
+
+    Sequence-parallel attention (``models_zoo.distributed``) merges this with the branches it
+    computes from all-gathered keys, so it needs the LSE the kernel keeps anyway.
+
+    Returns:
+        ``(out, lse)``: ``(B, N, H, D)`` in q's dtype and the natural-log LSE over all branches,
+        ``(B, H, N)`` float32, ``-inf`` on rows no branch covers.
+    """
+    out, lse2 = _run_branches(
+        q, k, v, segment_lengths=segment_lengths, dilation_rates=dilation_rates,
+        causal=causal, config=config,
+    )  # fmt: skip
+    return out, lse2 * math.log(2.0)
+
+
 def fused_dilated_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -267,6 +293,24 @@ def fused_dilated_attention(
         ValueError: on mismatched shapes, a bad schedule, or inputs the kernel cannot take
             (see :func:`is_available`).
     """
+    out, _ = _run_branches(
+        q, k, v, segment_lengths=segment_lengths, dilation_rates=dilation_rates,
+        causal=causal, config=config,
+    )  # fmt: skip
+    return out
+
+
+def _run_branches(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    segment_lengths: Sequence[int],
+    dilation_rates: Sequence[int],
+    causal: bool,
+    config: dict[str, int] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch every branch; returns the output and the base-2 LSE (B, H, N)."""
     _check_inputs(q, k, v, segment_lengths, dilation_rates)
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
     B, N, H, D = q.shape
@@ -291,7 +335,7 @@ def fused_dilated_attention(
             grid, q, k, v, out, lse, N, H, w, r, blocks_per_segment, causal,
             first=first_writes and step == 0, precision=precision, settings=settings,
         )  # fmt: skip
-    return out
+    return out, lse
 
 
 def _cdiv(a: int, b: int) -> int:
