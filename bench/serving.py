@@ -141,6 +141,7 @@ def step_rows(
     bandwidth: float,
     peak_flops: float,
     profile: bool,
+    step_repeats: int = 5,
 ) -> None:
     """Prefill ms, graph decode ms/step, kernels/step and the floors per step."""
     report(
@@ -157,8 +158,12 @@ def step_rows(
             ids = torch.randint(1, config.vocab_size, (batch, PROMPT), device="cuda")
             mask = torch.ones_like(ids)
             decoder = fast_decode.FastDecoder(model, batch_size=batch, max_length=PROMPT + NEW)
-            prefill = median_seconds(lambda d=decoder, i=ids, m=mask: d.generate(i, m, 1), 5)
-            full = median_seconds(lambda d=decoder, i=ids, m=mask: d.generate(i, m, NEW), 5)
+            prefill = median_seconds(
+                lambda d=decoder, i=ids, m=mask: d.generate(i, m, 1), step_repeats
+            )
+            full = median_seconds(
+                lambda d=decoder, i=ids, m=mask: d.generate(i, m, NEW), step_repeats
+            )
             step = (full - prefill) / (NEW - 1)
             kernels, kernel_ms = -1, float("nan")
             if profile:
@@ -244,6 +249,7 @@ def main() -> None:
     parser.add_argument("--offload-new", type=int, default=16)
     parser.add_argument("--offload-batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--skip-steps", action="store_true")
+    parser.add_argument("--step-repeats", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="kernels per step (profiler)")
     parser.add_argument(
         "--zoo-contexts",
@@ -297,7 +303,7 @@ def main() -> None:
         )
     if not args.skip_steps:
         models = [("bf16", model)] + ([("int8", int8)] if int8 is not None else [])
-        step_rows(models, args.batches, args.out, bandwidth, peak, args.profile)
+        step_rows(models, args.batches, args.out, bandwidth, peak, args.profile, args.step_repeats)
         report("", args.out)
     report(
         "| run | batch | tokens/s | s per call | peak GiB | tokens equal to the first row |",
