@@ -185,8 +185,9 @@ def test_one_statement_vote_and_record_outcome_count_alike(postgres_and_redis: N
     from django.db import transaction
     from django.utils import timezone
 
+    from contestants.models import Contestant
     from evalcore.types import Outcome as Result
-    from leaderboard.models import Contestant, Outcome
+    from leaderboard.models import Outcome
     from leaderboard.publishing import rebuild_pair_counts
     from leaderboard.services import record_outcome
 

@@ -24,7 +24,11 @@ from leaderboard import publishing, ratings
 from leaderboard.models import Outcome, PairCount, Release
 from tests.leaderboard.votes import battles
 
-BEFORE = [("arena", "0001_initial"), ("leaderboard", "0002_releases")]
+# Just before the outcome log: votes hold their winner (contestants already have their own app).
+BEFORE = [
+    ("arena", "0002_contestant_moves_to_contestants"),
+    ("leaderboard", "0003_contestant_moves_to_contestants"),
+]
 MIRRORED = {"model_a": "model_b", "model_b": "model_a"}
 CELL = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 3}
 
@@ -33,8 +37,10 @@ CELL = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 3}
 def old_apps(transactional_db: None) -> Iterator[Apps]:
     """The app registry of the old schema; the database is migrated back to latest afterwards."""
     executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    yield executor.loader.project_state(BEFORE).apps
+    # The contestants app stays at its newest state: its table is the one the votes point at.
+    targets = [*BEFORE, *executor.loader.graph.leaf_nodes("contestants")]
+    executor.migrate(targets)
+    yield executor.loader.project_state(targets).apps
     migrate_to_latest()
 
 
@@ -45,7 +51,7 @@ def migrate_to_latest() -> None:
 
 def populate_old_schema(apps: Apps, n: int) -> None:
     """Votes and counts as the old arena wrote them (the plain rule: name order, mirrored)."""
-    contestant = apps.get_model("leaderboard", "Contestant")
+    contestant = apps.get_model("contestants", "Contestant")
     battle_model, vote_model = apps.get_model("arena", "Battle"), apps.get_model("arena", "Vote")
     pair_model = apps.get_model("leaderboard", "PairCount")
     records = battles(n, seed=21)
@@ -170,7 +176,7 @@ def check_new_votes_follow_the_carried_ones(last_vote_id: int) -> None:
     from arena import services
     from arena.models import Battle
     from arena.voters import Voter
-    from leaderboard.models import Contestant
+    from contestants.models import Contestant
 
     alpha, beta = Contestant.objects.filter(name__in=["alpha", "beta"]).order_by("name")
     now = timezone.now()

@@ -10,9 +10,10 @@ from django.db import transaction
 from django.test import RequestFactory
 from django.utils import timezone
 
+from contestants.models import Contestant
 from evalcore.types import Outcome as Result
 from leaderboard import services
-from leaderboard.models import Contestant, Outcome, PairCount
+from leaderboard.models import Outcome, PairCount
 
 pytestmark = pytest.mark.django_db
 
