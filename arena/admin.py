@@ -36,8 +36,9 @@ class BattleAdmin(admin.ModelAdmin):
 @admin.register(Vote)
 class VoteAdmin(admin.ModelAdmin):
     # Votes are data: readable here, never edited (pair counts were written with them).
-    list_display = ["id", "battle", "winner", "judge", "created_at"]
-    list_filter = ["winner"]
+    list_display = ["pk", "battle", "winner", "judge", "created_at"]
+    list_filter = ["outcome__result"]
+    list_select_related = ["outcome"]
     readonly_fields = [field.name for field in Vote._meta.fields]
 
     def has_add_permission(self, request: object) -> bool:

@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from arena.models import Battle, Vote
 from contestants.models import Contestant
-from leaderboard.services import WINNERS, record_pair_outcome
+from evalcore.types import Outcome as Result
+from leaderboard.services import WINNERS, record_outcome
 
 FIELDS = (
     "model_a",
@@ -45,8 +46,8 @@ MAX_EXAMPLES = 5
 _QUERY_FIELDS = (
     "battle__model_a__name",
     "battle__model_b__name",
-    "winner",
-    "tstamp",
+    "outcome__result",
+    "outcome__tstamp",
     "judge",
     "battle__language",
     "battle__turn",
@@ -69,6 +70,7 @@ def export_records(*, up_to_vote_id: int | None = None) -> Iterator[dict[str, An
     rows = votes.values_list(*_QUERY_FIELDS)
     for *values, battle_id, import_key in rows.iterator(chunk_size=5000):
         record = dict(zip(FIELDS, values))
+        record["winner"] = Result(record["winner"]).winner  # the stored value, as the schema says
         record["question_id"] = _question_id(battle_id, import_key)
         yield record
 
@@ -248,25 +250,17 @@ def _store_batch(batch: list[tuple[str, dict[str, Any]]], report: ImportReport) 
         )
         names = {r[side] for _, r in batch for side in ("model_a", "model_b")}
         contestants = _contestants(names, report)
-        battles, votes = [], []
+        new: list[tuple[Battle, dict[str, Any]]] = []
         for key, record in batch:
             if key in present:
                 report.already_present += 1
                 continue
             present.add(key)
-            battle, vote = _battle_and_vote(key, record, contestants)
-            battles.append(battle)
-            votes.append(vote)
-        Battle.objects.bulk_create(battles)
+            new.append((_battle(key, record, contestants), record))
+        Battle.objects.bulk_create([battle for battle, _ in new])
+        # One outcome (with its counts) per vote, in dump order: the outcome log's order.
+        votes = [_vote(battle, record) for battle, record in new]
         Vote.objects.bulk_create(votes)
-        for battle, vote in zip(battles, votes):
-            categories = ("", battle.category) if battle.category else ("",)
-            record_pair_outcome(
-                model_a=battle.model_a,
-                model_b=battle.model_b,
-                winner=vote.winner,
-                categories=categories,
-            )
         report.imported += len(votes)
 
 
@@ -284,11 +278,8 @@ def _contestants(names: set[str], report: ImportReport) -> dict[str, Contestant]
     return known
 
 
-def _battle_and_vote(
-    key: str, record: dict[str, Any], contestants: dict[str, Contestant]
-) -> tuple[Battle, Vote]:
-    now = timezone.now()
-    battle = Battle(
+def _battle(key: str, record: dict[str, Any], contestants: dict[str, Contestant]) -> Battle:
+    return Battle(
         model_a=contestants[record["model_a"]],
         model_b=contestants[record["model_b"]],
         status=Battle.Status.READY,
@@ -297,13 +288,17 @@ def _battle_and_vote(
         turn=record["turn"],
         anony=True,
         import_key=key,
-        created_at=now,
+        created_at=timezone.now(),
     )
-    vote = Vote(
-        battle=battle,
-        winner=record["winner"],
-        judge=record["judge"][:100],
+
+
+def _vote(battle: Battle, record: dict[str, Any]) -> Vote:
+    outcome_id = record_outcome(
+        model_a=battle.model_a,
+        model_b=battle.model_b,
+        result=Result.from_winner(record["winner"]),
+        category=battle.category,
         tstamp=record["tstamp"],
-        created_at=now,
+        created_at=battle.created_at,
     )
-    return battle, vote
+    return Vote(outcome_id=outcome_id, battle=battle, judge=record["judge"][:100])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from contestants.models import Contestant
-from leaderboard.services import WINNERS
+from leaderboard.models import Outcome
 
 
 def prompt_digest(text: str) -> str:
@@ -75,7 +76,7 @@ class PooledAnswer(models.Model):
 class BattleQuerySet(models.QuerySet["Battle"]):
     def for_voter(self) -> BattleQuerySet:
         """With both contestants and the vote, for the page and the API (one query)."""
-        return self.select_related("model_a", "model_b", "vote")
+        return self.select_related("model_a", "model_b", "vote__outcome")
 
 
 class Battle(models.Model):
@@ -144,24 +145,41 @@ class Battle(models.Model):
 
 class VoteQuerySet(models.QuerySet["Vote"]):
     def in_vote_order(self) -> VoteQuerySet:
-        return self.order_by("id")
+        return self.order_by("pk")
+
+    def with_outcome(self) -> VoteQuerySet:
+        return self.select_related("outcome")
 
 
 class Vote(models.Model):
-    """The one vote of a battle; written with the pair counts in one transaction."""
+    """The one vote of a battle: who voted, and the leaderboard outcome it recorded.
 
-    WINNER_CHOICES = [(winner, winner) for winner in WINNERS]
+    The outcome (winner, time, the contestants as seen) lives in the leaderboard's outcome log;
+    the vote's primary key *is* its outcome's id, so vote order is outcome-log order.
+    """
 
+    outcome = models.OneToOneField(
+        Outcome, primary_key=True, on_delete=models.PROTECT, related_name="+"
+    )
     battle = models.OneToOneField(Battle, on_delete=models.PROTECT, related_name="vote")
-    winner = models.CharField(max_length=20, choices=WINNER_CHOICES)
     judge = models.CharField(max_length=100, help_text="Hashed voter id (public schema).")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    tstamp = models.FloatField(null=True, blank=True, help_text="Unix seconds.")
-    created_at = models.DateTimeField(default=timezone.now)
 
     objects = VoteQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.winner} on {self.battle_id}"
+
+    @property
+    def winner(self) -> str:
+        return self.outcome.winner
+
+    @property
+    def tstamp(self) -> float | None:
+        return self.outcome.tstamp
+
+    @property
+    def created_at(self) -> datetime:
+        return self.outcome.created_at

@@ -29,8 +29,15 @@ from arena.models import Battle, PooledAnswer, Prompt, PromptSet, Vote, prompt_d
 from arena.sampling import PairRecord, sample_pair
 from arena.voters import Voter
 from contestants.models import Contestant
-from leaderboard.models import PairCount
-from leaderboard.services import WINNERS, pair_counts_upsert_from, record_pair_outcome
+from evalcore.types import Outcome as Result
+from leaderboard.models import Outcome, PairCount
+from leaderboard.services import (
+    WINNERS,
+    next_outcome_id_sql,
+    outcome_insert_from,
+    pair_counts_upsert_from,
+    record_outcome,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +197,8 @@ def _add_to_pool(prompt_id: int, contestant: Contestant, text: str) -> None:
 
 
 def record_vote(*, battle_id: uuid.UUID, winner: str, voter: Voter) -> tuple[Vote, bool]:
-    """Store the one vote of a battle and its pair counts in one transaction.
+    """Store the one vote of a battle with its leaderboard outcome and pair counts, in one
+    transaction (``leaderboard.services.record_outcome``; one statement on PostgreSQL).
 
     Returns the vote and whether it is new; repeating the stored vote returns it unchanged.
     Raises InvalidWinner, RateLimited, BattleNotFound, BattleNotReady or AlreadyVoted.
@@ -208,7 +216,7 @@ def record_vote(*, battle_id: uuid.UUID, winner: str, voter: Voter) -> tuple[Vot
             # request that committed first, which the unique battle of Vote kept out): answer
             # like a repeat, which does not use up the voter's allowance.
             place.release()
-            existing = Vote.objects.get(battle_id=battle.pk)
+            existing = Vote.objects.with_outcome().get(battle_id=battle.pk)
             return _repeated_vote(existing, battle, winner), False
     return vote, True
 
@@ -219,7 +227,8 @@ _BATTLE_FOR_VOTE_SQL = f"""
 SELECT b.status, b.category, b.model_a_id, b.model_b_id,
        a.name AS model_a_name, a.organization AS model_a_organization,
        a.license AS model_a_license, c.name AS model_b_name,
-       c.organization AS model_b_organization, c.license AS model_b_license, v.id AS vote_id,
+       c.organization AS model_b_organization, c.license AS model_b_license,
+       v.outcome_id AS vote_id,
        b.id
 FROM {Battle._meta.db_table} b
 JOIN {Contestant._meta.db_table} a ON a.id = b.model_a_id
@@ -230,32 +239,38 @@ WHERE b.id = %s
 # ON CONFLICT DO NOTHING instead of an IntegrityError: no savepoint, no aborted transaction.
 # On PostgreSQL a concurrent INSERT for the same battle waits for the first to commit.
 _INSERT_VOTE_SQL = f"""
-INSERT INTO {Vote._meta.db_table} (battle_id, winner, judge, user_id, tstamp, created_at)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO {Vote._meta.db_table} (outcome_id, battle_id, judge, user_id)
+VALUES (%s, %s, %s, %s)
 ON CONFLICT (battle_id) DO NOTHING
-RETURNING id
+RETURNING outcome_id
 """
-# PostgreSQL: the read, the vote and its pair counts in one statement, so in one transaction
-# and one round trip. Every data-modifying WITH clause runs exactly once, reading the snapshot
-# of the statement's start: the vote is inserted only for a ready battle without one (ON
-# CONFLICT keeps out a vote committed meanwhile), and only an inserted vote is counted.
+# PostgreSQL: the read, the vote, its outcome and its pair counts in one statement, so in one
+# transaction and one round trip. Every data-modifying WITH clause runs exactly once, reading
+# the snapshot of the statement's start: the vote is inserted only for a ready battle without
+# one (ON CONFLICT keeps out a vote committed meanwhile), with an outcome id taken from the
+# outcome sequence, and only an inserted vote gets its outcome row and counts (the vote's
+# foreign key to its outcome is checked at commit). The outcome and counts SQL come from
+# leaderboard.services, built from the one counting rule.
 _VOTE_IN_ONE_STATEMENT_SQL = f"""
 WITH battle AS ({_BATTLE_FOR_VOTE_SQL}),
 new_vote AS (
-    INSERT INTO {Vote._meta.db_table} (battle_id, winner, judge, user_id, tstamp, created_at)
-    SELECT id, %s::varchar, %s::varchar, %s::bigint, %s::double precision, %s::timestamptz
+    INSERT INTO {Vote._meta.db_table} (outcome_id, battle_id, judge, user_id)
+    SELECT {next_outcome_id_sql()}, id, %s::varchar, %s::bigint
     FROM battle WHERE status = '{Battle.Status.READY.value}' AND vote_id IS NULL
     ON CONFLICT (battle_id) DO NOTHING
-    RETURNING id, winner
+    RETURNING outcome_id
 ),
 cast_vote AS (
-    SELECT model_a_id, model_b_id, model_a_name, model_b_name, category, new_vote.winner
+    SELECT new_vote.outcome_id, model_a_id, model_b_id, model_a_name, model_b_name,
+           %s::smallint AS result, category, NULL::jsonb AS style,
+           %s::double precision AS tstamp, %s::timestamptz AS created_at
     FROM battle CROSS JOIN new_vote
 ),
+new_outcome AS ({outcome_insert_from("cast_vote")}),
 counted AS ({pair_counts_upsert_from("cast_vote")})
 SELECT status, category, model_a_id, model_b_id, model_a_name, model_a_organization,
        model_a_license, model_b_name, model_b_organization, model_b_license, vote_id,
-       (SELECT id FROM new_vote)
+       (SELECT outcome_id FROM new_vote)
 FROM battle
 """
 
@@ -313,51 +328,55 @@ def _vote_in_one_statement(
     battle_id: uuid.UUID, winner: str, voter: Voter
 ) -> tuple[Battle, Vote | None]:
     """PostgreSQL: the battle and its new vote, or None when the battle has a vote already."""
-    now = timezone.now()
+    now, result = timezone.now(), Result.from_winner(winner)
     judge, tstamp = voter.judge, now.timestamp()
-    params = [_battle_key(battle_id), winner, judge, voter.user_id, tstamp, now]
+    params = [_battle_key(battle_id), judge, voter.user_id, result.value, tstamp, now]
     with connection.cursor() as cursor:
         cursor.execute(_VOTE_IN_ONE_STATEMENT_SQL, params)
         row = cursor.fetchone()
     battle = _battle_from_row(battle_id, row)
     if row[11] is None:
         return battle, None
-    return battle, _stored_vote(row[11], battle, winner, judge, voter.user_id, now)
+    return battle, _stored_vote(row[11], battle, result, judge, voter.user_id, now)
 
 
 def _save_vote(battle: Battle, winner: str, voter: Voter) -> Vote | None:
     """The new vote, or None when the battle got its vote from a concurrent request."""
-    now = timezone.now()
-    judge, tstamp = voter.judge, now.timestamp()
-    created_at = connection.ops.adapt_datetimefield_value(now)
-    params = [_battle_key(battle.pk), winner, judge, voter.user_id, tstamp, created_at]
-    categories = ("", battle.category) if battle.category else ("",)
+    now, result = timezone.now(), Result.from_winner(winner)
     with transaction.atomic():
+        outcome_id = record_outcome(
+            model_a=battle.model_a,
+            model_b=battle.model_b,
+            result=result,
+            category=battle.category,
+            tstamp=now.timestamp(),
+            created_at=now,
+        )
+        params = [outcome_id, _battle_key(battle.pk), voter.judge, voter.user_id]
         with connection.cursor() as cursor:
             cursor.execute(_INSERT_VOTE_SQL, params)
-            row = cursor.fetchone()
-        if row is None:
+            inserted = cursor.fetchone() is not None
+        if not inserted:  # the outcome and its counts go with the vote that was kept out
+            transaction.set_rollback(True)
             return None
-        record_pair_outcome(
-            model_a=battle.model_a, model_b=battle.model_b, winner=winner, categories=categories
-        )
-    return _stored_vote(row[0], battle, winner, judge, voter.user_id, now)
+    return _stored_vote(outcome_id, battle, result, voter.judge, voter.user_id, now)
 
 
 def _stored_vote(
-    pk: int, battle: Battle, winner: str, judge: str, user_id: int | None, now: datetime
+    pk: int, battle: Battle, result: Result, judge: str, user_id: int | None, now: datetime
 ) -> Vote:
-    vote = _loaded(
-        Vote,
+    outcome = _loaded(
+        Outcome,
         id=pk,
-        battle_id=battle.pk,
-        winner=winner,
-        judge=judge,
-        user_id=user_id,
+        model_a_id=battle.model_a_id,
+        model_b_id=battle.model_b_id,
+        result=result.value,
+        category=battle.category,
         tstamp=now.timestamp(),
         created_at=now,
     )
-    vote.battle = battle
+    vote = _loaded(Vote, outcome_id=pk, battle_id=battle.pk, judge=judge, user_id=user_id)
+    vote.outcome, vote.battle = outcome, battle
     return vote
 
 

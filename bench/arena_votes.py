@@ -129,7 +129,7 @@ def audit() -> None:
     from django.db.models import Count, Sum
 
     from arena.models import Battle, Vote
-    from leaderboard.models import PairCount
+    from leaderboard.models import Outcome, PairCount
 
     totals = PairCount.objects.filter(category="").aggregate(
         a=Sum("model_a_wins"), b=Sum("model_b_wins"), t=Sum("ties"), x=Sum("both_bad")
@@ -140,10 +140,11 @@ def audit() -> None:
         a=Sum("model_a_wins"), b=Sum("model_b_wins"), t=Sum("ties"), x=Sum("both_bad")
     )
     doubled = (
-        Vote.objects.values("battle").annotate(n=Count("id")).filter(n__gt=1).count()
+        Vote.objects.values("battle").annotate(n=Count("pk")).filter(n__gt=1).count()
     )  # impossible by the unique constraint; checked anyway
     report = {
         "votes": Vote.objects.count(),
+        "outcomes": Outcome.objects.count(),
         "voted_battles": Battle.objects.filter(vote__isnull=False).count(),
         "pair_count_total": pair_total,
         "coding_votes": coding,
@@ -552,8 +553,10 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, obje
         "p99_ms_per_10s": windowed_p99(results),
         "ok_2xx": results.ok,
         "db": audit_report,
-        # Every 2xx answer is one vote in the database, and each vote is in the pair counts.
+        # Every 2xx answer is one vote in the database with one outcome, and each is in the
+        # pair counts.
         "nothing_lost_or_doubled": audit_report["votes"] == results.ok + warm.ok
+        and audit_report["outcomes"] == audit_report["votes"]
         and audit_report["pair_count_total"] == audit_report["votes"]
         and audit_report["coding_pair_total"] == audit_report["coding_votes"]
         and audit_report["battles_with_two_votes"] == 0,

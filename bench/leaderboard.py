@@ -5,9 +5,10 @@
 Creates (drops first) a fresh PostgreSQL database, migrates it, and measures, in one run:
 
 1. publish: 100 models, 1,000,000 votes as pair × outcome counts (plus the same 1,000,000 votes
-   as arena ``Battle``/``Vote`` rows, so the vote-log position query runs against a real log),
-   1,000 bootstrap rounds, ``publishing.publish_release`` end to end (snapshot read → fit and
-   bootstrap → CSV → release + rows in one transaction). Baseline: the naive release that scans
+   as arena ``Battle``/``Vote`` rows with their leaderboard ``Outcome`` rows, so the outcome-log
+   position query runs against a real log), 1,000 bootstrap rounds,
+   ``publishing.publish_release`` end to end (snapshot read → fit and bootstrap → CSV → release
+   + rows in one transaction). Baseline: the naive release that scans
    the raw vote log and aggregates it in Python before the same computation.
 2. serve: a 500-model release; ``GET /leaderboard/`` and ``GET /leaderboard/latest.csv`` (and
    the JSON API) through Django's test client, median over repeats. Baseline: recomputing the
@@ -144,20 +145,20 @@ def load_board(models: int, votes: int, *, category: str, prefix: str, seed: int
 
 
 def load_vote_log(contestants: list[Any], votes: int, seed: int) -> None:
-    """The same kind of votes as arena Battle + Vote rows, written with COPY."""
+    """The same kind of votes as arena Battle + Vote rows and their leaderboard Outcome rows,
+    written with COPY."""
     import numpy as np
     from django.db import connection
     from django.utils import timezone
 
     from arena.models import Battle, Vote
+    from leaderboard.models import Outcome
 
     rng = np.random.default_rng(seed)
     ids = np.asarray([c.pk for c in contestants])
     a = rng.integers(0, len(ids), votes)
     b = (a + rng.integers(1, len(ids), votes)) % len(ids)
-    winners = np.asarray(["model_a", "model_b", "tie", "tie (bothbad)"])[
-        rng.choice(4, votes, p=[0.4, 0.4, 0.12, 0.08])
-    ]
+    results = rng.choice(4, votes, p=[0.4, 0.4, 0.12, 0.08])  # evalcore Outcome values
     now = timezone.now()
     battle_columns = [f.column for f in Battle._meta.concrete_fields]
     defaults = {f.column: f.get_default() for f in Battle._meta.concrete_fields}
@@ -172,22 +173,47 @@ def load_vote_log(contestants: list[Any], votes: int, seed: int) -> None:
                     id=battle_ids[n], model_a_id=int(ids[a[n]]), model_b_id=int(ids[b[n]])
                 )
                 copy.write_row([defaults[c] for c in battle_columns])
-        vote_columns = [f.column for f in Vote._meta.concrete_fields if f.column != "id"]
-        vote_defaults = {f.column: f.get_default() for f in Vote._meta.concrete_fields}
-        vote_defaults.update(judge="bench", created_at=now, user_id=None)
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {Outcome._meta.db_table}")
+        (first_id,) = cursor.fetchone()
+        outcome_columns = [f.column for f in Outcome._meta.concrete_fields]
+        with cursor.copy(  # type: ignore[attr-defined]
+            f"COPY {Outcome._meta.db_table} ({', '.join(outcome_columns)}) FROM STDIN"
+        ) as copy:
+            for n in range(votes):
+                row = {
+                    "id": first_id + 1 + n,
+                    "model_a_id": int(ids[a[n]]),
+                    "model_b_id": int(ids[b[n]]),
+                    "result": int(results[n]),
+                    "category": "",
+                    "style": None,
+                    "tstamp": float(n),
+                    "created_at": now,
+                }
+                copy.write_row([row[c] for c in outcome_columns])
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{Outcome._meta.db_table}', 'id'), %s)",
+            [first_id + votes],
+        )
+        vote_columns = [f.column for f in Vote._meta.concrete_fields]
         with cursor.copy(  # type: ignore[attr-defined]
             f"COPY {Vote._meta.db_table} ({', '.join(vote_columns)}) FROM STDIN"
         ) as copy:
             for n in range(votes):
-                vote_defaults.update(
-                    battle_id=battle_ids[n], winner=str(winners[n]), tstamp=float(n)
-                )
-                copy.write_row([vote_defaults[c] for c in vote_columns])
+                vote = {
+                    "outcome_id": first_id + 1 + n,
+                    "battle_id": battle_ids[n],
+                    "judge": "bench",
+                    "user_id": None,
+                }
+                copy.write_row([vote[c] for c in vote_columns])
+        cursor.execute(f"ANALYZE {Outcome._meta.db_table}")
         cursor.execute(f"ANALYZE {Battle._meta.db_table}; ANALYZE {Vote._meta.db_table}")
 
 
 def bench_publish(args: argparse.Namespace, table: list[list[str]]) -> None:
-    from leaderboard import publishing, ratings, votelog
+    from leaderboard import publishing, ratings
+    from leaderboard.models import Outcome
 
     contestants = load_board(args.models, args.votes, category="", prefix="model", seed=1)
     if not args.no_vote_log:
@@ -202,7 +228,7 @@ def bench_publish(args: argparse.Namespace, table: list[list[str]]) -> None:
     ]
     snapshot_s, snapshot = timed(lambda: publishing.read_snapshot(category=""))
     compute_s, _ = timed(lambda: ratings.compute(snapshot.rows, params))
-    log_ms = median_ms(votelog.log_position, 5)
+    log_ms = median_ms(Outcome.objects.position, 5)
     table.append(
         [
             f"publish_release end to end ({label})",

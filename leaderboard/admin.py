@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 
 from core.exceptions import DomainError
 from leaderboard import publishing
-from leaderboard.models import PairCount, PublishJob, Release, ReleaseRow
+from leaderboard.models import Outcome, PairCount, PublishJob, Release, ReleaseRow
 
 
 @admin.register(PairCount)
@@ -32,6 +32,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Outcome)
+class OutcomeAdmin(ReadOnlyAdmin):
+    """The outcome log is append-only: readable here, never added, edited or deleted."""
+
+    list_display = ["id", "model_a", "model_b", "winner", "category", "created_at"]
+    list_filter = ["result", "category"]
+    list_select_related = ["model_a", "model_b"]
 
 
 class PublishForm(forms.Form):

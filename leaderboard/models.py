@@ -1,11 +1,23 @@
-"""The pair × outcome counts every release is computed from, and the releases themselves."""
+"""The outcome log, the pair × outcome counts every release is computed from, and the releases.
+
+``Outcome`` is the leaderboard's append-only log of rated battles (the arena's votes link to
+theirs); ``PairCount`` holds the same outcomes summed per pair and board. Both are written
+together by ``leaderboard.services.record_outcome`` (or the arena's one-statement vote built from
+the same rule); see that module for the whole way from a vote to a release.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from contestants.models import Contestant
+from evalcore.types import Outcome as Result
+
+_WINNERS = tuple(result.winner for result in Result)  # indexed by the stored value
 
 
 class PairCount(models.Model):
@@ -41,6 +53,83 @@ class PairCount(models.Model):
         return self.model_a_wins + self.model_b_wins + self.ties + self.both_bad
 
 
+class OutcomeQuerySet(models.QuerySet["Outcome"]):
+    def in_log_order(self) -> OutcomeQuerySet:
+        return self.order_by("id")
+
+    def up_to(self, last_id: int) -> OutcomeQuerySet:
+        return self.filter(pk__lte=last_id)
+
+    def on_board(self, category: str) -> OutcomeQuerySet:
+        """The outcomes counted on ``category``'s board ("" = the overall board: all)."""
+        return self.filter(category=category) if category else self
+
+    def position(self) -> tuple[int, int | None]:
+        """(number of outcomes, id of the newest one); (0, None) when there are none."""
+        summary = self.aggregate(count=models.Count("pk"), last=models.Max("pk"))
+        return int(summary["count"]), summary["last"]
+
+    def battles(self, chunk_size: int = 20_000) -> Iterator[tuple[str, str, str, float | None]]:
+        """(model_a name, model_b name, winner, tstamp) of each outcome, in log order."""
+        rows = self.in_log_order().values_list("model_a__name", "model_b__name", "result", "tstamp")
+        for a, b, result, tstamp in rows.iterator(chunk_size=chunk_size):
+            yield a, b, _WINNERS[result], tstamp
+
+    def for_counting(self, chunk_size: int = 20_000) -> Iterator[tuple[str, str, Result, str]]:
+        """(model_a name, model_b name, outcome, category) of each outcome, in log order."""
+        rows = self.in_log_order().values_list(
+            "model_a__name", "model_b__name", "result", "category"
+        )
+        for a, b, result, category in rows.iterator(chunk_size=chunk_size):
+            yield a, b, Result(result), category
+
+
+class Outcome(models.Model):
+    """One rated battle, as its voter saw it (``model_a`` on the left). Append-only.
+
+    ``result`` stores the :class:`evalcore.types.Outcome` integer value (0 A wins, 1 B wins,
+    2 tie, 3 both bad: the engine's on-disk contract), seen from ``model_a``. Rows are written
+    only with their pair counts (``leaderboard.services``) and never updated or deleted: ids
+    order the log, and an Elo release replays every row with id <= its ``last_vote_id``.
+    ``style`` holds optional per-answer style features, ``{"a": {...}, "b": {...}}``.
+    An arena vote's primary key is its outcome's id, so vote ids and outcome ids are one.
+    """
+
+    RESULT_CHOICES = [(result.value, result.winner) for result in Result]
+
+    model_a = models.ForeignKey(Contestant, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(Contestant, on_delete=models.PROTECT, related_name="+")
+    result = models.PositiveSmallIntegerField(choices=RESULT_CHOICES)
+    category = models.CharField(max_length=50, blank=True, default="")
+    style = models.JSONField(null=True, blank=True, help_text='{"a": {...}, "b": {...}}')
+    tstamp = models.FloatField(null=True, blank=True, help_text="Unix seconds.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OutcomeQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(model_a=models.F("model_b")), name="outcome_of_distinct_models"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(result__lte=int(max(Result))), name="outcome_result_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.winner} ({self.model_a_id} vs {self.model_b_id})"
+
+    @property
+    def outcome(self) -> Result:
+        return Result(self.result)
+
+    @property
+    def winner(self) -> str:
+        """The arena ``winner`` string of this outcome."""
+        return self.outcome.winner
+
+
 class ReleaseQuerySet(models.QuerySet["Release"]):
     def for_category(self, category: str) -> ReleaseQuerySet:
         return self.filter(category=category)
@@ -58,8 +147,8 @@ class Release(models.Model):
 
     Bradley–Terry and Davidson releases are self-contained: ``input_counts`` (canonical JSON of
     the pair rows) and ``params`` are all that is needed to recompute them. Online Elo depends on
-    vote order, so an Elo release is recomputed from the arena's append-only vote log up to
-    ``last_vote_id``, and ``input_digest`` covers that ordered battle sequence (its
+    vote order, so an Elo release is recomputed from the append-only outcome log up to
+    ``last_vote_id`` (an outcome id, which is also its arena vote's id), and ``input_digest`` covers that ordered battle sequence (its
     ``input_counts`` are the same battles' counts). ``csv_text`` holds the exact CSV produced at
     publish time.
     Numbers count 1, 2, 3, … per category and are never reused (see ``ReleaseSequence``).
@@ -73,8 +162,10 @@ class Release(models.Model):
     params = models.JSONField()
     input_digest = models.CharField(max_length=64)
     input_counts = models.TextField(help_text="Canonical JSON of the pair × outcome rows.")
-    vote_count = models.BigIntegerField(help_text="Votes in the vote log at publish time.")
-    last_vote_id = models.BigIntegerField(null=True, blank=True)
+    vote_count = models.BigIntegerField(help_text="Outcomes in the log at publish time.")
+    last_vote_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Id of the newest outcome (= its vote's id) covered."
+    )
     counted_votes = models.BigIntegerField(help_text="Votes in the input counts.")
     model_count = models.PositiveIntegerField()
     code_version = models.CharField(max_length=100)

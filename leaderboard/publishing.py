@@ -1,25 +1,26 @@
 """Release services: publish, verify and rebuild (the write side of the leaderboard).
 
-Kept apart from ``services.py`` (the arena's hot path, ``record_pair_outcome``) so the two can
-evolve independently; views, the API, tasks and commands call these functions.
+Kept apart from ``services.py`` (the hot path: ``record_outcome`` and the counting rule) so the
+two can evolve independently; views, the API, tasks and commands call these functions. Both
+read only the leaderboard's own tables: the outcome log (``Outcome``) and ``PairCount``.
 
 Two inputs, one release format. Bradley–Terry and Davidson only need the pair × outcome counts:
 they are sufficient statistics, so those releases are computed from the ``PairCount`` rows (kept
-up to date in each vote's transaction, cheap at any size) and store them (``input_counts``), and
-re-running needs nothing but the release row. Online Elo is order-dependent: the same counts in
-another order give other ratings, and its bootstrap replays resampled battle sequences, so counts
-cannot reproduce it. An Elo release therefore reads the arena's vote log itself: every vote of
-its board with id <= ``last_vote_id``, in id order, handed to the engine's ``rate_battles``. The
-engine replays them stably sorted by ``tstamp`` (equal times in vote order, votes without one
-last), exactly as ``python -m evalcore.ratings --method elo`` does on the arena's export, which
-is in vote order too (the arena stamps its own votes as it stores them, so the two orders all
-but agree). Votes are append-only and never edited, and ``votelog.settled_position`` waits until
-every id up to ``last_vote_id`` has committed, so that prefix is fixed forever:
-``verify_release`` re-reads it, and later votes cannot change it. ``input_digest`` is then the
-engine's digest of the ordered battle sequence, and ``input_counts`` the counts of the same
-battles (for the charts and model pages). What an Elo release does not survive is a rename of a
-contestant (the log names models through the live contestant rows): its verification then
-reports a different digest.
+up to date in each outcome's transaction, cheap at any size) and store them (``input_counts``),
+and re-running needs nothing but the release row. Online Elo is order-dependent: the same counts
+in another order give other ratings, and its bootstrap replays resampled battle sequences, so
+counts cannot reproduce it. An Elo release therefore reads the outcome log itself: every outcome
+of its board with id <= ``last_vote_id`` (an outcome id, which is its arena vote's id too), in
+id order, handed to the engine's ``rate_battles``. The engine replays them stably sorted by
+``tstamp`` (equal times in log order, outcomes without one last), exactly as
+``python -m evalcore.ratings --method elo`` does on the arena's export, which is in vote order
+too (the arena stamps its own votes as it stores them, so the two orders all but agree).
+Outcomes are append-only and never edited, and :func:`settled_position` waits until every id up
+to ``last_vote_id`` has committed, so that prefix is fixed forever: ``verify_release`` re-reads
+it, and later outcomes cannot change it. ``input_digest`` is then the engine's digest of the
+ordered battle sequence, and ``input_counts`` the counts of the same battles (for the charts and
+model pages). What an Elo release does not survive is a rename of a contestant (the log names
+models through the live contestant rows): its verification then reports a different digest.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from contestants.models import Contestant
 from core.exceptions import DomainError
 from evalcore.errors import EmptyInputError, EvalcoreError
 from evalcore.ratings import BattleTable, RatingParams
-from leaderboard import ratings, votelog
+from leaderboard import ratings, services
 from leaderboard.exceptions import NothingToPublish, UnknownPublishJob, from_engine
 from leaderboard.export import EXTRA_COLUMNS, release_csv
 from leaderboard.models import (
+    Outcome,
     PairCount,
     PublishJob,
     Release,
@@ -79,7 +81,7 @@ def default_params(**overrides: Any) -> RatingParams:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The counts of one board and the vote-log position they cover, read consistently.
+    """The counts of one board and the outcome-log position they cover, read consistently.
 
     ``battles`` holds the board's ordered battles up to ``last_vote_id`` for online Elo (then
     ``rows`` are their counts); it is None for the count-based methods.
@@ -103,9 +105,9 @@ class Snapshot:
 
 
 def read_snapshot(*, category: str) -> Snapshot:
-    """Read the pair counts and the vote log's position in one consistent view.
+    """Read the pair counts and the outcome log's position in one consistent view.
 
-    Votes update the counts in the vote's own transaction, so one snapshot of both is exact:
+    Outcomes update the counts in their own transaction, so one snapshot of both is exact:
     REPEATABLE READ on PostgreSQL (each statement would otherwise see its own snapshot); an
     SQLite transaction already sees one state of the file.
     """
@@ -118,25 +120,27 @@ def read_snapshot(*, category: str) -> Snapshot:
             "model_a__name", "model_b__name", "model_a_wins", "model_b_wins", "ties", "both_bad"
         )
         canonical = [_canonical(row) for row in rows if sum(row[2:]) > 0]
-        vote_count, last_vote_id = votelog.log_position()
+        vote_count, last_vote_id = Outcome.objects.position()
     return Snapshot(category, sorted(canonical), vote_count, last_vote_id)
 
 
 def read_vote_sequence(*, category: str, up_to: int | None = None) -> Snapshot:
-    """The board's battles from the vote log, in vote order, up to vote id ``up_to``.
+    """The board's battles from the outcome log, in log order, up to outcome id ``up_to``.
 
-    Without ``up_to`` the sequence ends at the newest vote whose id, and every lower id, has
+    Without ``up_to`` the sequence ends at the newest outcome whose id, and every lower id, has
     settled (committed or rolled back), so re-reading up to the same id later gives the same
-    battles. A board without votes gives empty ``rows`` and no ``battles``.
+    battles. A board without outcomes gives empty ``rows`` and no ``battles``.
 
     Raises:
-        DomainError: a vote the engine refuses (its code names the field).
+        DomainError: an outcome the engine refuses (its code names the field).
     """
     if up_to is None:
-        vote_count, last_vote_id = votelog.settled_position()
+        vote_count, last_vote_id = settled_position()
     else:
-        vote_count, last_vote_id = votelog.log_position(up_to=up_to)
-    battles = list(votelog.iter_battles(category=category, up_to=last_vote_id))
+        vote_count, last_vote_id = Outcome.objects.up_to(up_to).position()
+    battles = []
+    if last_vote_id is not None:
+        battles = list(Outcome.objects.up_to(last_vote_id).on_board(category).battles())
     if not battles:
         return Snapshot(category, [], vote_count, last_vote_id)
     try:
@@ -146,11 +150,32 @@ def read_vote_sequence(*, category: str, up_to: int | None = None) -> Snapshot:
     return Snapshot(category, ratings.battle_counts(table), vote_count, last_vote_id, table)
 
 
+def settled_position() -> tuple[int, int | None]:
+    """The outcome log's (count, newest id), once every outcome with a lower id has committed
+    (or rolled back).
+
+    On PostgreSQL an outcome takes its id from a sequence when its statement runs, so a slow
+    voting transaction can commit id 10 after id 11 is visible; a release reading "ids <= 11"
+    would then miss an outcome that a later re-run sees. A SHARE lock on the outcome table waits
+    for the writing transactions in flight and holds off new ones for the one aggregate query
+    (milliseconds). SQLite runs one writer at a time, so its ids already commit in order.
+    """
+    # Outside a transaction (task, command) the lock ends with this block; inside one it lasts
+    # until that one commits.
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            table = connection.ops.quote_name(Outcome._meta.db_table)
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        return Outcome.objects.position()
+
+
 def _canonical(row: tuple[str, str, int, int, int, int]) -> CountRow:
-    a, b, a_wins, b_wins, ties, both_bad = row
+    a, b, *cells = row
     if b < a:  # a renamed contestant can leave a pair out of name order
-        return (b, a, b_wins, a_wins, ties, both_bad)
-    return (a, b, a_wins, b_wins, ties, both_bad)
+        w, lo, t, bb = services.mirrored_counts((cells[0], cells[1], cells[2], cells[3]))
+        return (b, a, w, lo, t, bb)
+    return (a, b, cells[0], cells[1], cells[2], cells[3])
 
 
 def publish_release(
@@ -162,7 +187,7 @@ def publish_release(
 ) -> Release | None:
     """Publish a new release of ``category`` if its inputs (or parameters) changed.
 
-    The inputs are the pair counts, or for ``method="elo"`` the ordered vote log (module doc).
+    The inputs are the pair counts, or for ``method="elo"`` the ordered outcome log (module doc).
 
     Returns the new release, or None when nothing changed and ``force`` is false.
 
@@ -171,7 +196,7 @@ def publish_release(
         DomainError: the engine cannot rate the data with these parameters.
     """
     params = params or default_params()
-    if params.method == "elo":  # order-dependent: the vote log, not the counts (module doc)
+    if params.method == "elo":  # order-dependent: the outcome log, not the counts (module doc)
         snapshot = read_vote_sequence(category=category)
     else:
         snapshot = read_snapshot(category=category)
@@ -370,11 +395,11 @@ class Verification:
 def verify_release(*, release: Release, progress: bool = False) -> Verification:
     """Recompute ``release`` from its recorded inputs and parameters; compare the CSV bytes.
 
-    The inputs are its stored counts, or for Elo the vote log up to its ``last_vote_id``.
+    The inputs are its stored counts, or for Elo the outcome log up to its ``last_vote_id``.
 
     Raises:
         DomainError: the recorded parameters are invalid, or the engine refuses the inputs
-            (``empty_input`` when an Elo release's votes are no longer in the log).
+            (``empty_input`` when an Elo release's outcomes are not in the log).
     """
     try:
         params = ratings.params_from_dict(release.params)
@@ -399,11 +424,11 @@ def _recorded_input(release: Release, params: RatingParams) -> Snapshot:
         rows = ratings.counts_from_json(release.input_counts)
         return Snapshot(release.category, rows, release.vote_count, release.last_vote_id)
     if release.last_vote_id is None:
-        raise EmptyInputError("the release records no vote-log position to replay up to")
+        raise EmptyInputError("the release records no outcome-log position to replay up to")
     snapshot = read_vote_sequence(category=release.category, up_to=release.last_vote_id)
     if snapshot.battles is None:
         raise EmptyInputError(
-            f"the vote log has no votes up to id {release.last_vote_id} on this board"
+            f"the outcome log has no outcomes up to id {release.last_vote_id} on this board"
         )
     return snapshot
 
@@ -421,11 +446,11 @@ ZERO = (0, 0, 0, 0)
 
 
 def rebuild_pair_counts(*, apply: bool = False, progress: bool = False) -> list[CountDifference]:
-    """Recount every pair from the vote log and list where the stored counts differ.
+    """Recount every pair from the outcome log and list where the stored counts differ.
 
-    A vote counts on the overall board and, when its battle has one, on its category's board
-    (as the arena records it). With ``apply`` the differing rows are rewritten in the same
-    transaction that read the votes; on PostgreSQL the counts table is first locked against
+    An outcome counts on the overall board and, when it has one, on its category's board
+    (``services.counted``). With ``apply`` the differing rows are rewritten in the same
+    transaction that read the outcomes; on PostgreSQL the counts table is first locked against
     writers, so a vote arriving meanwhile waits and then increments the rebuilt counts.
     """
     with transaction.atomic():
@@ -456,21 +481,21 @@ def rebuild_pair_counts(*, apply: bool = False, progress: bool = False) -> list[
 
 
 def count_votes(*, progress: bool) -> dict[tuple[str, str, str], tuple[int, int, int, int]]:
-    """Pair × outcome counts per (model_a, model_b, board) recounted from the whole vote log."""
+    """Pair × outcome counts per (model_a, model_b, board) recounted from the whole outcome log,
+    with the arena's own rule (``services.counted``)."""
     from tqdm import tqdm
 
-    outcome = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 3}
     totals: dict[tuple[str, str, str], list[int]] = {}
-    count, _ = votelog.log_position()
-    votes = votelog.iter_votes()
-    for a, b, winner, category in tqdm(votes, total=count, disable=not progress, unit="vote"):
-        cell = outcome.get(winner)
-        if cell is None or a == b:
-            continue  # not a countable vote; the arena never counts these either
-        if b < a:
-            a, b, cell = b, a, {0: 1, 1: 0}.get(cell, cell)
-        for board in ("", category) if category else ("",):
-            totals.setdefault((a, b, board), [0, 0, 0, 0])[cell] += 1
+    count, _ = Outcome.objects.position()
+    outcomes = Outcome.objects.for_counting()
+    for a, b, result, category in tqdm(outcomes, total=count, disable=not progress, unit="vote"):
+        rows = services.counted(
+            model_a=a, model_b=b, names=(a, b), result=result, category=category
+        )
+        for first, second, board, oriented in rows:
+            cells = totals.setdefault((first, second, board), [0, 0, 0, 0])
+            for index, add in enumerate(services.increments(oriented)):
+                cells[index] += add
     return {key: (v[0], v[1], v[2], v[3]) for key, v in totals.items()}
 
 

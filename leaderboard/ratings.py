@@ -2,7 +2,7 @@
 
 Everything the app needs from a computation is normalised into :class:`Computed`, so the rest of
 the app never depends on the engine's result classes. Bradley–Terry and Davidson are computed
-from pair-count rows (:func:`compute`); online Elo from the ordered battles of the vote log
+from pair-count rows (:func:`compute`); online Elo from the ordered battles of the outcome log
 (:func:`battle_table`, :func:`compute_battles`), because its result depends on their order.
 """
 

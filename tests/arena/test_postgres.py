@@ -172,3 +172,59 @@ def test_failure_in_the_pair_counts_stores_no_vote_on_postgres(
     PairCount.objects.all().delete()
     services.record_vote(battle_id=battle.pk, winner="model_a", voter=voter)
     assert Vote.objects.count() == 1 and PairCount.objects.count() == 2
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_one_statement_vote_and_record_outcome_count_alike(postgres_and_redis: None) -> None:
+    """The SQL generated in leaderboard.services and the Python rule (record_outcome) write the
+    same outcome rows and the same counts, for names whose order differs between byte order and
+    a locale's (upper case, accents, punctuation) and for every outcome, board and side."""
+    import random
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from contestants.models import Contestant
+    from evalcore.types import Outcome as Result
+    from leaderboard.models import Outcome
+    from leaderboard.publishing import rebuild_pair_counts
+    from leaderboard.services import record_outcome
+
+    names = ["alpha", "Beta", "gamma_1", "gamma-2", "émile", "Zed", "b"]
+    cast = [Contestant.objects.create(name=n, checkpoint_path="", status="active") for n in names]
+    rng, now = random.Random(5), timezone.now()
+    cases = []
+    for i in range(60):
+        a, b = rng.sample(cast, 2)
+        result, category = rng.choice(list(Result)), rng.choice(["", "", "coding", "Émoji"])
+        battle = Battle.objects.create(
+            model_a=a, model_b=b, status="ready", category=category, answer_a_at=now,
+            answer_b_at=now,
+        )  # fmt: skip
+        services.record_vote(
+            battle_id=battle.pk, winner=result.winner, voter=Voter(f"anon:{i}", "192.0.2.3")
+        )
+        cases.append((a, b, result, category))
+
+    def state() -> tuple[list[tuple[Any, ...]], dict[tuple[Any, ...], tuple[int, ...]]]:
+        outcomes = list(
+            Outcome.objects.order_by("pk").values_list("model_a", "model_b", "result", "category")
+        )
+        counts = {
+            (row.model_a_id, row.model_b_id, row.category): (
+                row.model_a_wins, row.model_b_wins, row.ties, row.both_bad
+            )
+            for row in PairCount.objects.all()
+        }  # fmt: skip
+        return outcomes, counts
+
+    sql_outcomes, sql_counts = state()
+    assert sql_outcomes == [(a.pk, b.pk, r.value, c) for a, b, r, c in cases]
+    assert rebuild_pair_counts() == []  # the Python rule recounts the SQL's counts exactly
+    with transaction.atomic():  # the same outcomes again, through the Python path
+        for a, b, result, category in cases:
+            record_outcome(model_a=a, model_b=b, result=result, category=category, created_at=now)
+    outcomes, counts = state()
+    assert outcomes == sql_outcomes + sql_outcomes
+    assert counts == {key: tuple(2 * n for n in cells) for key, cells in sql_counts.items()}

@@ -119,7 +119,7 @@ def test_failure_in_pair_counts_rolls_back_the_vote(
     def broken(**kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "record_pair_outcome", broken)
+    monkeypatch.setattr(services, "record_outcome", broken)
     with pytest.raises(RuntimeError):
         services.record_vote(battle_id=battle.pk, winner="model_a", voter=voter)
     battle.refresh_from_db()

@@ -105,7 +105,8 @@ def test_elo_log_position_waits_for_a_vote_still_being_written(
     from django.db import transaction
 
     from arena.dumps import import_battles
-    from leaderboard import votelog
+    from leaderboard.models import Outcome
+    from leaderboard.publishing import settled_position
     from tests.leaderboard.votes import battles
 
     inserted, commit = threading.Event(), threading.Event()
@@ -122,7 +123,7 @@ def test_elo_log_position_waits_for_a_vote_still_being_written(
 
     def read_position() -> None:
         try:
-            positions.append(votelog.settled_position())
+            positions.append(settled_position())
         finally:
             connection.close()
 
@@ -136,4 +137,4 @@ def test_elo_log_position_waits_for_a_vote_still_being_written(
     voter.join()
     reader.join()
     assert still_waiting
-    assert positions == [votelog.log_position()] and positions[0][0] == 501
+    assert positions == [Outcome.objects.position()] and positions[0][0] == 501

@@ -1,4 +1,4 @@
-"""``manage.py rebuild_pair_counts [--apply]``: recount the pairs from the arena's vote log."""
+"""``manage.py rebuild_pair_counts [--apply]``: recount the pairs from the outcome log."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from leaderboard import publishing
 
 
 class Command(BaseCommand):
-    help = "Rebuild the pair × outcome counts from the vote log and report any difference."
+    help = "Rebuild the pair × outcome counts from the outcome log and report any difference."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--apply", action="store_true", help="rewrite the differing rows")

@@ -1,7 +1,7 @@
 """``manage.py verify_release N [--category C]``: recompute a release and compare the CSV bytes.
 
 Bradley–Terry and Davidson releases are recomputed from their stored counts; Elo releases replay
-the vote log up to their recorded ``last_vote_id`` (see ``leaderboard.publishing``).
+the outcome log up to their recorded ``last_vote_id`` (see ``leaderboard.publishing``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from leaderboard import publishing, queries
 
 class Command(BaseCommand):
     help = (
-        "Recompute release N from its recorded counts (Elo: the vote log up to its last vote id)"
+        "Recompute release N from its recorded counts (Elo: the outcome log up to its last vote id)"
         " and parameters; exit 1 on any difference."
     )
 
