@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 WHEEL_DIR = ROOT / ".whl"
 FEWGLUE_COPY = ROOT / ".fewglue"
 # The runtime requirements the device image lacks (requirements.txt pins; their dependencies).
@@ -208,6 +209,7 @@ def main() -> None:
         "ARENA_RATE_LIMITS_ENABLED": "false",
         "ARENA_TEMPERATURE": "0",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
     os.environ.update(env)
     timings: dict[str, float] = {}
