@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import dumps, services
+from arena import conversations, dumps, services
 from arena.authentication import ARENA_AUTHENTICATION, authenticate_voter
 from arena.exceptions import BattleNotFound
 from arena.models import Battle
@@ -28,6 +28,8 @@ from arena.serializers import (
     BattleCreatedSerializer,
     BattleCreateSerializer,
     BattleSerializer,
+    FollowUpCreatedSerializer,
+    FollowUpSerializer,
     SessionSerializer,
     VoteResultSerializer,
     VoteSerializer,
@@ -78,6 +80,27 @@ def battle_detail(request: Request, battle_id: uuid.UUID) -> Response:
     if battle is None:
         raise BattleNotFound(f"there is no battle with id {battle_id}")
     return Response(battle_data(battle), headers={"Cache-Control": "no-store"})
+
+
+@extend_schema(
+    request=FollowUpSerializer,
+    responses={202: FollowUpCreatedSerializer},
+    description=(
+        "A follow-up message once both answers of the turn are complete and before the vote; "
+        "each model continues its own conversation. 409 battle_generating, battle_closed, "
+        "max_turns; 400 message_too_long, context_budget."
+    ),
+)
+@api_view(["POST"])
+@authentication_classes(ARENA_AUTHENTICATION)
+def battle_follow_up(request: Request, battle_id: uuid.UUID) -> Response:
+    serializer = FollowUpSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    battle = conversations.follow_up(
+        battle_id=battle_id, message=serializer.validated_data["message"]
+    )
+    body = {"id": str(battle.pk), "status": battle.status, "turn": battle.turn}
+    return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class BattleVoteView(APIView):

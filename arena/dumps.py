@@ -1,7 +1,8 @@
 """Votes in and out in the public arena battle schema (JSON Lines, JSON array or CSV).
 
 Each vote becomes one record: ``model_a``, ``model_b``, ``winner``, ``tstamp`` (unix s), ``judge``
-(hashed voter), ``language``, ``turn``, ``anony``, plus ``category`` and ``question_id``. The
+(hashed voter), ``language``, ``turn``, ``anony``, plus ``category``, ``question_id`` and both conversations,
+``conversation_a``/``conversation_b`` as lists of ``{role, content}`` (JSON text in CSV). The
 export is in vote order, so ``python -m evalcore.ratings`` on it sees exactly what the pair
 counts saw. The import loads such a dump (e.g. a public one) and counts every vote on the
 leaderboard, so a new deployment can start from existing votes.
@@ -39,7 +40,10 @@ FIELDS = (
     "anony",
     "category",
     "question_id",
+    "conversation_a",
+    "conversation_b",
 )
+CONVERSATION_ROLES = ("system", "user", "assistant")
 FORMATS = ("jsonl", "csv")
 IMPORT_BATCH_SIZE = 1000
 MAX_EXAMPLES = 5
@@ -55,6 +59,13 @@ _QUERY_FIELDS = (
     "battle__category",
     "battle_id",
     "battle__import_key",
+    "battle__prompt",
+    "battle__history_a",
+    "battle__history_b",
+    "battle__answer_a",
+    "battle__answer_b",
+    "battle__answer_a_at",
+    "battle__answer_b_at",
 )
 
 
@@ -68,11 +79,26 @@ def export_records(*, up_to_vote_id: int | None = None) -> Iterator[dict[str, An
     if up_to_vote_id is not None:
         votes = votes.filter(pk__lte=up_to_vote_id)
     rows = votes.values_list(*_QUERY_FIELDS)
-    for *values, battle_id, import_key in rows.iterator(chunk_size=5000):
-        record = dict(zip(FIELDS, values))
+    for row in rows.iterator(chunk_size=5000):
+        record = dict(zip(FIELDS, row[:9]))
         record["winner"] = Result(record["winner"]).winner  # the stored value, as the schema says
+        battle_id, import_key, prompt, history_a, history_b = row[9:14]
         record["question_id"] = _question_id(battle_id, import_key)
+        record["conversation_a"] = _conversation(prompt, history_a, row[14], row[16])
+        record["conversation_b"] = _conversation(prompt, history_b, row[15], row[17])
         yield record
+
+
+def _conversation(
+    prompt: str, history: list[dict[str, str]], answer: str, answered: Any
+) -> list[dict[str, str]]:
+    """One side's whole conversation, as arena.conversations.conversation() builds it."""
+    if not prompt and not history:
+        return []  # imported without its conversation
+    messages = [*history, {"role": "user", "content": prompt}]
+    if answered is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
 
 
 def _question_id(battle_id: uuid.UUID, import_key: str | None) -> str:
@@ -93,11 +119,15 @@ def export_lines(fmt: str, *, up_to_vote_id: int | None = None) -> Iterator[str]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(FIELDS)
     for record in export_records(up_to_vote_id=up_to_vote_id):
-        writer.writerow([record[name] for name in FIELDS])
+        writer.writerow([_csv_value(record[name]) for name in FIELDS])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
 
 
 # --- Import ---------------------------------------------------------------------------------
@@ -196,7 +226,46 @@ def clean_record(raw: Any) -> dict[str, Any]:
         "language": str(raw.get("language") or ""),
         "turn": _turn(raw.get("turn")),
         "category": str(raw.get("category") or "")[:50],
+        **_conversations(raw.get("conversation_a"), raw.get("conversation_b")),
     }
+
+
+def _conversations(side_a: Any, side_b: Any) -> dict[str, Any]:
+    """Both conversations (absent: empty) and the battle fields that hold them."""
+    a, b = _messages(side_a, "conversation_a"), _messages(side_b, "conversation_b")
+    if not a and not b:
+        return {}
+    users = [[m["content"] for m in side if m["role"] == "user"] for side in (a, b)]
+    if users[0] != users[1] or not users[0]:
+        raise InvalidBattleRecord("conversations differ: both sides need the same user messages")
+    fields: dict[str, Any] = {"turn_from_conversation": len(users[0])}
+    for side, messages in (("a", a), ("b", b)):
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        fields["prompt"] = messages[last_user]["content"]
+        fields[f"history_{side}"] = messages[:last_user]
+        after = messages[last_user + 1 :]
+        fields[f"answer_{side}"] = after[0]["content"] if after else None
+    return fields
+
+
+def _messages(value: Any, key: str) -> list[dict[str, str]]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):  # CSV: JSON text
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidBattleRecord(f"{key} not JSON: {value[:40]!r}") from None
+    if not isinstance(value, list):
+        raise InvalidBattleRecord(f"{key} not a list of messages: {type(value).__name__}")
+    messages = []
+    for message in value:
+        role = message.get("role") if isinstance(message, Mapping) else None
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if role not in CONVERSATION_ROLES or not isinstance(content, str):
+            raise InvalidBattleRecord(f"{key} message not {{role, content}}: {message!r:.60}")
+        messages.append({"role": str(role), "content": content})
+    return messages
 
 
 def _name(raw: Mapping[str, Any], key: str) -> str:
@@ -279,17 +348,29 @@ def _contestants(names: set[str], report: ImportReport) -> dict[str, Contestant]
 
 
 def _battle(key: str, record: dict[str, Any], contestants: dict[str, Contestant]) -> Battle:
-    return Battle(
+    now = timezone.now()
+    battle = Battle(
         model_a=contestants[record["model_a"]],
         model_b=contestants[record["model_b"]],
         status=Battle.Status.READY,
         language=record["language"][:50],
         category=record["category"],
-        turn=record["turn"],
+        turn=record["turn"]
+        if "turn_from_conversation" not in record
+        else max(record["turn"], record["turn_from_conversation"]),
         anony=True,
         import_key=key,
-        created_at=timezone.now(),
+        created_at=now,
+        prompt=record.get("prompt", ""),
+        history_a=record.get("history_a", []),
+        history_b=record.get("history_b", []),
     )
+    for side in ("a", "b"):
+        answer = record.get(f"answer_{side}")
+        if answer is not None:
+            setattr(battle, f"answer_{side}", answer)
+            setattr(battle, f"answer_{side}_at", now)
+    return battle
 
 
 def _vote(battle: Battle, record: dict[str, Any]) -> Vote:

@@ -7,9 +7,14 @@ from leaderboard.services import WINNERS
 
 __all__ = [
     "AlreadyVoted",
+    "BattleClosed",
+    "BattleGenerating",
     "BattleNotFound",
     "BattleNotReady",
+    "ContextBudget",
     "InvalidWinner",
+    "MaxTurns",
+    "MessageTooLong",
     "NotEnoughContestants",
     "PoolEmpty",
     "PoolOnly",
@@ -59,3 +64,37 @@ class PoolOnly(DomainError):
 class PoolEmpty(DomainError):
     code = "pool_empty"
     status_code = 503
+
+
+# --- Multi-turn battles (arena.conversations) ----------------------------------------------
+
+
+class BattleClosed(DomainError):
+    """A follow-up after the vote: the vote ends the battle."""
+
+    code = "battle_closed"
+    status_code = 409
+
+
+class BattleGenerating(DomainError):
+    """A follow-up while the answers to the last message are still being generated."""
+
+    code = "battle_generating"
+    status_code = 409
+
+
+class MaxTurns(DomainError):
+    code = "max_turns"
+    status_code = 409
+
+
+class MessageTooLong(DomainError):
+    code = "message_too_long"
+    status_code = 400
+
+
+class ContextBudget(DomainError):
+    """The conversation would exceed the per-model context budget."""
+
+    code = "context_budget"
+    status_code = 400

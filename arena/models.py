@@ -62,6 +62,8 @@ class PooledAnswer(models.Model):
     contestant = models.ForeignKey(Contestant, on_delete=models.CASCADE, related_name="+")
     text = models.TextField(blank=True)
     max_new_tokens = models.PositiveIntegerField()
+    # How it was made: rendered prompt sha256, template, settings, finish reason (generation.py).
+    generation = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -103,6 +105,13 @@ class Battle(models.Model):
     answer_b = models.TextField(blank=True)
     answer_a_at = models.DateTimeField(null=True, blank=True)
     answer_b_at = models.DateTimeField(null=True, blank=True)
+    # While answer_X_at is null, answer_X holds the partial text the worker has streamed so far.
+    generation_a = models.JSONField(default=dict, blank=True)
+    generation_b = models.JSONField(default=dict, blank=True)
+    # Earlier complete turns of a multi-turn battle, [{role, content}, ...] (arena.conversations);
+    # the current turn is prompt + answer_X.
+    history_a = models.JSONField(default=list, blank=True)
+    history_b = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
     language = models.CharField(max_length=50, blank=True)
     category = models.CharField(max_length=50, blank=True)
@@ -135,6 +144,12 @@ class Battle(models.Model):
     def public_status(self) -> str:
         """generating, ready, failed, or voted once the vote exists."""
         return "voted" if self.is_decided else str(self.status)
+
+    def partial(self, side: str) -> str | None:
+        """The text streamed so far on ``side`` while it is being generated, else None."""
+        if getattr(self, f"answer_{side}_at") is not None or self.status != self.Status.GENERATING:
+            return None
+        return str(getattr(self, f"answer_{side}"))
 
     def answer(self, side: str) -> str | None:
         """The answer shown on ``side`` ("a" or "b"), or None while it is being generated."""

@@ -29,6 +29,10 @@ class BattleCreateSerializer(serializers.Serializer[Any]):
         return attrs
 
 
+class FollowUpSerializer(serializers.Serializer[Any]):
+    message = serializers.CharField(trim_whitespace=True, help_text="The next user message.")
+
+
 # The vote's body, for the schema only: arena.api.BattleVoteView reads it without DRF, and
 # record_vote answers any other winner with invalid_winner.
 class VoteSerializer(serializers.Serializer[Any]):
@@ -40,6 +44,28 @@ def answer_data(battle: Battle, side: str) -> dict[str, str] | None:
     if text is None:
         return None
     return {"text": text, "html": str(render_markdown(text))}
+
+
+def partial_data(battle: Battle, side: str) -> str | None:
+    """The text streamed so far while ``side`` is generated (plain text, rendered by the page)."""
+    return battle.partial(side)
+
+
+def earlier_turns(battle: Battle) -> list[dict[str, Any]]:
+    """The battle's complete earlier turns, for display: prompt and both answers (rendered)."""
+    turns = []
+    history_a, history_b = battle.history_a, battle.history_b
+    for index in range(0, min(len(history_a), len(history_b)) - 1, 2):
+        answer_a, answer_b = history_a[index + 1]["content"], history_b[index + 1]["content"]
+        turns.append(
+            {
+                "prompt": history_a[index]["content"],
+                "prompt_html": str(render_markdown(history_a[index]["content"])),
+                "answer_a": {"text": answer_a, "html": str(render_markdown(answer_a))},
+                "answer_b": {"text": answer_b, "html": str(render_markdown(answer_b))},
+            }
+        )
+    return turns
 
 
 def contestant_data(contestant: Contestant) -> dict[str, str]:
@@ -63,6 +89,10 @@ def battle_data(battle: Battle) -> dict[str, Any]:
         "prompt_html": str(render_markdown(battle.prompt)),
         "answer_a": answer_data(battle, "a"),
         "answer_b": answer_data(battle, "b"),
+        "partial_a": partial_data(battle, "a"),
+        "partial_b": partial_data(battle, "b"),
+        "turn": battle.turn,
+        "earlier_turns": earlier_turns(battle),
         "created_at": battle.created_at.isoformat(),
         "vote": vote_data(battle.vote) if battle.is_decided else None,
     }
@@ -103,6 +133,13 @@ class VoteResultSerializer(serializers.Serializer[Any]):
     reveal = RevealSerializer()
 
 
+class EarlierTurnSerializer(serializers.Serializer[Any]):
+    prompt = serializers.CharField()
+    prompt_html = serializers.CharField()
+    answer_a = AnswerSerializer()
+    answer_b = AnswerSerializer()
+
+
 class BattleSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["generating", "ready", "failed", "voted"])
@@ -110,6 +147,10 @@ class BattleSerializer(serializers.Serializer[Any]):
     prompt_html = serializers.CharField()
     answer_a = AnswerSerializer(allow_null=True, help_text="null while it is being generated")
     answer_b = AnswerSerializer(allow_null=True, help_text="null while it is being generated")
+    partial_a = serializers.CharField(allow_null=True, help_text="text so far while generating")
+    partial_b = serializers.CharField(allow_null=True, help_text="text so far while generating")
+    turn = serializers.IntegerField(help_text="1 for the first prompt, +1 per follow-up")
+    earlier_turns = EarlierTurnSerializer(many=True)
     created_at = serializers.DateTimeField()
     vote = VoteResultSerializer(allow_null=True, help_text="null until the vote; then the names")
 
@@ -117,6 +158,12 @@ class BattleSerializer(serializers.Serializer[Any]):
 class BattleCreatedSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["generating", "ready"])
+
+
+class FollowUpCreatedSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["generating"])
+    turn = serializers.IntegerField()
 
 
 class SessionSerializer(serializers.Serializer[Any]):

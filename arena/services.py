@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 # Sides, pairs and random prompts are drawn from the OS generator: nobody can predict them.
 _RANDOM = random.SystemRandom()
 ModelT = TypeVar("ModelT", bound=models.Model)
-POOL_BATCH_SIZE = 16
+POOL_BATCH_SIZE = 4  # answers saved (and progress logged) per batch
 
 
 # --- Battles --------------------------------------------------------------------------------
@@ -153,8 +153,11 @@ def _fill_from_pool(battle: Battle) -> None:
 
 
 def generate_battle_answers(*, battle_id: uuid.UUID) -> None:
-    """Fill in the missing answers of a generating battle (worker side; safe to run twice)."""
-    from arena.generation import generate_answers
+    """Fill in the missing answers of a generating battle (worker side; safe to run twice).
+
+    Each side's partial text is written to the battle while it streams (arena.conversations).
+    """
+    from arena.conversations import generate_side
 
     battle = (
         Battle.objects.select_related("model_a", "model_b")
@@ -167,12 +170,9 @@ def generate_battle_answers(*, battle_id: uuid.UUID) -> None:
         for side in ("a", "b"):
             if battle.answer(side) is not None:
                 continue
-            contestant = getattr(battle, f"model_{side}")
-            [text] = generate_answers(contestant, [battle.prompt], seed=battle.pk.int % 2**31)
-            fields = {f"answer_{side}": text, f"answer_{side}_at": timezone.now()}
-            Battle.objects.filter(pk=battle.pk).update(**fields)
-            if battle.source_prompt_id is not None:
-                _add_to_pool(battle.source_prompt_id, contestant, text)
+            text = generate_side(battle, side)
+            if battle.source_prompt_id is not None and battle.turn == 1:
+                _add_to_pool(battle.source_prompt_id, getattr(battle, f"model_{side}"), text)
     except Exception as error:
         logger.exception("battle %s: answer generation failed", battle.pk)
         Battle.objects.filter(pk=battle.pk, status=Battle.Status.GENERATING).update(
@@ -431,7 +431,7 @@ def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
     Idempotent and resumable: answers are saved per batch, and existing ones are skipped.
     Returns the number of answers added.
     """
-    from arena.generation import generate_answers
+    from arena.generation import generate_answer_records
 
     prompts = Prompt.objects.order_by("id")
     if prompt_set_id is not None:
@@ -442,18 +442,25 @@ def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
         try:
             for start in range(0, len(missing), POOL_BATCH_SIZE):
                 chunk = missing[start : start + POOL_BATCH_SIZE]
-                texts = generate_answers(contestant, [p.text for p in chunk], seed=0)
+                made = generate_answer_records(contestant, [p.text for p in chunk], seed=0)
                 answers = [
                     PooledAnswer(
                         prompt=prompt,
                         contestant=contestant,
-                        text=text,
+                        text=answer.text,
+                        generation=answer.record,
                         max_new_tokens=int(settings.ARENA_MAX_NEW_TOKENS),
                     )
-                    for prompt, text in zip(chunk, texts, strict=True)
+                    for prompt, answer in zip(chunk, made, strict=True)
                 ]
                 PooledAnswer.objects.bulk_create(answers, ignore_conflicts=True)
                 added += len(answers)
+                logger.info(
+                    "pool: %s: %d of %d missing answers generated",
+                    contestant.name,
+                    start + len(chunk),
+                    len(missing),
+                )
         except Exception:  # one broken checkpoint must not stop the others
             logger.exception("pool: generation failed for %s", contestant.name)
     return added

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("<uuid:battle_id>/", views.battle, name="battle"),
     path("<uuid:battle_id>/vote", views.vote, name="vote"),
+    path("<uuid:battle_id>/follow-up", views.follow_up, name="follow-up"),
 ]

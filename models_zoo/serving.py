@@ -84,6 +84,11 @@ class ServedModel:
         # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
         self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the model computes (one generation or scoring call at a time)."""
+        return self._lock
+
     def __repr__(self) -> str:
         return f"ServedModel({str(self.path)!r}, device={self.device}, parameters={self.num_parameters})"
 

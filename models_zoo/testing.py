@@ -25,6 +25,14 @@ TINY_ARCHITECTURES = ("dense", "longnet", "llama", "gpt2")
 TINY_VOCAB_SIZE = 300
 TINY_TEXT_CHARS = 8_000
 TINY_CONTEXT = 256
+# ChatML, as SmolLM2 and Qwen write it (a default system turn when none is given).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CHAT_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,5 +111,39 @@ def make_tiny_checkpoint(out_dir: Path | str, arch: str = "dense", seed: int = 0
         precision="fp32",
         steps=0,
         extra={"seed": seed, "random_init": True},
+    )
+    return save_checkpoint(model, tokenizer, Path(out_dir), card)
+
+
+def tiny_chat_tokenizer() -> Any:
+    """A fresh copy of the tiny tokenizer with ChatML special tokens and chat template;
+    ``<|im_end|>`` is its EOS."""
+    import copy
+
+    tokenizer = copy.deepcopy(_tiny_tokenizer())
+    tokenizer.add_special_tokens({"additional_special_tokens": list(CHAT_SPECIAL_TOKENS)})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def make_tiny_chat_checkpoint(out_dir: Path | str, seed: int = 0) -> Path:
+    """A random-init tiny Llama with :func:`tiny_chat_tokenizer` (a chat model in miniature)."""
+    tokenizer = tiny_chat_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1000 + seed)
+        model = _tiny_model("llama", tokenizer)
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    card = ModelCard.for_training(
+        name=f"tiny-chat-llama-seed{seed}",
+        architecture=model.config.model_type,
+        parameters=int(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())),
+        training_tokens=0,
+        optimizer={"name": "none"},
+        lr_schedule={"name": "none"},
+        precision="fp32",
+        steps=0,
+        extra={"seed": seed, "random_init": True, "chat_template": "chatml"},
     )
     return save_checkpoint(model, tokenizer, Path(out_dir), card)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from models_zoo.baseline_transformer import DenseConfig, DenseForCausalLM
@@ -29,6 +28,7 @@ from models_zoo.corpus import load_corpus
 from models_zoo.decoder import DecoderForCausalLM
 from models_zoo.dilated_transformer import LongNetConfig, LongNetForCausalLM
 from models_zoo.optim import AdamW8bit, cosine_with_warmup
+from models_zoo.progress import Progress
 from models_zoo.tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -187,10 +187,10 @@ def train(settings: TrainSettings) -> TrainResult:
     losses: list[float] = []
     started = time.perf_counter()
     model.train()
-    bar = tqdm(
+    bar = Progress(
         range(settings.steps),
-        desc=settings.name or settings.out.name,
-        disable=not settings.progress,
+        description=f"training {settings.name or settings.out.name}",
+        enabled=settings.progress,
     )
     for step in bar:
         factor = cosine_with_warmup(

