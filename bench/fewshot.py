@@ -1,4 +1,4 @@
-"""Speed of few-shot scoring: evalcore.fewshot vs a naive loop vs lm-evaluation-harness.
+"""Speed of few-shot scoring: Ladder (models_zoo.fewshot_lm) vs a naive loop vs lm-evaluation-harness.
 
 Same local model directory, same task (RTE, lm-eval's prompt = our pattern ``lm``), same
 number of examples and of demonstrations k, same torch thread count. Each method scores the
@@ -138,7 +138,7 @@ def ensure_model(path: Path, positions: int, vocab_size: int, data_dir: Path) ->
     """
     if (path / "config.json").is_file():
         return path
-    from evalcore.fewshot.testing import make_tiny_causal_lm
+    from models_zoo.testing import make_tiny_causal_lm
 
     corpus = list(_texts(sorted(data_dir.glob("*/unlabeled.jsonl")))) if vocab_size > 400 else None
     return make_tiny_causal_lm(
@@ -210,12 +210,12 @@ def timed_runs(
 def run_ours(
     model_dir: Path, pairs: list[tuple[str, str]], golds: list[int], repeats: int
 ) -> dict[str, Any]:
-    from evalcore.fewshot.hf_adapter import HFCausalLM
+    from models_zoo.fewshot_lm import load_fewshot_lm
 
-    model = HFCausalLM(model_dir)
+    model = load_fewshot_lm(model_dir)
     walls, cpus, scores = timed_runs(lambda: model.loglikelihood(pairs), repeats)
     tokens = model.tokens_processed // (repeats + 1)
-    row = _row("evalcore.fewshot (HFCausalLM)", walls, cpus, len(golds), accuracy(scores, golds))
+    row = _row("Ladder (models_zoo.fewshot_lm)", walls, cpus, len(golds), accuracy(scores, golds))
     return {**row, "tokens": tokens}
 
 

@@ -1,4 +1,8 @@
-"""Command line: ``python -m evalcore.fewshot --model PATH --tasks rte,cb --out results.json``."""
+"""Command line of the few-shot benchmarks: ``python -m models_zoo.evaluate --model PATH ...``.
+
+It binds the pure runner (``evalcore.fewshot``) to a model loaded by ``models_zoo.serving``
+(through ``models_zoo.fewshot_lm.FewshotLM``) or to the probe's embedder.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from evalcore.fewshot.schema import validate_results
+from models_zoo.fewshot_lm import load_fewshot_lm
+from models_zoo.serving import SPECIAL_TOKEN_CHOICES, SPECIAL_TOKENS_DEFAULT
 
 logger = logging.getLogger(__name__)
 
@@ -20,18 +26,11 @@ PROBE_MODELS = ("minilm-probe", "minilm")
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the few-shot runner."""
     parser = argparse.ArgumentParser(
-        prog="python -m evalcore.fewshot",
+        prog="python -m models_zoo.evaluate",
         description="FewNLU Multi-Splits evaluation on FewGLUE for a local causal LM.",
     )
     parser.add_argument("--model", required=True, help="model directory, or 'minilm-probe'")
     parser.add_argument("--method", choices=("auto", "in_context", "probe"), default="auto")
-    parser.add_argument(
-        "--backend",
-        choices=("auto", "hf", "serving"),
-        default="auto",
-        help="hf: evalcore's transformers adapter; serving: models_zoo.serving.load; "
-        "auto: hf for transformers directories, else serving",
-    )
     parser.add_argument("--tasks", default="all", help="comma-separated task names, or 'all'")
     parser.add_argument("--splits", type=int, default=4, help="K random train/dev splits")
     parser.add_argument("--seed", type=int, default=0)
@@ -39,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="FewGLUE folder")
     parser.add_argument("--limit", type=int, default=None, help="first N test records per task")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="float32 (CPU default), bfloat16 ...")
+    parser.add_argument("--batch-size", type=int, default=16, help="rows per forward batch")
+    parser.add_argument(
+        "--special-tokens",
+        choices=SPECIAL_TOKEN_CHOICES,
+        default=SPECIAL_TOKENS_DEFAULT,
+        help="tokenizer: its own special tokens (BOS), as lm-eval; none: never add them",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy host)"
     )
@@ -99,7 +106,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     if method == "auto":
         method = "probe" if args.model in PROBE_MODELS else "in_context"
     if method == "probe":
-        from evalcore.fewshot.probe import MiniLMEmbedder, run_probe
+        from evalcore.fewshot.probe import run_probe
+        from models_zoo.embedder import MiniLMEmbedder
 
         if args.model not in PROBE_MODELS:
             raise ValueError(f"the probe runs on {PROBE_MODELS[0]!r} only, got {args.model!r}")
@@ -107,51 +115,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from evalcore.fewshot.runner import run_fewshot
 
     shots = [int(k) for k in args.shots.split(",") if k.strip()]
-    model = load_model(args.model, backend=args.backend, device=args.device)
+    if not Path(args.model).is_dir():
+        raise FileNotFoundError(f"model directory {args.model!r} does not exist")
+    model = load_fewshot_lm(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        special_tokens=args.special_tokens,
+    )
     return run_fewshot(model, shots=shots, model_path=str(args.model), **common)
 
 
-def load_model(path: str, *, backend: str = "auto", device: str = "cpu") -> Any:
-    """Load a model directory as a ``LanguageModel``.
-
-    Args:
-        path: A transformers causal-LM directory or a models_zoo checkpoint.
-        backend: ``"hf"``, ``"serving"`` or ``"auto"`` (hf when ``config.json`` names a
-            transformers ``model_type``, else models_zoo.serving).
-        device: Torch device name.
-
-    Returns:
-        The model, wrapped so that contexts it would truncate are cut before tokenizing.
-
-    Raises:
-        FileNotFoundError: If ``path`` is not a directory.
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model directory {path!r} does not exist")
-    if backend == "auto":
-        backend = "hf" if _is_transformers_dir(folder) else "serving"
-    from evalcore.fewshot.truncation import TrimmedContexts
-
-    if backend == "hf":
-        from evalcore.fewshot.hf_adapter import HFCausalLM
-
-        return TrimmedContexts(HFCausalLM(folder, device=device))
-    from models_zoo import serving
-
-    return TrimmedContexts(serving.load(str(folder), device=device))
-
-
-def _is_transformers_dir(folder: Path) -> bool:
-    config = folder / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except (ValueError, AttributeError):
-        return False
-    if not isinstance(model_type, str):
-        return False
-    from transformers import CONFIG_MAPPING
-
-    return model_type in CONFIG_MAPPING
+if __name__ == "__main__":
+    sys.exit(main())
