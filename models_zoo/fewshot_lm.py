@@ -28,6 +28,7 @@ class FewshotLM:
             ``ServedModel.encode_pair``.
         prefix_cache: Share common prefixes through KV caches (off: plain batches, for tests).
         min_prefix_tokens: Fewest recomputed tokens a shared prefix must save to run alone.
+        invariant: Scores independent of batch, order and co-requests (``models_zoo.scoring``).
         trim_contexts: Hand the model only the tail of contexts it would truncate.
     """
 
@@ -39,6 +40,7 @@ class FewshotLM:
         special_tokens: str = SPECIAL_TOKENS_DEFAULT,
         prefix_cache: bool = True,
         min_prefix_tokens: int = 32,
+        invariant: bool = True,
         trim_contexts: bool = True,
     ) -> None:
         self.served = served
@@ -46,6 +48,7 @@ class FewshotLM:
         self.special_tokens = special_tokens
         self.prefix_cache = prefix_cache
         self.min_prefix_tokens = min_prefix_tokens
+        self.invariant = invariant
         self.tokens_processed = 0  # tokens this adapter ran (shared prefixes count once)
         self.name = served.path.name
         self.path = str(served.path)
@@ -57,6 +60,7 @@ class FewshotLM:
         self.scoring = {
             **served.scoring_settings(special_tokens),
             "prefix_cache": prefix_cache,
+            "invariant": invariant,
             "trim_contexts": trim_contexts,
         }
 
@@ -72,6 +76,7 @@ class FewshotLM:
             special_tokens=self.special_tokens,
             prefix_cache=self.prefix_cache,
             min_prefix_tokens=self.min_prefix_tokens,
+            invariant=self.invariant,
         )
         self.tokens_processed += self.served.tokens_processed - before
         return scores

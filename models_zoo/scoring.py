@@ -18,9 +18,16 @@ Fast path (each step is tested against the plain path, ``prefix_cache=False``):
 4. Only the positions that score a continuation token go through the LM head, so the
    (batch x time x vocab) logits tensor is never materialised.
 
-Batch-size invariance: the tree depends only on the set of requests (sorted), never on their
-order; ``batch_size`` only changes how the leaves of a node are grouped, and
-``tests/models_zoo/test_scoring.py`` checks fp32 scores bit for bit at batch sizes 1, 8, 32.
+Invariant mode (``chunk_tokens`` > 0, the default of ``models_zoo.serving``): floating-point
+kernels give bits that depend on shapes (a prefix run as one pass or as two, a row padded or
+not, a head over 1 or 8 rows), so a score would move with the other requests of a call, the
+batch size and, on resume, with what was already cached. Here every input is cut at fixed
+multiples of ``chunk_tokens``; each chunk runs batch 1 on the cache of the chunks before it, and
+is shared by every input with the same tokens up to its end; the scored positions of a chunk go
+through the head in rows of a fixed minimum count. Each request then gets the same kernel
+calls whatever else is scored with it: fp32 results are bit-identical for any batch size,
+order or subset (``tests/models_zoo/test_scoring.py``). The cost is up to ``chunk_tokens`` - 1
+prompt tokens recomputed per distinct multi-token answer, and no batching of leaves.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ import torch
 # as much as real ones and batching gains little, so similar lengths matter more than size.
 PADDING_SLACK = 8
 TOKEN_BUDGET = 8192  # maximum padded tokens per forward batch
+# CPU GEMMs of fewer than 4 rows take another kernel (other rounding) than 4 or more, whose rows
+# are independent of the row count: head inputs are padded to at least this many rows.
+MIN_HEAD_ROWS = 4
 
 Request = tuple[list[int], int]  # (context + continuation tokens, continuation length)
 
@@ -62,6 +72,8 @@ class PrefixTreeScorer:
         prefix_cache: Run shared prefixes once; off gives the plain batched path.
         split_head: Run only the scored positions through the LM head.
         min_prefix_tokens: Fewest recomputed tokens a shared prefix must save to get its own pass.
+        chunk_tokens: Invariant mode's chunk length (0: the batched prefix tree; needs
+            ``prefix_cache`` and ``split_head``).
     """
 
     def __init__(
@@ -73,6 +85,7 @@ class PrefixTreeScorer:
         split_head: bool = True,
         min_prefix_tokens: int = 32,
         pad_token: int = 0,
+        chunk_tokens: int = 0,
     ) -> None:
         self.model = model
         self.device = next(model.parameters()).device
@@ -81,6 +94,7 @@ class PrefixTreeScorer:
         self.split_head = split_head
         self.min_prefix_tokens = min_prefix_tokens
         self.pad_token = pad_token
+        self.chunk_tokens = chunk_tokens if prefix_cache and split_head else 0
         self.tokens_processed = 0
 
     def score(
@@ -90,8 +104,57 @@ class PrefixTreeScorer:
         out = [0.0] * len(requests)
         sequences = _sequences(requests)
         with torch.inference_mode():
-            self._score_node(sequences, 0, None, out, (batch_size, token_budget))
+            if self.chunk_tokens:
+                self._score_chunks(sequences, 0, None, out)
+            else:
+                self._score_node(sequences, 0, None, out, (batch_size, token_budget))
         return out
+
+    def _score_chunks(
+        self, sequences: list[_Sequence], depth: int, cache: Any, out: list[float]
+    ) -> None:
+        """Invariant mode: run the chunk ``[depth, depth + chunk_tokens)`` (or what is left of
+        an input) once per distinct token content, score the positions that fall in it, and
+        recurse into the inputs that go on, on the extended cache."""
+        groups: dict[tuple[int, ...], list[_Sequence]] = {}
+        for sequence in sequences:
+            chunk = sequence.tokens[depth : depth + self.chunk_tokens]
+            groups.setdefault(chunk, []).append(sequence)
+        for chunk, members in sorted(groups.items()):
+            ids = torch.tensor([chunk], device=self.device)
+            kwargs = self._inputs(ids, depth, cache, rows=1)
+            result = self.model.base_model(**kwargs, use_cache=True)
+            self.tokens_processed += len(chunk)
+            self._score_positions(result.last_hidden_state[0], members, depth, out)
+            longer = [s for s in members if len(s.tokens) > depth + len(chunk)]
+            if longer:
+                child = getattr(result, "cache", None) or result.past_key_values
+                self._score_chunks(longer, depth + len(chunk), child, out)
+
+    def _score_positions(
+        self, hidden: torch.Tensor, members: list[_Sequence], start: int, out: list[float]
+    ) -> None:
+        """Add the log-probabilities predicted at positions ``start ..`` of ``hidden`` (one
+        chunk's states) to the requests whose continuation tokens they predict."""
+        width = hidden.shape[0]
+        cols, targets, owners = [], [], []
+        for sequence in members:
+            end = len(sequence.tokens)  # the input position after the last one
+            for index, cont in sequence.requests:
+                for offset, token in enumerate(cont):
+                    position = end - len(cont) + offset
+                    if start <= position < start + width:
+                        cols.append(position - start)
+                        targets.append(token)
+                        owners.append(index)
+        if not cols:
+            return
+        rows = cols + [cols[0]] * max(0, MIN_HEAD_ROWS - len(cols))
+        logits = self.model.get_output_embeddings()(hidden[rows])
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        picked = logprobs[torch.arange(len(targets)), torch.tensor(targets, device=self.device)]
+        for owner, value in zip(owners, picked.tolist(), strict=True):
+            out[owner] += value
 
     def _score_node(
         self,

@@ -41,6 +41,7 @@ QUANTIZE_CHOICES = (None, "int8")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GENERATE_BATCH_SIZE = 16
 DEFAULT_MAX_LENGTH = 2048  # for configs that declare no context length
+CHUNK_TOKENS = 32  # invariant scoring's chunk length (models_zoo.scoring)
 SPECIAL_TOKEN_CHOICES = ("tokenizer", "none")
 SPECIAL_TOKENS_DEFAULT = "tokenizer"  # lm-evaluation-harness's default (add_bos_token unset)
 
@@ -182,6 +183,7 @@ class ServedModel:
         special_tokens: str = SPECIAL_TOKENS_DEFAULT,
         prefix_cache: bool = True,
         min_prefix_tokens: int = 32,
+        invariant: bool = True,
     ) -> list[float]:
         """Sum of log-probabilities of each continuation given its context (lm-eval style).
 
@@ -189,8 +191,9 @@ class ServedModel:
         trailing whitespace of the context moves to the continuation; the continuation tokens
         are those of ``encode(context + continuation)`` after the ``encode(context)`` prefix; an
         empty context becomes the BOS (else EOS) token; long inputs are truncated on the left.
-        Scoring goes through :class:`models_zoo.scoring.PrefixTreeScorer`, whose results do
-        not depend on ``batch_size`` or on the order of ``pairs``.
+        Scoring goes through :class:`models_zoo.scoring.PrefixTreeScorer`; in its invariant
+        mode (the default) a score depends only on its own pair: not on ``batch_size``, the
+        order of ``pairs`` or which other pairs are scored with it (fp32: bit for bit).
 
         Args:
             pairs: ``(context, continuation)`` pairs.
@@ -207,8 +210,10 @@ class ServedModel:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         requests = [self.encode_pair(c, x, special_tokens=special_tokens) for c, x in pairs]
         with self._lock:
-            scorer = self._scorer(prefix_cache, min_prefix_tokens)
-            scores = scorer.score(requests, batch_size=batch_size)
+            scorer = self._scorer(prefix_cache, min_prefix_tokens, invariant)
+            # Without chunks (zoo models, prefix_cache off) invariance means one input per pass.
+            rows = 1 if invariant and not scorer.chunk_tokens else batch_size
+            scores = scorer.score(requests, batch_size=rows)
             self.tokens_processed += scorer.tokens_processed
         return scores
 
@@ -257,7 +262,9 @@ class ServedModel:
             "device": str(self.device),
         }
 
-    def _scorer(self, prefix_cache: bool, min_prefix_tokens: int) -> PrefixTreeScorer:
+    def _scorer(
+        self, prefix_cache: bool, min_prefix_tokens: int, invariant: bool
+    ) -> PrefixTreeScorer:
         fast = prefix_cache and not self._is_zoo
         # Soft-capped or scaled logits need the model's own head; the split head would skip it.
         capped = any(
@@ -271,6 +278,7 @@ class ServedModel:
             split_head=not (self._is_zoo or capped),
             min_prefix_tokens=min_prefix_tokens,
             pad_token=self._pad_token,
+            chunk_tokens=CHUNK_TOKENS if invariant else 0,
         )
 
     def _encode(self, text: str) -> list[int]:

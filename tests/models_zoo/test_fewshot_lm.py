@@ -52,8 +52,8 @@ def test_adapter_satisfies_the_runner_protocol(tiny_model_dir: Path) -> None:
 
 def test_prefix_cache_and_grouping_match_plain_forward_passes(tiny_model_dir: Path, pairs) -> None:  # type: ignore[no-untyped-def]
     served = serving.load(tiny_model_dir, device="cpu")
-    fast = FewshotLM(served, min_prefix_tokens=8)
-    plain = FewshotLM(served, prefix_cache=False, batch_size=1)
+    fast = FewshotLM(served, min_prefix_tokens=8, invariant=False)
+    plain = FewshotLM(served, prefix_cache=False, batch_size=1, invariant=False)
     got = fast.loglikelihood(pairs)
     assert got == pytest.approx(plain.loglikelihood(pairs), abs=1e-4)
     for index in (0, 1, 2, 36, 37):  # untruncated pairs against the plain reference
@@ -68,7 +68,7 @@ def test_nested_prefixes_run_each_prompt_token_once(tiny_model_dir: Path) -> Non
     # each doc prompt once, each answer for its own tokens), plus the doc's last prompt token
     # again in each answer's row (its prediction scores the answer's first token).
     served = serving.load(tiny_model_dir, device="cpu")
-    model = FewshotLM(served, min_prefix_tokens=1)
+    model = FewshotLM(served, min_prefix_tokens=1, invariant=False)
     docs = [
         "Passage: the dog. Question: is it?\nAnswer:",
         "Passage: a fox! Question: was it?\nAnswer:",
