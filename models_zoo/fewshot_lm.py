@@ -81,6 +81,15 @@ class FewshotLM:
         self.tokens_processed += self.served.tokens_processed - before
         return scores
 
+    def greedy(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether each continuation is the greedy one (lm-eval's ``is_greedy``)."""
+        self.loglikelihood(pairs)
+        return list(self.served.last_greedy)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The chat-format prompt (the model's chat template, generation turn open)."""
+        return self.served.render_chat(messages)
+
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int, stop: Sequence[str]
     ) -> list[str]:

@@ -96,12 +96,14 @@ class PrefixTreeScorer:
         self.pad_token = pad_token
         self.chunk_tokens = chunk_tokens if prefix_cache and split_head else 0
         self.tokens_processed = 0
+        self.greedy: list[bool] = []  # per request of the last ``score``: every token argmax
 
     def score(
         self, requests: Sequence[Request], *, batch_size: int, token_budget: int = TOKEN_BUDGET
     ) -> list[float]:
         """Summed continuation log-probabilities, one per request (0.0 for an empty one)."""
         out = [0.0] * len(requests)
+        self.greedy = [True] * len(requests)
         sequences = _sequences(requests)
         with torch.inference_mode():
             if self.chunk_tokens:
@@ -151,10 +153,7 @@ class PrefixTreeScorer:
             return
         rows = cols + [cols[0]] * max(0, MIN_HEAD_ROWS - len(cols))
         logits = self.model.get_output_embeddings()(hidden[rows])
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        picked = logprobs[torch.arange(len(targets)), torch.tensor(targets, device=self.device)]
-        for owner, value in zip(owners, picked.tolist(), strict=True):
-            out[owner] += value
+        self._add(logits[: len(targets)], targets, owners, out)
 
     def _score_node(
         self,
@@ -214,10 +213,19 @@ class PrefixTreeScorer:
             logits = self.model.get_output_embeddings()(hidden[rows, cols])
         else:
             logits = self.model(**kwargs).logits[rows, cols]
+        self._add(logits[: len(targets)], targets, owners, out)
+
+    def _add(
+        self, logits: torch.Tensor, targets: list[int], owners: list[int], out: list[float]
+    ) -> None:
+        """Add each row's target log-probability to its owner; note non-greedy tokens."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        picked = logprobs[torch.arange(len(targets)), torch.tensor(targets, device=self.device)]
-        for owner, value in zip(owners, picked.tolist(), strict=True):
+        index = torch.tensor(targets, device=self.device)
+        picked = logprobs[torch.arange(len(targets)), index]
+        hits = (logprobs.argmax(dim=-1) == index).tolist()
+        for owner, value, hit in zip(owners, picked.tolist(), hits, strict=True):
             out[owner] += value
+            self.greedy[owner] = self.greedy[owner] and hit
 
 
 def _sequences(requests: Sequence[Request]) -> list[_Sequence]:

@@ -80,6 +80,7 @@ class ServedModel:
         self.max_length = _context_length(model.config)
         self.last_stats: GenerationResult | None = None
         self.tokens_processed = 0  # tokens run through the model by ``loglikelihood``
+        self.last_greedy: list[bool] = []  # per pair of the last ``loglikelihood``: greedy?
         self._is_zoo = model.config.model_type in models_zoo.registry.ZOO_MODELS
         # transformers renamed the forward argument past_key_values -> cache (5.2x).
         forward_parameters = inspect.signature(model.forward).parameters
@@ -215,7 +216,21 @@ class ServedModel:
             rows = 1 if invariant and not scorer.chunk_tokens else batch_size
             scores = scorer.score(requests, batch_size=rows)
             self.tokens_processed += scorer.tokens_processed
+            self.last_greedy = scorer.greedy
         return scores
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """``messages`` in the tokenizer's chat template, ending with the assistant's turn open.
+
+        Raises:
+            ValueError: If the tokenizer has no chat template.
+        """
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{self.path} has no chat template (tokenizer_config.json)")
+        text = self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
 
     def encode_pair(
         self, context: str, continuation: str, *, special_tokens: str = SPECIAL_TOKENS_DEFAULT

@@ -406,7 +406,11 @@ def build_results(
 def average(task_results: dict[str, Any]) -> dict[str, Any] | None:
     """The FewNLU average: tasks weighted equally, each by its task score (CB and MultiRC count
     the mean of their two metrics). The std is over split indices of the per-split averages."""
-    names = [name for name in task_results if name in FEWNLU_TASKS]
+    names = [
+        name
+        for name, block in task_results.items()
+        if name in FEWNLU_TASKS and block.get("kind") != "lm_eval"
+    ]
     if not names:
         return None
     splits = min(len(task_results[name]["splits"]) for name in names)
