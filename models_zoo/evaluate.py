@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default=None, help="float32 (CPU default), bfloat16 ...")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward batch")
     parser.add_argument(
+        "--batched-tree",
+        action="store_true",
+        help="score with the batched prefix tree (each prompt token once; the last bits of a "
+        "score then depend on the batch) instead of the invariant chunks",
+    )
+    parser.add_argument(
         "--special-tokens",
         choices=SPECIAL_TOKEN_CHOICES,
         default=SPECIAL_TOKENS_DEFAULT,
@@ -129,6 +135,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype,
         batch_size=args.batch_size,
         special_tokens=args.special_tokens,
+        invariant=not args.batched_tree,
     )
     if args.cache_dir:
         from evalcore.fewshot.cache import CachedLM

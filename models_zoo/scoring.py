@@ -22,12 +22,14 @@ Invariant mode (``chunk_tokens`` > 0, the default of ``models_zoo.serving``): fl
 kernels give bits that depend on shapes (a prefix run as one pass or as two, a row padded or
 not, a head over 1 or 8 rows), so a score would move with the other requests of a call, the
 batch size and, on resume, with what was already cached. Here every input is cut at fixed
-multiples of ``chunk_tokens``; each chunk runs batch 1 on the cache of the chunks before it, and
-is shared by every input with the same tokens up to its end; the scored positions of a chunk go
+multiples of ``chunk_tokens`` and at the end of its context; each chunk runs batch 1 on the cache
+of the chunks before it, and is shared by every input with the same tokens up to its end (the
+choices of one doc share their whole context); the scored positions of a chunk go
 through the head in rows of a fixed minimum count. Each request then gets the same kernel
 calls whatever else is scored with it: fp32 results are bit-identical for any batch size,
-order or subset (``tests/models_zoo/test_scoring.py``). The cost is up to ``chunk_tokens`` - 1
-prompt tokens recomputed per distinct multi-token answer, and no batching of leaves.
+order or subset (``tests/models_zoo/test_scoring.py``). The cost: contexts that share only a
+demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and leaves are not
+batched.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class _Sequence:
 
     tokens: tuple[int, ...]
     requests: tuple[tuple[int, tuple[int, ...]], ...]  # (request index, continuation tokens)
+    context_end: int = 0  # where the requests' context ends: a chunk boundary of its own
 
     @property
     def free_prefix(self) -> int:
@@ -107,31 +110,62 @@ class PrefixTreeScorer:
         sequences = _sequences(requests)
         with torch.inference_mode():
             if self.chunk_tokens:
-                self._score_chunks(sequences, 0, None, out)
+                self._score_chunks(sequences, 0, None, out, batch_size)
             else:
                 self._score_node(sequences, 0, None, out, (batch_size, token_budget))
         return out
 
     def _score_chunks(
-        self, sequences: list[_Sequence], depth: int, cache: Any, out: list[float]
+        self,
+        sequences: list[_Sequence],
+        depth: int,
+        cache: Any,
+        out: list[float],
+        batch_size: int,
     ) -> None:
-        """Invariant mode: run the chunk ``[depth, depth + chunk_tokens)`` (or what is left of
-        an input) once per distinct token content, score the positions that fall in it, and
-        recurse into the inputs that go on, on the extended cache."""
+        """Invariant mode: run the next chunk of each input (up to the next multiple of
+        ``chunk_tokens``, or to its context's end if that comes first) once per distinct token
+        content, score the positions that fall in it, and recurse into the inputs that go on,
+        on the extended cache. The boundaries depend on an input's own tokens only; chunks of
+        equal length under one node run as rows of one batch (rows are computed independently
+        once a pass has ``MIN_HEAD_ROWS`` tokens, so short batches get copies of a row)."""
         groups: dict[tuple[int, ...], list[_Sequence]] = {}
         for sequence in sequences:
-            chunk = sequence.tokens[depth : depth + self.chunk_tokens]
-            groups.setdefault(chunk, []).append(sequence)
-        for chunk, members in sorted(groups.items()):
-            ids = torch.tensor([chunk], device=self.device)
-            kwargs = self._inputs(ids, depth, cache, rows=1)
-            result = self.model.base_model(**kwargs, use_cache=True)
-            self.tokens_processed += len(chunk)
-            self._score_positions(result.last_hidden_state[0], members, depth, out)
-            longer = [s for s in members if len(s.tokens) > depth + len(chunk)]
+            end = (depth // self.chunk_tokens + 1) * self.chunk_tokens
+            if depth < sequence.context_end < end:
+                end = sequence.context_end  # the choices of one context share all of it
+            groups.setdefault(sequence.tokens[depth:end], []).append(sequence)
+        by_length: dict[int, list[tuple[int, ...]]] = {}
+        for chunk in sorted(groups):
+            by_length.setdefault(len(chunk), []).append(chunk)
+        for _, chunks in sorted(by_length.items()):
+            for start in range(0, len(chunks), batch_size):
+                batch = chunks[start : start + batch_size]
+                self._run_chunks(batch, groups, depth, cache, out, batch_size)
+
+    def _run_chunks(
+        self,
+        chunks: list[tuple[int, ...]],
+        groups: dict[tuple[int, ...], list[_Sequence]],
+        depth: int,
+        cache: Any,
+        out: list[float],
+        batch_size: int,
+    ) -> None:
+        width = len(chunks[0])
+        rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
+        padded = chunks + [chunks[0]] * (rows - len(chunks))
+        ids = torch.tensor(padded, device=self.device)
+        result = self.model.base_model(**self._inputs(ids, depth, cache, rows=rows), use_cache=True)
+        self.tokens_processed += width * len(chunks)
+        child_cache = getattr(result, "cache", None) or result.past_key_values
+        for row, chunk in enumerate(chunks):
+            members = groups[chunk]
+            self._score_positions(result.last_hidden_state[row], members, depth, out)
+            longer = [s for s in members if len(s.tokens) > depth + width]
             if longer:
-                child = getattr(result, "cache", None) or result.past_key_values
-                self._score_chunks(longer, depth + len(chunk), child, out)
+                child = _row_cache(child_cache, row)
+                self._score_chunks(longer, depth + width, child, out, batch_size)
 
     def _score_positions(
         self, hidden: torch.Tensor, members: list[_Sequence], start: int, out: list[float]
@@ -229,15 +263,16 @@ class PrefixTreeScorer:
 
 
 def _sequences(requests: Sequence[Request]) -> list[_Sequence]:
-    """Group requests by model input (all tokens but the last), sorted by input."""
-    groups: dict[tuple[int, ...], list[tuple[int, tuple[int, ...]]]] = {}
+    """Group requests by model input (all tokens but the last) and context length, sorted."""
+    groups: dict[tuple[tuple[int, ...], int], list[tuple[int, tuple[int, ...]]]] = {}
     for index, (tokens, count) in enumerate(requests):
         if count <= 0:
             continue
         if count >= len(tokens):
             raise ValueError(f"request {index}: {count} continuation tokens need a context")
-        groups.setdefault(tuple(tokens[:-1]), []).append((index, tuple(tokens[-count:])))
-    return [_Sequence(tokens, tuple(reqs)) for tokens, reqs in sorted(groups.items())]
+        key = (tuple(tokens[:-1]), len(tokens) - count)
+        groups.setdefault(key, []).append((index, tuple(tokens[-count:])))
+    return [_Sequence(t, tuple(reqs), end) for (t, end), reqs in sorted(groups.items())]
 
 
 def _runs(sequences: list[_Sequence], depth: int) -> list[tuple[list[_Sequence], int]]:
@@ -306,6 +341,16 @@ def _copy_cache(cache: Any, rows: int = 1) -> Any:
         if rows > 1:
             layer.keys = layer.keys.expand(rows, -1, -1, -1)
             layer.values = layer.values.expand(rows, -1, -1, -1)
+    return clone
+
+
+def _row_cache(cache: Any, row: int) -> Any:
+    """A batch-1 view of one row of a ``DynamicCache`` (the next pass copies it on append)."""
+    clone = copy.copy(cache)
+    clone.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in clone.layers:
+        layer.keys = layer.keys[row : row + 1]
+        layer.values = layer.values[row : row + 1]
     return clone
 
 

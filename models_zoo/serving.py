@@ -41,7 +41,7 @@ QUANTIZE_CHOICES = (None, "int8")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GENERATE_BATCH_SIZE = 16
 DEFAULT_MAX_LENGTH = 2048  # for configs that declare no context length
-CHUNK_TOKENS = 32  # invariant scoring's chunk length (models_zoo.scoring)
+CHUNK_TOKENS = 64  # invariant scoring's chunk length (models_zoo.scoring)
 SPECIAL_TOKEN_CHOICES = ("tokenizer", "none")
 SPECIAL_TOKENS_DEFAULT = "tokenizer"  # lm-evaluation-harness's default (add_bos_token unset)
 

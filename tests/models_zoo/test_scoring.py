@@ -85,3 +85,15 @@ def test_bos_scores_equal_a_plain_forward_pass_over_the_bos_sequence(tiny_llama_
         logprobs = torch.log_softmax(served.model(torch.tensor([whole])).logits[0], dim=-1)
     expected = sum(float(logprobs[i - 1, whole[i]]) for i in range(len(context_ids), len(whole)))
     assert score == pytest.approx(expected, abs=1e-5)
+
+
+def test_invariant_mode_runs_a_shared_context_once(tiny_llama_dir: Path) -> None:
+    served = serving.load(tiny_llama_dir, device="cpu")
+    context = DEMOS + "Passage: a fox! Question: was it?\nAnswer:"
+    answers = [" yes it is", " no it is not", " Maybe not so", " x"]
+    encoded = [served.encode_pair(context, answer) for answer in answers]
+    context_tokens = len(encoded[0][0]) - encoded[0][1]
+    before = served.tokens_processed
+    served.loglikelihood([(context, answer) for answer in answers])
+    expected = context_tokens + sum(count - 1 for _, count in encoded)
+    assert served.tokens_processed - before == expected
