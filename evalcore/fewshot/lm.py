@@ -17,6 +17,9 @@ class LanguageModel(Protocol):
     Optional attributes read when present: ``name``, ``digest``, ``num_parameters``,
     ``tokens_processed`` (a running count of tokens run through the model) and ``scoring``
     (a dict of what decides the scored tokens: special tokens, dtype ..., for the provenance).
+    Optional methods used by lm-eval task files: ``greedy(pairs) -> list[bool]`` (is each
+    continuation the greedy one; loglikelihood tasks' ``acc``) and
+    ``render_chat(messages) -> str`` (the chat format).
     """
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
