@@ -39,29 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="FewGLUE task names, comma-separated, or 'all' (default when no --task-file is given)",
     )
-    parser.add_argument(
-        "--task-file", action="append", default=[], help="an lm-eval task YAML (repeatable)"
-    )
-    parser.add_argument("--num-fewshot", type=int, default=None, help="task files: shots")
-    parser.add_argument("--fewshot-seed", type=int, default=LM_EVAL_FEWSHOT_SEED)
-    parser.add_argument(
-        "--sampler",
-        choices=SAMPLER_OPTIONS,
-        default="lm_eval",
-        help="task files: lm_eval (its sampler, its prompts) or fixed (one draw for all docs)",
-    )
-    parser.add_argument(
-        "--chat",
-        action="store_true",
-        help="task files: the model's chat template, "
-        "demonstrations as alternating turns (for instruct models)",
-    )
-    parser.add_argument(
-        "--cache-dir", default=None, help="per-request results cache; a rerun resumes from it"
-    )
-    parser.add_argument(
-        "--cache-flush", type=int, default=64, help="requests scored between cache writes"
-    )
+    _add_task_file_arguments(parser)
     parser.add_argument("--splits", type=int, default=4, help="K random train/dev splits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shots", default="0,2", help="candidate k values, e.g. 0,2")
@@ -89,6 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
+
+
+def _add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of lm-eval task files and of the results cache."""
+    parser.add_argument(
+        "--task-file", action="append", default=[], help="an lm-eval task YAML (repeatable)"
+    )
+    parser.add_argument("--num-fewshot", type=int, default=None, help="task files: shots")
+    parser.add_argument("--fewshot-seed", type=int, default=LM_EVAL_FEWSHOT_SEED)
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLER_OPTIONS,
+        default="lm_eval",
+        help="task files: lm_eval (its sampler, its prompts) or fixed (one draw for all docs)",
+    )
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="task files: the model's chat template, "
+        "demonstrations as alternating turns (for instruct models)",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="per-request results cache; a rerun resumes from it"
+    )
+    parser.add_argument(
+        "--cache-flush", type=int, default=64, help="requests scored between cache writes"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
