@@ -1,4 +1,4 @@
-"""Speed of few-shot scoring: evalcore.fewshot vs a naive loop vs lm-evaluation-harness.
+"""Speed of few-shot scoring: Ladder (models_zoo.fewshot_lm) vs a naive loop vs lm-evaluation-harness.
 
 Same local model directory, same task (RTE, lm-eval's prompt = our pattern ``lm``), same
 number of examples and of demonstrations k, same torch thread count. Each method scores the
@@ -113,6 +113,7 @@ def main() -> None:
     pairs, golds = rte_requests(data_dir, args.limit, args.shots)
     load = os.getloadavg()[0]
     rows = [run_ours(model_dir, pairs, golds, args.repeats)]
+    rows.append(run_ours(model_dir, pairs, golds, args.repeats, invariant=False))
     if not args.skip_naive:
         rows.append(run_naive(model_dir, pairs, golds, args.repeats))
     if args.lm_eval_python:
@@ -124,6 +125,12 @@ def main() -> None:
     for row in rows:
         row.update(examples=args.limit, shots=args.shots, threads=args.threads, load=load)
     print(render(rows))
+    for row in rows[:2]:
+        print(
+            f"{row['method']}: {row['requests_per_s']} requests/s, "
+            f"{row['input_tokens_per_s']} input tokens/s ({row['scored_tokens']} scored), "
+            f"prefix reuse saved {row['prefix_saved_share']:.1%} of the input tokens"
+        )
     print(f"load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
@@ -138,7 +145,7 @@ def ensure_model(path: Path, positions: int, vocab_size: int, data_dir: Path) ->
     """
     if (path / "config.json").is_file():
         return path
-    from evalcore.fewshot.testing import make_tiny_causal_lm
+    from models_zoo.testing import make_tiny_causal_lm
 
     corpus = list(_texts(sorted(data_dir.glob("*/unlabeled.jsonl")))) if vocab_size > 400 else None
     return make_tiny_causal_lm(
@@ -208,15 +215,33 @@ def timed_runs(
 
 
 def run_ours(
-    model_dir: Path, pairs: list[tuple[str, str]], golds: list[int], repeats: int
+    model_dir: Path,
+    pairs: list[tuple[str, str]],
+    golds: list[int],
+    repeats: int,
+    *,
+    invariant: bool = True,
 ) -> dict[str, Any]:
-    from evalcore.fewshot.hf_adapter import HFCausalLM
+    """Ladder's scorer; ``invariant`` (the default) or the batched prefix tree."""
+    from models_zoo.fewshot_lm import load_fewshot_lm
 
-    model = HFCausalLM(model_dir)
+    model = load_fewshot_lm(model_dir, invariant=invariant)
     walls, cpus, scores = timed_runs(lambda: model.loglikelihood(pairs), repeats)
     tokens = model.tokens_processed // (repeats + 1)
-    row = _row("evalcore.fewshot (HFCausalLM)", walls, cpus, len(golds), accuracy(scores, golds))
-    return {**row, "tokens": tokens}
+    served = model.served
+    inputs = sum(len(served.encode_pair(c, x)[0]) - 1 for c, x in pairs)
+    scored = sum(served.encode_pair(c, x)[1] for c, x in pairs)
+    mode = "invariant chunks" if invariant else "batched prefix tree"
+    row = _row(f"Ladder ({mode})", walls, cpus, len(golds), accuracy(scores, golds))
+    wall = row["wall_s"]
+    return {
+        **row,
+        "tokens": tokens,
+        "requests_per_s": round(len(pairs) / wall, 1),
+        "input_tokens_per_s": round(inputs / wall),
+        "scored_tokens": scored,
+        "prefix_saved_share": round(1 - tokens / inputs, 3),
+    }
 
 
 def run_naive(

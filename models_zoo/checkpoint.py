@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from evalcore.digests import files_digest
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +101,6 @@ def weight_files(directory: Path) -> list[Path]:
 
 
 def weights_digest(directory: Path) -> str:
-    """SHA-256 over the names and bytes of the checkpoint's safetensors files."""
-    digest = hashlib.sha256()
-    for path in weight_files(directory):
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 over the names and bytes of the checkpoint's safetensors files
+    (:func:`evalcore.digests.files_digest`; pickled-only directories are refused first)."""
+    return files_digest(weight_files(directory))

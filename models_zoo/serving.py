@@ -6,7 +6,10 @@ safetensors; ``trust_remote_code`` is never enabled. Loaded models are cached pe
 
 Batching: ``generate`` batches prompts of equal token length (no padding, so LongNet segments
 stay aligned to absolute positions and results do not depend on batch composition);
-``loglikelihood`` right-pads, which is exact for causal models.
+``loglikelihood`` encodes as lm-evaluation-harness does and scores through
+``models_zoo.scoring`` (shared prefixes run once over KV caches; right padding, exact for
+causal models). This is the only module that loads and runs torch language models; the
+few-shot runner reaches it through ``models_zoo.fewshot_lm``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from transformers.cache_utils import DynamicCache
 
 import models_zoo.registry  # noqa: F401  (registers the zoo architectures first)
 from models_zoo.checkpoint import read_model_card, weight_files, weights_digest
+from models_zoo.offload import apply_cpu_offload
+from models_zoo.quantization import quantize_model_int8
+from models_zoo.scoring import PrefixTreeScorer
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ QUANTIZE_CHOICES = (None, "int8")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GENERATE_BATCH_SIZE = 16
 DEFAULT_MAX_LENGTH = 2048  # for configs that declare no context length
+CHUNK_TOKENS = 64  # invariant scoring's chunk length (models_zoo.scoring)
+SPECIAL_TOKEN_CHOICES = ("tokenizer", "none")
+SPECIAL_TOKENS_DEFAULT = "tokenizer"  # lm-evaluation-harness's default (add_bos_token unset)
 
 MaxMemory = int | Mapping[str, int | str] | None
 
@@ -70,6 +79,8 @@ class ServedModel:
         self.num_parameters = int(model.num_parameters())
         self.max_length = _context_length(model.config)
         self.last_stats: GenerationResult | None = None
+        self.tokens_processed = 0  # tokens run through the model by ``loglikelihood``
+        self.last_greedy: list[bool] = []  # per pair of the last ``loglikelihood``: greedy?
         self._is_zoo = model.config.model_type in models_zoo.registry.ZOO_MODELS
         # transformers renamed the forward argument past_key_values -> cache (5.2x).
         forward_parameters = inspect.signature(model.forward).parameters
@@ -77,6 +88,9 @@ class ServedModel:
         self._lock = threading.Lock()
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else None
         self._prefix_token = prefix if prefix is not None else tokenizer.eos_token_id
+        self._prefix_text = (
+            str(tokenizer.decode([self._prefix_token])) if self._prefix_token is not None else ""
+        )
         self._pad_token = tokenizer.pad_token_id
         if self._pad_token is None:
             self._pad_token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
@@ -168,79 +182,137 @@ class ServedModel:
         return result
 
     def loglikelihood(
-        self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        batch_size: int = 16,
+        special_tokens: str = SPECIAL_TOKENS_DEFAULT,
+        prefix_cache: bool = True,
+        min_prefix_tokens: int = 32,
+        invariant: bool = True,
     ) -> list[float]:
         """Sum of log-probabilities of each continuation given its context (lm-eval style).
 
-        Trailing whitespace of the context moves to the continuation; the continuation tokens
-        are those of ``encode(context + continuation)`` after the ``encode(context)`` prefix, so
-        merges across the boundary are scored as the model would see them. An empty context is
-        replaced by the BOS (else EOS) token. Long inputs are truncated on the left.
+        Encoding follows lm-evaluation-harness 0.4's ``HFLM`` (see :meth:`encode_pair`):
+        trailing whitespace of the context moves to the continuation; the continuation tokens
+        are those of ``encode(context + continuation)`` after the ``encode(context)`` prefix; an
+        empty context becomes the BOS (else EOS) token; long inputs are truncated on the left.
+        Scoring goes through :class:`models_zoo.scoring.PrefixTreeScorer`; in its invariant
+        mode (the default) a score depends only on its own pair: not on ``batch_size``, the
+        order of ``pairs`` or which other pairs are scored with it (fp32: bit for bit).
+
+        Args:
+            pairs: ``(context, continuation)`` pairs.
+            batch_size: Most rows per forward batch.
+            special_tokens: ``"tokenizer"`` (the tokenizer's own special tokens, e.g. Llama's
+                BOS, as lm-eval does by default) or ``"none"`` (lm-eval ``add_bos_token=False``).
+            prefix_cache: Share common token prefixes through KV caches (off: plain batches).
+            min_prefix_tokens: Fewest recomputed tokens a shared prefix must save to run alone.
 
         Raises:
-            ValueError: On a non-positive ``batch_size``.
+            ValueError: On a non-positive ``batch_size`` or an unknown ``special_tokens``.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        requests = [self._encode_pair(context, continuation) for context, continuation in pairs]
-        order = sorted(range(len(requests)), key=lambda i: -len(requests[i][0]))
-        scores = [0.0] * len(requests)
-        with self._lock, torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                chunk_scores = self._score_batch([requests[i] for i in chunk])
-                for index, score in zip(chunk, chunk_scores):
-                    scores[index] = score
+        requests = [self.encode_pair(c, x, special_tokens=special_tokens) for c, x in pairs]
+        with self._lock:
+            scorer = self._scorer(prefix_cache, min_prefix_tokens, invariant)
+            # Without chunks (zoo models, prefix_cache off) invariance means one input per pass.
+            rows = 1 if invariant and not scorer.chunk_tokens else batch_size
+            scores = scorer.score(requests, batch_size=rows)
+            self.tokens_processed += scorer.tokens_processed
+            self.last_greedy = scorer.greedy
         return scores
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """``messages`` in the tokenizer's chat template, ending with the assistant's turn open.
+
+        Raises:
+            ValueError: If the tokenizer has no chat template.
+        """
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{self.path} has no chat template (tokenizer_config.json)")
+        text = self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
+
+    def encode_pair(
+        self, context: str, continuation: str, *, special_tokens: str = SPECIAL_TOKENS_DEFAULT
+    ) -> tuple[list[int], int]:
+        """Tokens of context + continuation (left-truncated to the window plus one) and how
+        many of the last ones are the continuation, as lm-eval 0.4's ``HFLM`` encodes them.
+
+        With ``special_tokens="tokenizer"``, context and context + continuation are each
+        encoded with the tokenizer's special tokens (a text that already starts with the
+        prefix token gets none); the continuation is what ``encode(context + continuation)``
+        has beyond ``len(encode(context))``.
+        """
+        if special_tokens not in SPECIAL_TOKEN_CHOICES:
+            raise ValueError(
+                f"special_tokens must be one of {SPECIAL_TOKEN_CHOICES}, got {special_tokens!r}"
+            )
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if context:
+            context_tokens = self._encode_scored(context, special_tokens)
+            whole = self._encode_scored(context + continuation, special_tokens)
+            continuation_tokens = whole[len(context_tokens) :]
+        else:
+            continuation_tokens = self._encode(continuation)
+            if continuation_tokens and continuation_tokens[0] == self._prefix_token:
+                context_tokens, continuation_tokens = [self._prefix_token], continuation_tokens[1:]
+            else:
+                context_tokens = [self._prefix_token]
+        sequence = (context_tokens + continuation_tokens)[-(self.max_length + 1) :]
+        return sequence, min(len(continuation_tokens), len(sequence) - 1)
+
+    def scoring_settings(self, special_tokens: str = SPECIAL_TOKENS_DEFAULT) -> dict[str, Any]:
+        """What decides the tokens scored, for the provenance of a results document."""
+        plain = self._encode("a")
+        scored = self._encode_scored("a", special_tokens)
+        return {
+            "convention": "lm-evaluation-harness 0.4 HFLM loglikelihood encoding",
+            "special_tokens": special_tokens,
+            "special_tokens_added": scored[: len(scored) - len(plain)] if scored != plain else [],
+            "empty_context_token": self._prefix_token,
+            "max_length": self.max_length,
+            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "device": str(self.device),
+        }
+
+    def _scorer(
+        self, prefix_cache: bool, min_prefix_tokens: int, invariant: bool
+    ) -> PrefixTreeScorer:
+        fast = prefix_cache and not self._is_zoo
+        # Soft-capped or scaled logits need the model's own head; the split head would skip it.
+        capped = any(
+            getattr(self.model.config, name, None)
+            for name in ("final_logit_softcapping", "logit_scale")
+        )
+        return PrefixTreeScorer(
+            self.model,
+            cache_argument=self._cache_argument,
+            prefix_cache=fast,
+            split_head=not (self._is_zoo or capped),
+            min_prefix_tokens=min_prefix_tokens,
+            pad_token=self._pad_token,
+            chunk_tokens=CHUNK_TOKENS if invariant else 0,
+        )
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode_scored(self, text: str, special_tokens: str) -> list[int]:
+        if special_tokens == "none" or (self._prefix_text and text.startswith(self._prefix_text)):
+            return self._encode(text)
+        return list(self.tokenizer(text)["input_ids"])
 
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
         tokens = self._encode(prompt) or [self._prefix_token]
         keep = max(1, self.max_length - max_new_tokens)
         return tokens[-keep:]
-
-    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], int]:
-        """Model input tokens and how many of its last targets belong to the continuation."""
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        if context:
-            context_tokens = self._encode(context)
-            whole = self._encode(context + continuation)
-            continuation_tokens = whole[len(context_tokens) :]
-            context_tokens = whole[: len(context_tokens)]
-        else:
-            context_tokens, continuation_tokens = [self._prefix_token], self._encode(continuation)
-        sequence = (context_tokens + continuation_tokens)[-(self.max_length + 1) :]
-        return sequence, min(len(continuation_tokens), len(sequence) - 1)
-
-    def _score_batch(self, requests: list[tuple[list[int], int]]) -> list[float]:
-        width = max(len(tokens) for tokens, _ in requests) - 1
-        inputs = torch.full((len(requests), max(width, 1)), self._pad_token, dtype=torch.long)
-        for row, (tokens, _) in enumerate(requests):
-            inputs[row, : len(tokens) - 1] = torch.tensor(tokens[:-1])
-        extra: dict[str, torch.Tensor] = {}
-        if not self._is_zoo:
-            # Right padding is exact for causal models; the mask only silences HF's warning.
-            mask = torch.zeros_like(inputs)
-            for row, (tokens, _) in enumerate(requests):
-                mask[row, : len(tokens) - 1] = 1
-            extra["attention_mask"] = mask.to(self.device)
-        inputs = inputs.to(self.device)
-        logits = self.model(input_ids=inputs, use_cache=False, **extra).logits
-        scores = []
-        for row, (tokens, count) in enumerate(requests):
-            if count == 0:
-                scores.append(0.0)
-                continue
-            end = len(tokens) - 1
-            # Normalise only the continuation positions, not the whole (B, T, V) tensor.
-            log_probs = torch.log_softmax(logits[row, end - count : end].float(), dim=-1)
-            targets = torch.tensor(tokens[-count:], device=log_probs.device)
-            scores.append(float(log_probs.gather(-1, targets[:, None]).sum()))
-        return scores
 
     def _decode_batch(
         self,
@@ -408,8 +480,6 @@ def load(
         FileNotFoundError: If ``path`` is not a checkpoint directory.
         ValueError: On pickled or missing weights, bad ``device``/``dtype``/``quantize``, or
             weights that do not match the architecture.
-        NotImplementedError: If ``quantize``/``max_memory`` are asked for before the
-            memory-efficient serving modules exist.
     """
     resolved = Path(path).expanduser().resolve()
     if not (resolved / "config.json").is_file():
@@ -455,20 +525,8 @@ def _load_uncached(
         raise ValueError(f"weights in {path} do not match {type(model).__name__}: {problems}")
     model.eval()
     if quantize == "int8":
-        try:
-            from models_zoo.quantization import quantize_model_int8
-        except ImportError as error:
-            raise NotImplementedError(
-                "int8 weight quantization (memory-efficient serving issue) is not available yet"
-            ) from error
         model = quantize_model_int8(model)
     if max_memory is not None:
-        try:
-            from models_zoo.offload import apply_cpu_offload
-        except ImportError as error:
-            raise NotImplementedError(
-                "CPU offload with max_memory (memory-efficient serving issue) is not available yet"
-            ) from error
         model = apply_cpu_offload(model, max_memory=max_memory, device=device)  # type: ignore[arg-type]
     else:
         model = model.to(device)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
+    PreTrainedTokenizerFast,
 )
 
 from models_zoo.baseline_transformer import DenseConfig, DenseForCausalLM
@@ -147,3 +150,124 @@ def make_tiny_chat_checkpoint(out_dir: Path | str, seed: int = 0) -> Path:
         extra={"seed": seed, "random_init": True, "chat_template": "chatml"},
     )
     return save_checkpoint(model, tokenizer, Path(out_dir), card)
+
+
+FEWSHOT_CORPUS = (
+    "The quick brown fox jumps over the lazy dog. Question: Is it true? Answer: yes no True "
+    "False Neither Maybe. Passage: a premise and a hypothesis; the pronoun refers to a noun. "
+    "Sentence 1: he felt small. Sentence 2: she felt naked. because therefore the man the woman"
+)
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _fewshot_tokenizer(
+    corpus: Iterable[str] | None, vocab_size: int, *, llama_style: bool
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE; Llama-style: ``<s>``/``</s>`` with a post-processor adding BOS."""
+    specials = ["<s>", "</s>", "<unk>"] if llama_style else ["<|endoftext|>"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus or [FEWSHOT_CORPUS] * 4, trainer=trainer)
+    if not llama_style:
+        end = specials[0]
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer, bos_token=end, eos_token=end, unk_token=end
+        )
+    bos = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def make_tiny_llama(
+    out_dir: str | Path,
+    *,
+    layers: int = 2,
+    hidden: int = 64,
+    heads: int = 4,
+    positions: int = 512,
+    vocab_size: int = 400,
+    seed: int = 0,
+    corpus: Iterable[str] | None = None,
+) -> Path:
+    """Write a random-init Llama whose locally trained tokenizer adds BOS (as Llama's does)
+    and carries a chat template, to ``out_dir``; loads offline, also in lm-eval."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _fewshot_tokenizer(corpus, vocab_size, llama_style=True)
+    tokenizer.model_max_length = positions
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
+def make_tiny_causal_lm(
+    out_dir: str | Path,
+    *,
+    layers: int = 2,
+    hidden: int = 64,
+    heads: int = 2,
+    positions: int = 512,
+    vocab_size: int = 400,
+    seed: int = 0,
+    corpus: Iterable[str] | None = None,
+) -> Path:
+    """Write a random-init GPT-2 model with a byte-level BPE tokenizer to ``out_dir``.
+
+    It loads with ``AutoModelForCausalLM``/``AutoTokenizer`` offline (also in
+    lm-evaluation-harness), in well under a second at the default size.
+
+    Args:
+        corpus: Texts to train the tokenizer on; the default, a few sentences, gives a
+            near-byte-level vocabulary whatever ``vocab_size`` asks for. Real text and a
+            vocabulary of thousands give real-LM token counts (benchmarks).
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wrapped = _fewshot_tokenizer(corpus, vocab_size, llama_style=False)
+    wrapped.model_max_length = positions
+    wrapped.save_pretrained(out)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(wrapped),
+        n_positions=positions,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=heads,
+        bos_token_id=wrapped.bos_token_id,
+        eos_token_id=wrapped.eos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(out)
+    return out

@@ -7,7 +7,6 @@ then raw bytes; the parameter count comes from the shapes in the header.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import struct
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalcore.digests import files_digest
 from submissions.architectures import ALLOWED_ARCHITECTURES, ZOO_MODEL_TYPES
 from submissions.archive import check_weight_name
 from submissions.chat_template import check_chat_templates
@@ -47,7 +47,7 @@ class CheckpointFacts:
     architecture: str
     model_type: str
     parameters: int
-    digest: str  # same algorithm as models_zoo.checkpoint.weights_digest
+    digest: str  # evalcore.digests.files_digest, as models_zoo.serving records it
     weight_files: tuple[str, ...]
     total_bytes: int
 
@@ -91,7 +91,7 @@ def inspect_checkpoint(directory: Path, *, field: str = "archive") -> Checkpoint
         architecture=architecture,
         model_type=model_type,
         parameters=parameters,
-        digest=weights_digest(weights),
+        digest=files_digest(weights),
         weight_files=tuple(path.name for path in weights),
         total_bytes=total,
     )
@@ -214,14 +214,3 @@ def _tensor_elements(name: str, entry: Any, data_bytes: int, bad: Any) -> int:
     if offsets[1] - offsets[0] != elements * DTYPE_BYTES[dtype]:
         raise bad(f"tensor {name!r}: shape {shape} does not match its {dtype} byte range")
     return elements
-
-
-def weights_digest(paths: list[Path]) -> str:
-    """SHA-256 over the names and bytes of the sorted safetensors files."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()

@@ -191,7 +191,7 @@ def fewshot_step(run: Run) -> Outcome:
     data_dir, tasks, reason = fewshot_plan()
     if not tasks:
         return Outcome(f"skipped: {reason}", {"reason": reason}, skipped=True)
-    model = TokenCounter(run.served_model())
+    model = fewshot_model(run.served_model())
     document = run_fewshot_tasks(model, tasks, data_dir, lambda text: run.progress("fewshot", text))
     job = EvaluationJob.objects.get(pk=run.job_id)
     result = store_benchmark_result(
@@ -209,7 +209,7 @@ def run_fewshot_for(contestant: Contestant) -> int | None:
     if not tasks:
         logger.warning("few-shot run for %s skipped: %s", contestant.name, reason)
         return None
-    model = TokenCounter(_load_model(contestant))
+    model = fewshot_model(_load_model(contestant))
     document = run_fewshot_tasks(model, tasks, data_dir, lambda text: logger.info("%s", text))
     result = store_benchmark_result(contestant=contestant, document=document, source="pipeline")
     return result.pk
@@ -258,24 +258,11 @@ def run_fewshot_tasks(
     return merged
 
 
-class TokenCounter:
-    """Counts the tokens the runner sends through a served model that does not count them."""
+def fewshot_model(served: Any) -> Any:
+    """The few-shot runner's view of a served model (``models_zoo.fewshot_lm.FewshotLM``)."""
+    from models_zoo.fewshot_lm import FewshotLM
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.num_parameters = getattr(model, "num_parameters", None)
-        self.digest = getattr(model, "digest", None)
-        self.tokens_processed = 0
-
-    def loglikelihood(self, pairs: Any) -> list[float]:
-        tokenizer = getattr(self.model, "tokenizer", None)
-        if tokenizer is not None and pairs:
-            encoded = tokenizer([context + continuation for context, continuation in pairs])
-            self.tokens_processed += sum(len(ids) for ids in encoded["input_ids"])
-        return list(self.model.loglikelihood(pairs))
-
-    def generate(self, prompts: Any, *, max_new_tokens: int, stop: Any) -> list[str]:
-        return list(self.model.generate(prompts, max_new_tokens=max_new_tokens, stop=stop))
+    return FewshotLM(served)
 
 
 ARENA_HOOK = ("arena.services", "pregenerate_answers_for")

@@ -1,4 +1,9 @@
-"""evalcore/ and models_zoo/ never import the web stack; evalcore never imports torch eagerly."""
+"""evalcore/ and models_zoo/ never import the web stack; evalcore never imports a model stack.
+
+evalcore reaches models only through its few-shot protocol (``evalcore/fewshot/lm.py``): no
+file of it imports torch, transformers, sentence_transformers or models_zoo, at module level or
+inside a function, under ``TYPE_CHECKING`` or not.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_STACK = {"django", "rest_framework", "celery", "kombu", "drf_spectacular"}
-EAGER_HEAVY = {"torch", "models_zoo", "transformers", "sentence_transformers"}
+MODEL_STACK = {"torch", "models_zoo", "transformers", "sentence_transformers", "tokenizers"}
 
 
 def module_level_imports(path: Path) -> list[tuple[str, int, bool]]:
@@ -49,14 +54,23 @@ def test_pure_packages_never_import_the_web_stack(package: str) -> None:
     assert offenders == []
 
 
-def test_evalcore_imports_torch_and_models_zoo_only_lazily() -> None:
+def test_evalcore_never_imports_a_model_stack() -> None:
     offenders = [
-        f"{path.relative_to(ROOT)}:{line} imports {name} at module level"
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
         for path in python_files("evalcore")
-        for name, line, top_level in module_level_imports(path)
-        if name in EAGER_HEAVY and top_level and "TYPE_CHECKING" not in path.read_text()
+        for name, line, _ in module_level_imports(path)
+        if name in MODEL_STACK
     ]
     assert offenders == []
+
+
+def test_a_type_checking_block_is_no_exemption(tmp_path: Path) -> None:
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text(
+        "from __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import torch\n"
+    )
+    assert ("torch", 4, True) in module_level_imports(sneaky)
 
 
 def test_layering_check_catches_a_forbidden_import(tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Few-shot NLU benchmarks (FewNLU protocol on FewGLUE) for any local causal LM.
+"""Few-shot NLU benchmarks (FewNLU protocol on FewGLUE) for any model behind ``lm.LanguageModel``.
+
+The command line that loads a model and runs them is ``python -m models_zoo.evaluate``.
 
 Heavy modules load lazily: importing this package (or ``evalcore.fewshot.schema``) pulls in
 neither torch nor numpy.

@@ -1,8 +1,7 @@
 """The protocol through which the few-shot runner talks to a language model.
 
-Implemented by ``models_zoo.serving.ServedModel`` and by
-``evalcore.fewshot.hf_adapter.HFCausalLM`` (any local transformers causal-LM directory).
-Nothing here imports torch.
+Implemented structurally by ``models_zoo.fewshot_lm.FewshotLM`` (a model loaded by
+``models_zoo.serving``); evalcore never imports torch, transformers or models_zoo.
 """
 
 from __future__ import annotations
@@ -16,7 +15,11 @@ class LanguageModel(Protocol):
     """A scorer of continuations and a greedy generator.
 
     Optional attributes read when present: ``name``, ``digest``, ``num_parameters``,
-    ``tokens_processed`` (a running count of tokens run through the model).
+    ``tokens_processed`` (a running count of tokens run through the model) and ``scoring``
+    (a dict of what decides the scored tokens: special tokens, dtype ..., for the provenance).
+    Optional methods used by lm-eval task files: ``greedy(pairs) -> list[bool]`` (is each
+    continuation the greedy one; loglikelihood tasks' ``acc``) and
+    ``render_chat(messages) -> str`` (the chat format).
     """
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -46,3 +49,9 @@ def describe_model(model: object, path: str | None = None) -> dict[str, object]:
         "digest": getattr(model, "digest", None),
         "num_parameters": getattr(model, "num_parameters", None),
     }
+
+
+def describe_scoring(model: object) -> dict[str, object] | None:
+    """The ``provenance.scoring`` block: the model's ``scoring`` attribute, when it has one."""
+    scoring = getattr(model, "scoring", None)
+    return dict(scoring) if isinstance(scoring, dict) else None

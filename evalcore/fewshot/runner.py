@@ -13,7 +13,7 @@ Deviation from lm-evaluation-harness: each (split, pattern, k) uses ONE fixed se
 demonstrations for all of its docs, drawn from that split's train half (as in the fixed-prompt
 set-ups of Zhao et al. 2021, "Calibrate before use", arXiv:2102.09690). The variance over
 demonstration sets then shows up as the std over splits, and every context of a (split, config)
-shares one demonstration prefix, which the HF adapter computes once.
+shares one demonstration prefix, which ``models_zoo.scoring`` computes once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from evalcore.fewshot import metrics
 from evalcore.fewshot.data import load_task_data, records_to_docs, resolve_data_dir
-from evalcore.fewshot.lm import LanguageModel, describe_model
+from evalcore.fewshot.lm import LanguageModel, describe_model, describe_scoring
 from evalcore.fewshot.registry import DEMO_SEPARATOR, Doc, TaskSpec, get_task
 from evalcore.fewshot.sampler import DemoSampler, Split, make_splits
 from evalcore.fewshot.schema import FEWNLU_TASKS, SCHEMA_VERSION
@@ -140,7 +140,11 @@ def run_fewshot(
         results[spec.name]["patterns"] = describe_patterns(spec)
     protocol = protocol_block(splits, seed, limit, {"shots": sorted(set(shots))})
     tokens = _tokens_delta(tokens_before, getattr(model, "tokens_processed", None))
-    work = {"requests_characters": table_chars, "tokens_processed": tokens}
+    work = {
+        "requests_characters": table_chars,
+        "tokens_processed": tokens,
+        "scoring": describe_scoring(model),
+    }
     return build_results(
         "in_context", describe_model(model, model_path), results, protocol, root, started, work
     )
@@ -402,7 +406,11 @@ def build_results(
 def average(task_results: dict[str, Any]) -> dict[str, Any] | None:
     """The FewNLU average: tasks weighted equally, each by its task score (CB and MultiRC count
     the mean of their two metrics). The std is over split indices of the per-split averages."""
-    names = [name for name in task_results if name in FEWNLU_TASKS]
+    names = [
+        name
+        for name, block in task_results.items()
+        if name in FEWNLU_TASKS and block.get("kind") != "lm_eval"
+    ]
     if not names:
         return None
     splits = min(len(task_results[name]["splits"]) for name in names)

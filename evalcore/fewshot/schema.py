@@ -14,6 +14,8 @@ Shape (``schema_version`` 1; scores are fractions in [0, 1])::
                       "score": {"mean", "std"}, "dev_test_spearman": {"mean", "std"} | null,
                       "splits": [{"seed", "chosen", "dev_score", "test_score", ...}], ...}},
      "average": {"mean", "std", "tasks", "complete"} | null,
+     (a task run from an lm-eval task file has "kind": "lm_eval" and metrics among acc,
+      acc_norm {"mean", "std", "stderr"} and perplexity {"value"}),
      "provenance": {...}}
 """
 
@@ -34,7 +36,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "wic": ("accuracy",),
     "wsc": ("accuracy",),
 }
-FEWNLU_TASKS = tuple(TASK_METRICS)  # the seven tasks of the FewNLU average (no ReCoRD)
+FEWNLU_TASKS = tuple(TASK_METRICS)
+LM_EVAL_METRICS = (
+    "acc",
+    "acc_norm",
+    "perplexity",
+)  # tasks with "kind": "lm_eval"  # the seven tasks of the FewNLU average (no ReCoRD)
 
 
 class ResultsSchemaError(ValueError):
@@ -104,6 +111,9 @@ def _check_model(model: Any, errors: list[str]) -> None:
 
 def _check_task(name: str, block: Any, errors: list[str]) -> None:
     path = f"tasks.{name}"
+    if isinstance(block, Mapping) and block.get("kind") == "lm_eval":
+        _check_lm_eval_task(path, block, errors)
+        return
     if name not in TASK_METRICS:
         errors.append(f"{path}: unknown task {name!r}; known: {', '.join(TASK_METRICS)}")
         return
@@ -132,6 +142,27 @@ def _check_task(name: str, block: Any, errors: list[str]) -> None:
     splits = block.get("splits")
     if splits is not None:
         _check_splits(path, splits, errors)
+
+
+def _check_lm_eval_task(path: str, block: Mapping[str, Any], errors: list[str]) -> None:
+    """A task run from an lm-eval task file: metrics among ``LM_EVAL_METRICS``."""
+    found = block.get("metrics")
+    if not isinstance(found, Mapping) or not found:
+        errors.append(f"{path}.metrics: missing")
+        return
+    for metric, value in found.items():
+        if metric not in LM_EVAL_METRICS:
+            errors.append(
+                f"{path}.metrics.{metric}: unknown metric; allowed: {', '.join(LM_EVAL_METRICS)}"
+            )
+        elif metric == "perplexity":
+            if not isinstance(value, Mapping):
+                errors.append(f"{path}.metrics.perplexity: expected an object with a value")
+            else:
+                where = f"{path}.metrics.perplexity.value"
+                _check_number(where, value.get("value"), errors, 1.0, math.inf)
+        else:
+            _check_mean_std(f"{path}.metrics.{metric}", value, errors, low=0.0, high=1.0)
 
 
 def _check_splits(path: str, splits: Any, errors: list[str]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models_zoo.testing import make_tiny_checkpoint
+from models_zoo.testing import make_tiny_causal_lm, make_tiny_checkpoint, make_tiny_llama
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +19,31 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
         arch: make_tiny_checkpoint(root / arch, arch=arch)
         for arch in ("dense", "longnet", "llama", "gpt2")
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 with a few-shot-shaped tokenizer (no BOS added)."""
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2"), positions=256)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose tokenizer adds BOS and has a chat template."""
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), positions=256)
+
+
+@pytest.fixture(scope="session")
+def fewglue_dir() -> Path:
+    """The shared FewGLUE folder; tests that read it skip in a clone without ../shared."""
+    import os
+
+    from evalcore.fewshot.data import DATA_DIR_ENV, DEFAULT_DATA_DIR
+
+    path = Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    if not (path / "RTE" / "val.jsonl").is_file():
+        pytest.skip(f"FewGLUE data not found at {path}")
+    return path
 
 
 @pytest.fixture(autouse=True, scope="package")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -120,26 +119,6 @@ def test_bad_arguments_raise_value_errors(tiny_checkpoints: dict[str, Path]) -> 
     model = serving.load(path, device="cpu")
     with pytest.raises(ValueError, match="not a single string"):
         model.generate("The cat")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("module", "kwargs", "feature"),
-    [
-        ("models_zoo.quantization", {"quantize": "int8"}, "int8 weight quantization"),
-        ("models_zoo.offload", {"max_memory": {"cpu": "1GiB"}}, "CPU offload"),
-    ],
-)
-def test_memory_features_raise_not_implemented_until_their_modules_exist(
-    tiny_checkpoints: dict[str, Path],
-    monkeypatch: pytest.MonkeyPatch,
-    module: str,
-    kwargs: dict[str, object],
-    feature: str,
-) -> None:
-    monkeypatch.setitem(sys.modules, module, None)  # makes the import raise ImportError
-    serving.clear_cache()
-    with pytest.raises(NotImplementedError, match=f"{feature} .*memory-efficient serving issue"):
-        serving.load(tiny_checkpoints["dense"], device="cpu", **kwargs)  # type: ignore[arg-type]
 
 
 def test_pickled_weights_are_refused(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:

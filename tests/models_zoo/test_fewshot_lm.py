@@ -1,40 +1,35 @@
+"""The few-shot LM adapter over serving: prefix-tree scoring, truncation, generation, CLI."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from evalcore.fewshot.cli import main
+from evalcore.fewshot.lm import LanguageModel
 from evalcore.fewshot.runner import run_fewshot
 from evalcore.fewshot.schema import validate_results
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # type: ignore[no-untyped-def]
-    # A tiny model gains nothing from threads, and on a busy 2-core host OpenMP spin-waits
-    # make two threads 10x slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
+from models_zoo import serving
+from models_zoo.evaluate import main
+from models_zoo.fewshot_lm import FewshotLM, load_fewshot_lm
+from models_zoo.serving import ServedModel
+from models_zoo.testing import make_tiny_causal_lm
+from models_zoo.truncation import TrimmedContexts
 
 DEMOS = "Passage: the fox jumps over the dog. Question: Is it true? Answer: yes\n\n" * 4
 
 
-def reference_loglikelihood(model, context: str, continuation: str) -> float:  # type: ignore[no-untyped-def]
+def reference_loglikelihood(served: ServedModel, context: str, continuation: str) -> float:
     """One plain forward pass over context + continuation, no grouping, cache or batching."""
-    tokenizer = model.tokenizer
+    tokenizer = served.tokenizer
     context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
     whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
     continuation_ids = whole[len(context_ids) :]
     ids = (context_ids or [tokenizer.eos_token_id]) + continuation_ids
     with torch.inference_mode():
-        logprobs = torch.log_softmax(model.model(torch.tensor([ids])).logits[0], dim=-1)
+        logprobs = torch.log_softmax(served.model(torch.tensor([ids])).logits[0], dim=-1)
     start = len(ids) - len(continuation_ids) - 1
     return sum(logprobs[start + i, t].item() for i, t in enumerate(continuation_ids))
 
@@ -48,15 +43,21 @@ def pairs() -> list[tuple[str, str]]:
     return out + [("", "hello there"), ("short", " x"), (DEMOS * 3, " yes")]  # last: truncated
 
 
-def test_prefix_cache_and_grouping_match_plain_forward_passes(tiny_model_dir: Path, pairs) -> None:  # type: ignore[no-untyped-def]
-    from evalcore.fewshot.hf_adapter import HFCausalLM
+def test_adapter_satisfies_the_runner_protocol(tiny_model_dir: Path) -> None:
+    model = load_fewshot_lm(tiny_model_dir)
+    assert isinstance(model, LanguageModel)
+    assert model.scoring["special_tokens"] == "tokenizer"
+    assert model.scoring["special_tokens_added"] == []  # GPT-2-style: no BOS added
 
-    fast = HFCausalLM(tiny_model_dir, min_prefix_tokens=8)
-    plain = HFCausalLM(tiny_model_dir, prefix_cache=False, token_budget=1)
+
+def test_prefix_cache_and_grouping_match_plain_forward_passes(tiny_model_dir: Path, pairs) -> None:  # type: ignore[no-untyped-def]
+    served = serving.load(tiny_model_dir, device="cpu")
+    fast = FewshotLM(served, min_prefix_tokens=8, invariant=False)
+    plain = FewshotLM(served, prefix_cache=False, batch_size=1, invariant=False)
     got = fast.loglikelihood(pairs)
     assert got == pytest.approx(plain.loglikelihood(pairs), abs=1e-4)
     for index in (0, 1, 2, 36, 37):  # untruncated pairs against the plain reference
-        expected = reference_loglikelihood(fast, *pairs[index])
+        expected = reference_loglikelihood(served, *pairs[index])
         assert got[index] == pytest.approx(expected, abs=1e-4)
     assert fast.tokens_processed < plain.tokens_processed  # the prefix ran once
 
@@ -66,16 +67,15 @@ def test_nested_prefixes_run_each_prompt_token_once(tiny_model_dir: Path) -> Non
     # tokens run through the model are the nodes of the inputs' prefix tree (the block once,
     # each doc prompt once, each answer for its own tokens), plus the doc's last prompt token
     # again in each answer's row (its prediction scores the answer's first token).
-    from evalcore.fewshot.hf_adapter import HFCausalLM
-
-    model = HFCausalLM(tiny_model_dir, min_prefix_tokens=1)
+    served = serving.load(tiny_model_dir, device="cpu")
+    model = FewshotLM(served, min_prefix_tokens=1, invariant=False)
     docs = [
         "Passage: the dog. Question: is it?\nAnswer:",
         "Passage: a fox! Question: was it?\nAnswer:",
     ]
     answers = [" yes it is", " no it is not", " Maybe not so"]
     pairs = [(DEMOS + doc, answer) for doc in docs for answer in answers]
-    encode = model.tokenizer([c + x for c, x in pairs], add_special_tokens=False)["input_ids"]
+    encode = served.tokenizer([c + x for c, x in pairs], add_special_tokens=False)["input_ids"]
     inputs = [tuple(ids[:-1]) for ids in encode]  # the last token is only a target
     tree = {ids[: i + 1] for ids in inputs for i in range(len(ids))}
 
@@ -83,14 +83,12 @@ def test_nested_prefixes_run_each_prompt_token_once(tiny_model_dir: Path) -> Non
     assert model.tokens_processed == len(tree) + len(docs) * (len(answers) - 1)
     assert sum(len(ids) for ids in inputs) > 2 * len(tree)
     for index, pair in enumerate(pairs):
-        assert got[index] == pytest.approx(reference_loglikelihood(model, *pair), abs=1e-4)
+        assert got[index] == pytest.approx(reference_loglikelihood(served, *pair), abs=1e-4)
 
 
-def test_trimmed_contexts_score_like_the_full_contexts(tiny_model_dir: Path) -> None:
-    from evalcore.fewshot.hf_adapter import HFCausalLM
-    from evalcore.fewshot.truncation import TrimmedContexts
-
-    model = HFCausalLM(tiny_model_dir, max_length=48)  # the demo zoo's short-window case
+def test_trimmed_contexts_score_like_the_full_contexts(tmp_path: Path) -> None:
+    short = make_tiny_causal_lm(tmp_path / "short", positions=48)  # the demo zoo's case
+    model = FewshotLM(serving.load(short, device="cpu"), trim_contexts=False)
     trimmed = TrimmedContexts(model)
     long_pairs = [
         (DEMOS * 8 + f"Passage: dog {i}.\nAnswer:", x) for i in range(3) for x in (" yes", " no it")
@@ -100,12 +98,11 @@ def test_trimmed_contexts_score_like_the_full_contexts(tiny_model_dir: Path) -> 
     tail = trimmed.tail(long_pairs[0][0])
     assert len(tail) < len(long_pairs[0][0]) / 2 and long_pairs[0][0].endswith(tail)
     assert trimmed.tail("short") == "short" and trimmed.name == model.name
+    assert FewshotLM(model.served).loglikelihood(pairs) == trimmed.loglikelihood(pairs)
 
 
 def test_generate_is_greedy_and_stops_at_stop_strings(tiny_model_dir: Path) -> None:
-    from evalcore.fewshot.hf_adapter import HFCausalLM
-
-    model = HFCausalLM(tiny_model_dir)
+    model = load_fewshot_lm(tiny_model_dir)
     full = model.generate(["Question: Is it"], max_new_tokens=8, stop=())[0]
     assert model.generate(["Question: Is it"], max_new_tokens=8, stop=())[0] == full
     if len(full) > 2:
@@ -113,25 +110,26 @@ def test_generate_is_greedy_and_stops_at_stop_strings(tiny_model_dir: Path) -> N
         assert cut == full[: full.find(full[2:4])]
 
 
-def test_real_tiny_model_runs_the_protocol_end_to_end(tiny_model_dir: Path, data_dir: Path) -> None:
-    from evalcore.fewshot.hf_adapter import HFCausalLM
-
-    model = HFCausalLM(tiny_model_dir)
+def test_real_tiny_model_runs_the_protocol_end_to_end(
+    tiny_model_dir: Path, fewglue_dir: Path
+) -> None:
+    model = load_fewshot_lm(tiny_model_dir)
     results = run_fewshot(
-        model, tasks=["copa", "wic"], splits=2, data_dir=data_dir, limit=4, shots=(0, 1)
+        model, tasks=["copa", "wic"], splits=2, data_dir=fewglue_dir, limit=4, shots=(0, 1)
     )
     assert validate_results(results) == []
     assert results["model"]["digest"].startswith("sha256:")
     assert results["provenance"]["tokens_processed"] > 0
+    assert results["provenance"]["scoring"]["special_tokens"] == "tokenizer"
     assert results["tasks"]["copa"]["test_records"] == 4
 
 
 def test_cli_writes_a_valid_results_file(
-    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, fewglue_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "results.json"
     argv = ["--model", str(tiny_model_dir), "--tasks", "copa", "--splits", "2", "--limit", "3"]
-    code = main([*argv, "--shots", "0", "--data-dir", str(data_dir), "--out", str(out)])
+    code = main([*argv, "--shots", "0", "--data-dir", str(fewglue_dir), "--out", str(out)])
     assert code == 0
     document = json.loads(out.read_text())
     assert validate_results(document) == []

@@ -1,0 +1,362 @@
+"""Log-likelihood scoring of token sequences for ``models_zoo.serving``: a prefix tree over KV caches.
+
+A request is ``(tokens, count)``: the model input is ``tokens[:-1]`` and the last ``count``
+tokens are the continuation whose log-probabilities are summed.
+
+Fast path (each step is tested against the plain path, ``prefix_cache=False``):
+
+1. Requests whose model input is identical (the choices of one doc when each answer is one
+   token; in general context + continuation[:-1]) share ONE forward pass, as in
+   lm-evaluation-harness's one-token-continuation grouping.
+2. Inputs are sorted and walked as a prefix tree: a run of inputs sharing a long token prefix
+   (the demonstration block of a (split, config), then, below it, one doc's prompt under its
+   several multi-token answers, or a MultiRC paragraph) has that prefix run once, batch 1, and
+   is scored on the extended KV cache, recursively. No prompt token is computed twice.
+3. The remaining suffixes of a node are batched by similar length (padding under
+   1/``PADDING_SLACK``) up to ``batch_size`` rows and a token budget; they are right-padded,
+   which needs no attention mask under causal attention because no real position reads a pad.
+4. Only the positions that score a continuation token go through the LM head, so the
+   (batch x time x vocab) logits tensor is never materialised.
+
+Invariant mode (``chunk_tokens`` > 0, the default of ``models_zoo.serving``): floating-point
+kernels give bits that depend on shapes (a prefix run as one pass or as two, a row padded or
+not, a head over 1 or 8 rows), so a score would move with the other requests of a call, the
+batch size and, on resume, with what was already cached. Here every input is cut at fixed
+multiples of ``chunk_tokens`` and at the end of its context; each chunk runs batch 1 on the cache
+of the chunks before it, and is shared by every input with the same tokens up to its end (the
+choices of one doc share their whole context); the scored positions of a chunk go
+through the head in rows of a fixed minimum count. Each request then gets the same kernel
+calls whatever else is scored with it: fp32 results are bit-identical for any batch size,
+order or subset (``tests/models_zoo/test_scoring.py``). The cost: contexts that share only a
+demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and leaves are not
+batched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+# A batch's padding stays under 1/PADDING_SLACK of its tokens: on CPU, padded positions cost
+# as much as real ones and batching gains little, so similar lengths matter more than size.
+PADDING_SLACK = 8
+TOKEN_BUDGET = 8192  # maximum padded tokens per forward batch
+# CPU GEMMs of fewer than 4 rows take another kernel (other rounding) than 4 or more, whose rows
+# are independent of the row count: head inputs are padded to at least this many rows.
+MIN_HEAD_ROWS = 4
+
+Request = tuple[list[int], int]  # (context + continuation tokens, continuation length)
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """One unique model input and the requests scored on it."""
+
+    tokens: tuple[int, ...]
+    requests: tuple[tuple[int, tuple[int, ...]], ...]  # (request index, continuation tokens)
+    context_end: int = 0  # where the requests' context ends: a chunk boundary of its own
+
+    @property
+    def free_prefix(self) -> int:
+        """How many leading positions no request reads a prediction from."""
+        return len(self.tokens) - max(len(cont) for _, cont in self.requests)
+
+
+class PrefixTreeScorer:
+    """Scores requests on a causal LM, sharing every common token prefix through KV caches.
+
+    Args:
+        model: A transformers causal LM (``base_model`` + output embeddings).
+        cache_argument: The forward argument that takes a cache (``past_key_values``/``cache``).
+        prefix_cache: Run shared prefixes once; off gives the plain batched path.
+        split_head: Run only the scored positions through the LM head.
+        min_prefix_tokens: Fewest recomputed tokens a shared prefix must save to get its own pass.
+        chunk_tokens: Invariant mode's chunk length (0: the batched prefix tree; needs
+            ``prefix_cache`` and ``split_head``).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        cache_argument: str,
+        prefix_cache: bool = True,
+        split_head: bool = True,
+        min_prefix_tokens: int = 32,
+        pad_token: int = 0,
+        chunk_tokens: int = 0,
+    ) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.cache_argument = cache_argument
+        self.prefix_cache = prefix_cache
+        self.split_head = split_head
+        self.min_prefix_tokens = min_prefix_tokens
+        self.pad_token = pad_token
+        self.chunk_tokens = chunk_tokens if prefix_cache and split_head else 0
+        self.tokens_processed = 0
+        self.greedy: list[bool] = []  # per request of the last ``score``: every token argmax
+
+    def score(
+        self, requests: Sequence[Request], *, batch_size: int, token_budget: int = TOKEN_BUDGET
+    ) -> list[float]:
+        """Summed continuation log-probabilities, one per request (0.0 for an empty one)."""
+        out = [0.0] * len(requests)
+        self.greedy = [True] * len(requests)
+        sequences = _sequences(requests)
+        with torch.inference_mode():
+            if self.chunk_tokens:
+                self._score_chunks(sequences, 0, None, out, batch_size)
+            else:
+                self._score_node(sequences, 0, None, out, (batch_size, token_budget))
+        return out
+
+    def _score_chunks(
+        self,
+        sequences: list[_Sequence],
+        depth: int,
+        cache: Any,
+        out: list[float],
+        batch_size: int,
+    ) -> None:
+        """Invariant mode: run the next chunk of each input (up to the next multiple of
+        ``chunk_tokens``, or to its context's end if that comes first) once per distinct token
+        content, score the positions that fall in it, and recurse into the inputs that go on,
+        on the extended cache. The boundaries depend on an input's own tokens only; chunks of
+        equal length under one node run as rows of one batch (rows are computed independently
+        once a pass has ``MIN_HEAD_ROWS`` tokens, so short batches get copies of a row)."""
+        groups: dict[tuple[int, ...], list[_Sequence]] = {}
+        for sequence in sequences:
+            end = (depth // self.chunk_tokens + 1) * self.chunk_tokens
+            if depth < sequence.context_end < end:
+                end = sequence.context_end  # the choices of one context share all of it
+            groups.setdefault(sequence.tokens[depth:end], []).append(sequence)
+        by_length: dict[int, list[tuple[int, ...]]] = {}
+        for chunk in sorted(groups):
+            by_length.setdefault(len(chunk), []).append(chunk)
+        for _, chunks in sorted(by_length.items()):
+            for start in range(0, len(chunks), batch_size):
+                batch = chunks[start : start + batch_size]
+                self._run_chunks(batch, groups, depth, cache, out, batch_size)
+
+    def _run_chunks(
+        self,
+        chunks: list[tuple[int, ...]],
+        groups: dict[tuple[int, ...], list[_Sequence]],
+        depth: int,
+        cache: Any,
+        out: list[float],
+        batch_size: int,
+    ) -> None:
+        width = len(chunks[0])
+        rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
+        padded = chunks + [chunks[0]] * (rows - len(chunks))
+        ids = torch.tensor(padded, device=self.device)
+        result = self.model.base_model(**self._inputs(ids, depth, cache, rows=rows), use_cache=True)
+        self.tokens_processed += width * len(chunks)
+        child_cache = getattr(result, "cache", None) or result.past_key_values
+        for row, chunk in enumerate(chunks):
+            members = groups[chunk]
+            self._score_positions(result.last_hidden_state[row], members, depth, out)
+            longer = [s for s in members if len(s.tokens) > depth + width]
+            if longer:
+                child = _row_cache(child_cache, row)
+                self._score_chunks(longer, depth + width, child, out, batch_size)
+
+    def _score_positions(
+        self, hidden: torch.Tensor, members: list[_Sequence], start: int, out: list[float]
+    ) -> None:
+        """Add the log-probabilities predicted at positions ``start ..`` of ``hidden`` (one
+        chunk's states) to the requests whose continuation tokens they predict."""
+        width = hidden.shape[0]
+        cols, targets, owners = [], [], []
+        for sequence in members:
+            end = len(sequence.tokens)  # the input position after the last one
+            for index, cont in sequence.requests:
+                for offset, token in enumerate(cont):
+                    position = end - len(cont) + offset
+                    if start <= position < start + width:
+                        cols.append(position - start)
+                        targets.append(token)
+                        owners.append(index)
+        if not cols:
+            return
+        rows = cols + [cols[0]] * max(0, MIN_HEAD_ROWS - len(cols))
+        logits = self.model.get_output_embeddings()(hidden[rows])
+        self._add(logits[: len(targets)], targets, owners, out)
+
+    def _score_node(
+        self,
+        sequences: list[_Sequence],
+        depth: int,
+        cache: Any,
+        out: list[float],
+        limits: tuple[int, int],
+    ) -> None:
+        """Score sequences sharing ``tokens[:depth]``, whose KV states are in ``cache``.
+
+        A run of sequences sharing enough further tokens gets those tokens run once, batch 1,
+        and is scored recursively on the extended cache; the rest are scored in batches here.
+        """
+        leaves: list[_Sequence] = []
+        for run, shared in _runs(sequences, depth):
+            saved = (len(run) - 1) * (shared - depth)  # tokens not recomputed
+            if self.prefix_cache and len(run) > 1 and saved >= self.min_prefix_tokens:
+                child = self._extend(cache, run[0].tokens[depth:shared], depth)
+                self._score_node(run, shared, child, out, limits)
+            else:
+                leaves.extend(run)
+        for batch in _batches(leaves, depth, *limits):
+            self._score_batch(batch, depth, cache, out)
+
+    def _extend(self, cache: Any, tokens: tuple[int, ...], start: int) -> Any:
+        """A new cache holding ``cache`` followed by the KV states of ``tokens``."""
+        kwargs = self._inputs(torch.tensor([tokens], device=self.device), start, cache, rows=1)
+        result = self.model.base_model(**kwargs, use_cache=True)
+        self.tokens_processed += len(tokens)
+        return getattr(result, "cache", None) or result.past_key_values
+
+    def _inputs(self, ids: torch.Tensor, start: int, cache: Any, *, rows: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"input_ids": ids}
+        if cache is not None:
+            # The forward pass appends to the cache it is given: each call gets its own copy.
+            kwargs[self.cache_argument] = _copy_cache(cache, rows)
+            width = ids.shape[1]
+            positions = torch.arange(start, start + width, device=self.device)
+            kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
+        return kwargs
+
+    def _score_batch(
+        self, batch: list[_Sequence], depth: int, cache: Any, out: list[float]
+    ) -> None:
+        width = max(len(s.tokens) for s in batch) - depth
+        ids = torch.full((len(batch), width), self.pad_token, dtype=torch.long)
+        for row, sequence in enumerate(batch):
+            suffix = sequence.tokens[depth:]
+            ids[row, : len(suffix)] = torch.tensor(suffix)
+        kwargs = self._inputs(ids.to(self.device), depth, cache, rows=len(batch))
+        kwargs["use_cache"] = cache is not None
+        self.tokens_processed += sum(len(s.tokens) - depth for s in batch)
+        rows, cols, targets, owners = _targets(batch, depth)
+        if self.split_head:
+            hidden = self.model.base_model(**kwargs).last_hidden_state
+            logits = self.model.get_output_embeddings()(hidden[rows, cols])
+        else:
+            logits = self.model(**kwargs).logits[rows, cols]
+        self._add(logits[: len(targets)], targets, owners, out)
+
+    def _add(
+        self, logits: torch.Tensor, targets: list[int], owners: list[int], out: list[float]
+    ) -> None:
+        """Add each row's target log-probability to its owner; note non-greedy tokens."""
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        index = torch.tensor(targets, device=self.device)
+        picked = logprobs[torch.arange(len(targets)), index]
+        hits = (logprobs.argmax(dim=-1) == index).tolist()
+        for owner, value, hit in zip(owners, picked.tolist(), hits, strict=True):
+            out[owner] += value
+            self.greedy[owner] = self.greedy[owner] and hit
+
+
+def _sequences(requests: Sequence[Request]) -> list[_Sequence]:
+    """Group requests by model input (all tokens but the last) and context length, sorted."""
+    groups: dict[tuple[tuple[int, ...], int], list[tuple[int, tuple[int, ...]]]] = {}
+    for index, (tokens, count) in enumerate(requests):
+        if count <= 0:
+            continue
+        if count >= len(tokens):
+            raise ValueError(f"request {index}: {count} continuation tokens need a context")
+        key = (tuple(tokens[:-1]), len(tokens) - count)
+        groups.setdefault(key, []).append((index, tuple(tokens[-count:])))
+    return [_Sequence(t, tuple(reqs), end) for (t, end), reqs in sorted(groups.items())]
+
+
+def _runs(sequences: list[_Sequence], depth: int) -> list[tuple[list[_Sequence], int]]:
+    """Split sorted ``sequences`` (all sharing ``tokens[:depth]``) into runs, each with the
+    number of leading tokens every member shares and no member reads a prediction from."""
+    runs: list[tuple[list[_Sequence], int]] = []
+    for sequence in sequences:
+        if runs:
+            run, shared = runs[-1]
+            common = _common_prefix(run[-1].tokens, sequence.tokens, start=depth)
+            joined = min(shared, common, sequence.free_prefix)
+            if joined > depth:
+                run.append(sequence)
+                runs[-1] = (run, joined)
+                continue
+        runs.append(([sequence], sequence.free_prefix))
+    return runs
+
+
+def _batches(
+    sequences: list[_Sequence], depth: int, batch_size: int, token_budget: int
+) -> list[list[_Sequence]]:
+    """Sequences sorted by length (ties by tokens), cut into batches of at most ``batch_size``
+    rows and ``token_budget`` padded tokens whose padding stays under 1/``PADDING_SLACK``."""
+    ordered = sorted(sequences, key=lambda s: (-len(s.tokens), s.tokens))
+    batches: list[list[_Sequence]] = []
+    for sequence in ordered:
+        length = len(sequence.tokens) - depth
+        if batches and len(batches[-1]) < batch_size:
+            width = len(batches[-1][0].tokens) - depth
+            fits = (len(batches[-1]) + 1) * width <= token_budget
+            if fits and length * PADDING_SLACK >= width * (PADDING_SLACK - 1):
+                batches[-1].append(sequence)
+                continue
+        batches.append([sequence])
+    return batches
+
+
+def _targets(
+    batch: list[_Sequence], prefix: int
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Flat (row, column) positions that predict each continuation token, with owners."""
+    rows, cols, targets, owners = [], [], [], []
+    for row, sequence in enumerate(batch):
+        end = len(sequence.tokens) - prefix  # column after the last input token
+        for index, cont in sequence.requests:
+            for offset, token in enumerate(cont):
+                rows.append(row)
+                cols.append(end - len(cont) + offset)
+                targets.append(token)
+                owners.append(index)
+    return rows, cols, targets, owners
+
+
+def _copy_cache(cache: Any, rows: int = 1) -> Any:
+    """A copy of a batch-1 ``DynamicCache`` broadcast to ``rows`` rows, sharing its tensors.
+
+    DynamicLayer.update rebinds ``torch.cat`` results rather than writing into the old tensors,
+    so a shallow copy of the layer objects suffices, and an ``expand`` view (no copy, unlike
+    ``batch_repeat_interleave``) broadcasts the prefix: the concatenation copies it once.
+    """
+    clone = copy.copy(cache)
+    clone.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in clone.layers:
+        assert layer.keys.shape[0] == 1, "prefix caches are built with batch 1"
+        if rows > 1:
+            layer.keys = layer.keys.expand(rows, -1, -1, -1)
+            layer.values = layer.values.expand(rows, -1, -1, -1)
+    return clone
+
+
+def _row_cache(cache: Any, row: int) -> Any:
+    """A batch-1 view of one row of a ``DynamicCache`` (the next pass copies it on append)."""
+    clone = copy.copy(cache)
+    clone.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in clone.layers:
+        layer.keys = layer.keys[row : row + 1]
+        layer.values = layer.values[row : row + 1]
+    return clone
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...], start: int = 0) -> int:
+    limit = min(len(a), len(b))
+    index = start
+    while index < limit and a[index] == b[index]:
+        index += 1
+    return index

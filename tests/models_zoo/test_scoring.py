@@ -1,0 +1,99 @@
+"""Scoring invariance (batch size, order, co-requests) and lm-eval's special-token encoding."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from models_zoo import serving
+
+DEMOS = "Passage: the fox jumps over the dog. Question: Is it true? Answer: yes\n\n" * 3
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[tuple[str, str]]:
+    out = []
+    for i in range(16):
+        context = DEMOS + f"Passage: dog {i} and fox {i * 7}. Question: is {i} true?\nAnswer:"
+        out += [(context, " yes"), (context, " no"), (context, " Maybe not so")]
+    return out + [("", "hello there"), ("short", " x"), ("Answer: ", "yes")]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_model_dir"])
+def test_fp32_scores_are_bit_identical_for_any_batch_size_order_and_subset(
+    fixture: str, pairs: list[tuple[str, str]], request: pytest.FixtureRequest
+) -> None:
+    served = serving.load(request.getfixturevalue(fixture), device="cpu")
+    reference = served.loglikelihood(pairs, batch_size=1)
+    for batch_size in (1, 8, 32):
+        for seed in (0, 1):
+            order = list(range(len(pairs)))
+            random.Random(seed).shuffle(order)
+            got = served.loglikelihood([pairs[i] for i in order], batch_size=batch_size)
+            assert [got[order.index(i)] for i in range(len(pairs))] == reference
+    assert served.loglikelihood(pairs[::5], batch_size=8) == reference[::5]  # a resumed part
+    assert [served.loglikelihood([pair])[0] for pair in pairs[:4]] == reference[:4]
+    plain = served.loglikelihood(pairs, prefix_cache=False, invariant=False, batch_size=8)
+    assert plain == pytest.approx(reference, abs=1e-5)
+
+
+def test_zoo_models_are_batch_invariant_too(tiny_checkpoints: dict[str, Path]) -> None:
+    served = serving.load(tiny_checkpoints["longnet"], device="cpu")
+    pairs = [("The cat sat", " on the mat"), ("A", " b"), ("The cat sat", " down"), ("", "Hi")]
+    reference = served.loglikelihood(pairs, batch_size=1)
+    assert served.loglikelihood(pairs[::-1], batch_size=32)[::-1] == reference
+
+
+def test_a_bos_tokenizer_scores_as_lm_eval_encodes(tiny_llama_dir: Path) -> None:
+    served = serving.load(tiny_llama_dir, device="cpu")
+    bos = served.tokenizer.bos_token_id
+    tokens, count = served.encode_pair("Question: is it?\nAnswer:", " yes")
+    whole = served.tokenizer("Question: is it?\nAnswer: yes")["input_ids"]
+    assert (
+        whole[0] == bos
+        and tokens == whole
+        and count == len(whole) - len(served.tokenizer("Question: is it?\nAnswer:")["input_ids"])
+    )
+    # A context that already starts with the BOS text gets no second BOS (lm-eval's rule).
+    tokens, _ = served.encode_pair("<s>Question:", " yes")
+    assert tokens.count(bos) == 1
+    # An empty context: BOS alone as context, the continuation without special tokens.
+    tokens, count = served.encode_pair("", "hello")
+    assert tokens[0] == bos and count == len(tokens) - 1
+    # "none": lm-eval's add_bos_token=False.
+    tokens, _ = served.encode_pair("Question:", " yes", special_tokens="none")
+    assert bos not in tokens
+    with_bos = served.loglikelihood([("Question: is it?\nAnswer:", " yes")])[0]
+    without = served.loglikelihood([("Question: is it?\nAnswer:", " yes")], special_tokens="none")[
+        0
+    ]
+    assert with_bos != without
+    settings = served.scoring_settings()
+    assert settings["special_tokens_added"] == [bos] and settings["empty_context_token"] == bos
+
+
+def test_bos_scores_equal_a_plain_forward_pass_over_the_bos_sequence(tiny_llama_dir: Path) -> None:
+    served = serving.load(tiny_llama_dir, device="cpu")
+    context, continuation = "Passage: the fox. Question: is it?\nAnswer:", " yes it is"
+    [score] = served.loglikelihood([(context, continuation)])
+    context_ids = served.tokenizer(context)["input_ids"]
+    whole = served.tokenizer(context + continuation)["input_ids"]
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(served.model(torch.tensor([whole])).logits[0], dim=-1)
+    expected = sum(float(logprobs[i - 1, whole[i]]) for i in range(len(context_ids), len(whole)))
+    assert score == pytest.approx(expected, abs=1e-5)
+
+
+def test_invariant_mode_runs_a_shared_context_once(tiny_llama_dir: Path) -> None:
+    served = serving.load(tiny_llama_dir, device="cpu")
+    context = DEMOS + "Passage: a fox! Question: was it?\nAnswer:"
+    answers = [" yes it is", " no it is not", " Maybe not so", " x"]
+    encoded = [served.encode_pair(context, answer) for answer in answers]
+    context_tokens = len(encoded[0][0]) - encoded[0][1]
+    before = served.tokens_processed
+    served.loglikelihood([(context, answer) for answer in answers])
+    expected = context_tokens + sum(count - 1 for _, count in encoded)
+    assert served.tokens_processed - before == expected
