@@ -19,6 +19,7 @@ from evalcore.ratings.counts import PairCounts
 from evalcore.ratings.elo import bootstrap_elo, outcome_scores, replay_elo
 from evalcore.ratings.params import RatingParams
 from evalcore.ratings.result import RatingsResult, build_result
+from evalcore.ratings.sandwich import normal_interval, pair_sandwich
 from evalcore.types import Battle, Outcome
 
 SEQUENCE_DIGEST_VERSION = "ladder.battle-sequence.v1"
@@ -53,20 +54,27 @@ def compute_ratings(
         )
     if params.anchor is not None:
         counts.index_of(params.anchor[0], field="anchor")
-    outcomes = PairOutcomes.from_counts(counts, params.ties)
+    floor = params.reweight_floor if params.reweight else None
+    outcomes = PairOutcomes.from_counts(counts, params.ties, reweight_floor=floor)
     if outcomes.cells.sum() == 0:
         raise EmptyInputError("no battles left to fit after the tie policy")
+    intervals: dict[str, tuple[Any, Any]] = {}
     with single_threaded_blas():
         fit = fit_strengths(outcomes, method=params.method, ridge=params.ridge)
         diagnostics = _fit_diagnostics(fit, outcomes, params)
-        bounds = None
         if params.bootstrap_rounds > 0:
-            bounds = _bootstrap_bounds(outcomes, fit, params, diagnostics, progress=progress)
+            intervals["bootstrap"] = _bootstrap_bounds(
+                outcomes, fit, params, diagnostics, progress=progress
+            )
+        if params.method == "bt":
+            sandwich = pair_sandwich(outcomes, fit.strengths, ridge=params.ridge)
+            low, high = normal_interval(fit.strengths, sandwich.covariance, params.confidence)
+            intervals["sandwich"] = (_to_rating(low, params), _to_rating(high, params))
     return build_result(
         counts,
         params,
         _to_rating(fit.strengths, params),
-        bounds,
+        intervals,
         input_digest=counts.digest(),
         diagnostics=diagnostics,
     )
@@ -155,7 +163,7 @@ def _rate_online_elo(
         "battles_replayed": len(ordered),
         "battles_without_tstamp": int(np.count_nonzero(np.isnan(ordered.tstamp))),
     }
-    bounds = None
+    intervals = {}
     if params.bootstrap_rounds > 0:
         draws = bootstrap_elo(
             a,
@@ -167,14 +175,14 @@ def _rate_online_elo(
             progress=progress,
             **constants,
         )
-        bounds = percentile_interval(draws, params.confidence)
+        intervals["bootstrap"] = percentile_interval(draws, params.confidence)
         diagnostics["bootstrap"] = {"rounds": params.bootstrap_rounds}
     # Elo depends on order, so the digest covers the time-ordered sequence, not just the counts.
     return build_result(
         counts,
         params,
         ratings,
-        bounds,
+        intervals,
         input_digest=sequence_digest(ordered),
         diagnostics=diagnostics,
     )
