@@ -49,7 +49,10 @@ class RatingParams:
         style_control: contextual Bradley–Terry: strengths plus coefficients on the answers'
             style features (:mod:`~evalcore.ratings.style`); needs battles with style columns.
         style_penalty: L2 penalty on the style coefficients only, on the per-vote (mean) scale
-            of the likelihood: ``style_penalty/2·Σγ²`` next to the mean log-likelihood.
+            of the likelihood: ``style_penalty/2·Σγ²`` next to the mean log-likelihood. The
+            default 0.001 is about 0.5 % of a coefficient's per-vote curvature (≈ 0.2), so it
+            bounds the coefficients without shrinking them noticeably; arena-rank's default,
+            1.0, shrinks them several-fold.
         ridge: Gaussian prior strength on natural-log strengths, penalty ``ridge/2·Σ s²``. 0 is
             the plain MLE and refuses data without a finite one; > 0 always gives finite ratings.
         confidence: coverage of the percentile interval.
@@ -70,7 +73,7 @@ class RatingParams:
     reweight: bool = False
     reweight_floor: int = 50
     style_control: bool = False
-    style_penalty: float = 1.0
+    style_penalty: float = 0.001
     ridge: float = 0.0
     confidence: float = 0.95
     k: float = 4.0

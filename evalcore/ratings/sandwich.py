@@ -74,7 +74,7 @@ def pair_laplacian(m: int, first: IntArray, second: IntArray, value: FloatArray)
     matrix = -(flat + flat.T)
     diagonal = np.arange(m)
     matrix[diagonal, diagonal] = np.bincount(first, value, m) + np.bincount(second, value, m)
-    return matrix
+    return np.asarray(matrix, dtype=np.float64)
 
 
 def sandwich_covariance(
