@@ -10,11 +10,12 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from evalcore.ratings import RatingParams
 from leaderboard import publishing, queries
 from leaderboard.exceptions import UnknownPublishJob, parse_category, parse_release_number
 from leaderboard.export import COLUMNS, row_dicts
 from leaderboard.models import PublishJob, Release
-from leaderboard.pages import change_summary, release_csv_url
+from leaderboard.pages import change_summary, interval_method, release_csv_url
 from leaderboard.serializers import PublishRequestSerializer
 
 LIST_LIMIT = 100
@@ -35,15 +36,28 @@ def release_metadata(release: Release, *, full_changes: bool = True) -> dict[str
         "code_version": release.code_version,
         "changes": release.changes if full_changes else change_summary(release.changes),
         "csv_url": release_csv_url(release),
+        "interval_method": interval_method(release),
     }
 
 
 def release_body(release: Release) -> dict[str, Any]:
-    rows = list(release.rows.order_by("position").values(*COLUMNS, "below_min_votes"))
+    rows = list(
+        release.rows.order_by("position").values(*COLUMNS, "below_min_votes", "preliminary")
+    )
+    listed = row_dicts(r for r in rows if not r["below_min_votes"])
+    columns = list(COLUMNS)
+    if RatingParams.from_dict(release.params).uses_listing_columns:
+        # As in the CSV: the interval method and the preliminary mark, after the core columns.
+        method = interval_method(release)
+        flags = [r["preliminary"] for r in rows if not r["below_min_votes"]]
+        listed = [
+            {**row, "interval": method, "preliminary": flag} for row, flag in zip(listed, flags)
+        ]
+        columns += ["interval", "preliminary"]
     return {
         **release_metadata(release),
-        "columns": list(COLUMNS),
-        "rows": row_dicts(r for r in rows if not r["below_min_votes"]),
+        "columns": columns,
+        "rows": listed,
         "below_min_votes": row_dicts(r for r in rows if r["below_min_votes"]),
     }
 

@@ -210,6 +210,8 @@ class ReleaseRow(models.Model):
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="rows")
     position = models.PositiveIntegerField()
     below_min_votes = models.BooleanField(default=False)
+    # Ranked although under min_votes (listing rule "preliminary"), marked as such on the page.
+    preliminary = models.BooleanField(default=False)
     rank = models.PositiveIntegerField(null=True, blank=True)
     rank_ub = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100)

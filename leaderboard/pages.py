@@ -33,6 +33,7 @@ TABLE_FIELDS = (
     "eval_cost_usd",
     "eval_energy_kwh",
     "eval_co2e_g",
+    "preliminary",
 )
 HEADERS = (
     ("rank", "Rank", True),
@@ -128,6 +129,21 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _mark(row: dict[str, Any]) -> str:
+    if not row["preliminary"]:
+        return ""
+    return ' <span class="pill preliminary" title="fewer votes than the listing minimum">preliminary</span>'
+
+
+def interval_method(release: Release) -> str:
+    """How the release's intervals were made: "bootstrap" or "sandwich" (or "" for none)."""
+    params = release.params
+    method = params.get("interval", "bootstrap")
+    if method == "bootstrap" and not params.get("bootstrap_rounds"):
+        return ""
+    return str(method)
+
+
 def table_html(rows: list[dict[str, Any]]) -> SafeString:
     """The ranked table's body. Built in Python: the template engine needs ~0.2 ms per row,
     which is most of the page's budget at 500 models; every text cell is escaped."""
@@ -140,7 +156,7 @@ def table_html(rows: list[dict[str, Any]]) -> SafeString:
             )
         lines.append(
             f'<tr><td class="num">{row["rank"]}</td><td class="num">{row["rank_ub"]}</td>'
-            f'<td><a href="{escape(row["url"])}">{escape(row["model"])}</a></td>'
+            f'<td><a href="{escape(row["url"])}">{escape(row["model"])}</a>{_mark(row)}</td>'
             f'<td class="num">{_number(row["rating"])}{interval}</td>'
             f'<td class="num">{row["votes"]}</td>'
             f'<td class="num">{_fewshot_cell(row)}</td><td class="num">{_compute_cell(row)}</td>'
@@ -190,6 +206,7 @@ def release_context(
         "changes": change_summary(release.changes),
         "csv_url": release_csv_url(release),
         "min_votes": release.params.get("min_votes", 0),
+        "interval_method": interval_method(release),
         "reproduce": " ".join(
             [
                 "python -m evalcore.ratings battles.jsonl",

@@ -283,6 +283,7 @@ def _release_row(
         release=release,
         position=position,
         below_min_votes=row.below_min_votes,
+        preliminary=row.preliminary,
         rank=row.rank,
         rank_ub=row.rank_ub,
         model=row.model,

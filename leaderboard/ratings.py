@@ -39,6 +39,7 @@ class CoreRow:
     votes: int
     win_rate: float | None
     below_min_votes: bool = False
+    preliminary: bool = False  # ranked, with fewer than min_votes votes (listing rule)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,22 @@ def compute_battles(
     return _computed(result, PairCounts.from_battles(table).counts)
 
 
+def _listing_arguments(params: Mapping[str, Any]) -> list[str]:
+    """CLI options for the listing, interval and reweighting parameters that differ from the
+    defaults (releases made before they existed record none of them)."""
+    arguments = []
+    if params.get("below_min_votes_policy", "hide") != "hide":
+        arguments.append(f"--below-min-votes={params['below_min_votes_policy']}")
+    arguments += [f"--deprecated={name}" for name in params.get("deprecated", [])]
+    if params.get("first_vote_per_conversation"):
+        arguments.append("--first-vote-per-conversation")
+    if params.get("interval", "bootstrap") != "bootstrap":
+        arguments.append(f"--interval={params['interval']}")
+    if params.get("reweight"):
+        arguments += ["--reweight", f"--reweight-floor={params['reweight_floor']}"]
+    return arguments
+
+
 def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
     listed = [
         CoreRow(
@@ -145,6 +162,7 @@ def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
             ci_upper=_optional_float(r.ci_upper),
             votes=r.votes,
             win_rate=_optional_float(r.win_rate),
+            preliminary=r.preliminary,
         )
         for r in result.rows
     ]
@@ -156,11 +174,21 @@ def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
         decided = int(wins[i] + losses[i])
         win_rate = int(wins[i]) / decided if decided else None
         below.append(CoreRow(None, None, name, None, None, None, int(votes[i]), win_rate, True))
+    diagnostics = dict(result.diagnostics)
+    if result.params.uses_listing_columns:
+        # Every interval computed (bootstrap and sandwich), so both can be shown side by side.
+        diagnostics["intervals"] = {
+            method: {
+                model: [round(low, 2), round(high, 2)] for model, (low, high) in bounds.items()
+            }
+            for method, bounds in sorted(result.intervals.items())
+        }
+        diagnostics["deprecated"] = list(result.deprecated)
     return Computed(
         rows=listed + below,
         core_csv=result.to_csv(),
         input_digest=result.input_digest,
-        diagnostics=dict(result.diagnostics),
+        diagnostics=diagnostics,
     )
 
 
@@ -183,6 +211,7 @@ def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
         arguments.append(f"--anchor={anchor['model']}={anchor['rating']!r}")
     if params["method"] == "elo":
         arguments.append(f"--k={params['k']!r}")
+    arguments += _listing_arguments(params)
     if category:
         arguments.append(f"--category={category}")
     return arguments
