@@ -150,8 +150,8 @@ def engine_stages(path: str, mode: str, rounds: int) -> dict[str, Any]:
             records = [ratings_io._typed_csv_record(r) for r in records]
         table = BattleTable.from_records(records)
         del records
-    else:
-        table = read_battles(path)
+    else:  # only the columns the ratings need, as the CLI reads them
+        table = read_battles(path, attributes=())
     timings["read"] = time.perf_counter() - clock
     out: dict[str, Any] = {"votes": len(table)}
     if mode == "style":

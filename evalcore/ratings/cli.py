@@ -136,7 +136,10 @@ def run(args: argparse.Namespace) -> RatingsResult:
     selection = BattleFilter(args.category, args.language, args.judge, args.anony_only)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     data = read_input(
-        args.battles_file, file_format=args.input_format, skip_invalid=args.skip_invalid
+        args.battles_file,
+        file_format=args.input_format,
+        skip_invalid=args.skip_invalid,
+        attributes=needed_attributes(args),
     )
     if isinstance(data, PairCounts):
         if params.style_control or params.first_vote_per_conversation:
@@ -152,6 +155,16 @@ def run(args: argparse.Namespace) -> RatingsResult:
     return rate_battles(
         data, params, selection=None if selection.is_empty() else selection, progress=progress
     )
+
+
+def needed_attributes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The attribute columns this run uses; the readers skip the others."""
+    wanted = [name for name in ("category", "language", "judge") if getattr(args, name)]
+    if args.anony_only:
+        wanted.append("anony")
+    if args.first_vote_per_conversation:
+        wanted.append("conversation_id")
+    return tuple(wanted)
 
 
 def render(result: RatingsResult, output_format: str) -> str:

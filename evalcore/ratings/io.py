@@ -17,13 +17,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalcore.errors import InvalidInputError, InvalidRecordError, MissingDependencyError
+from evalcore.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    InvalidRecordError,
+    MissingDependencyError,
+)
 from evalcore.ratings.battles import (
     ATTRIBUTE_FIELDS,
     REQUIRED_FIELDS,
@@ -62,17 +67,30 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_input(
-    path: str | Path, *, file_format: str | None = None, skip_invalid: bool = False
+    path: str | Path,
+    *,
+    file_format: str | None = None,
+    skip_invalid: bool = False,
+    attributes: Sequence[str] = ATTRIBUTE_FIELDS,
 ) -> BattleTable | PairCounts:
-    """Read a battles file, or an aggregated-counts file (recognised by ``model_a_wins``)."""
+    """Read a battles file, or an aggregated-counts file (recognised by ``model_a_wins``).
+
+    ``attributes`` are the optional columns to keep (judge, language, ...); the column-wise
+    readers skip the others, which saves time and memory when only the ratings are needed.
+    """
     file_format = _check_format(path, file_format)
+    unknown = [name for name in attributes if name not in ATTRIBUTE_FIELDS]
+    if unknown:
+        raise InvalidParameterError(
+            "attributes", f"{unknown[0]!r} is not one of {', '.join(ATTRIBUTE_FIELDS)}"
+        )
     if file_format == "parquet":
         columns = _parquet_columns(path)
         if COUNTS_MARKER in columns:
             return PairCounts.from_rows(_parquet_rows(path))
-        return _read_parquet_battles(path, columns, skip_invalid=skip_invalid)
+        return _read_parquet_battles(path, columns, attributes, skip_invalid=skip_invalid)
     if file_format in ("csv", "jsonl"):
-        return _with_line_numbers(path, file_format, skip_invalid=skip_invalid)
+        return _with_line_numbers(path, file_format, attributes, skip_invalid=skip_invalid)
     records = _read_records(path, file_format)
     if records and isinstance(records[0], Mapping) and COUNTS_MARKER in records[0]:
         return PairCounts.from_rows(records)
@@ -82,7 +100,11 @@ def read_input(
 
 
 def read_battles(
-    path: str | Path, *, file_format: str | None = None, skip_invalid: bool = False
+    path: str | Path,
+    *,
+    file_format: str | None = None,
+    skip_invalid: bool = False,
+    attributes: Sequence[str] = ATTRIBUTE_FIELDS,
 ) -> BattleTable:
     """Read and validate a battles file.
 
@@ -90,13 +112,16 @@ def read_battles(
         path: the file; the format comes from the suffix unless ``file_format`` is given.
         file_format: one of ``json``, ``jsonl``, ``csv``, ``parquet``.
         skip_invalid: skip bad records (see ``table.report``) instead of raising.
+        attributes: the optional attribute columns to keep (default: all).
 
     Raises:
         InvalidInputError: unreadable file, wrong top-level shape, or a missing column.
         InvalidRecordError: a bad record and ``skip_invalid`` is false.
         MissingDependencyError: parquet without pyarrow.
     """
-    data = read_input(path, file_format=file_format, skip_invalid=skip_invalid)
+    data = read_input(
+        path, file_format=file_format, skip_invalid=skip_invalid, attributes=attributes
+    )
     if isinstance(data, PairCounts):
         raise InvalidInputError(f"{str(path)!r} holds aggregated counts, not battles")
     return data
@@ -128,11 +153,11 @@ def _check_format(path: str | Path, file_format: str | None) -> str:
 
 
 def _with_line_numbers(
-    path: str | Path, file_format: str, *, skip_invalid: bool
+    path: str | Path, file_format: str, attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable | PairCounts:
     """Read CSV or JSON Lines; a bad record's error names its file line."""
     try:
-        return _read_text_battles(path, file_format, skip_invalid=skip_invalid)
+        return _read_text_battles(path, file_format, attributes, skip_invalid=skip_invalid)
     except InvalidRecordError as error:
         if error.row is None or error.line is not None:
             raise
@@ -140,19 +165,20 @@ def _with_line_numbers(
 
 
 def _read_text_battles(
-    path: str | Path, file_format: str, *, skip_invalid: bool
+    path: str | Path, file_format: str, attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable | PairCounts:
     if file_format == "csv":
         header = _csv_header(path)
         if COUNTS_MARKER in header:
             return PairCounts.from_rows(_read_records(path, "csv"))
-        table = _read_csv_columns(path, header, skip_invalid=skip_invalid)
+        table = _read_csv_columns(path, header, attributes, skip_invalid=skip_invalid)
     else:
         first = _first_json_line(path)
         if isinstance(first, Mapping) and COUNTS_MARKER in first:
             return PairCounts.from_rows(_read_records(path, "jsonl"))
-        table = _read_jsonl_columns(path, skip_invalid=skip_invalid)
+        table = _read_jsonl_columns(path, attributes, skip_invalid=skip_invalid)
     if table is not None:
+        _pyarrow()[0].default_memory_pool().release_unused()  # the arrow columns are gone
         return table
     # pyarrow could not take the file as typed columns: the record path names the bad row.
     records = _read_records(path, file_format)
@@ -280,7 +306,7 @@ def _parquet_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _read_parquet_battles(
-    path: str | Path, columns: list[str], *, skip_invalid: bool
+    path: str | Path, columns: list[str], attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable:
     pa, pc, pq = _pyarrow()
     missing = [name for name in REQUIRED_FIELDS if name not in columns]
@@ -288,7 +314,7 @@ def _read_parquet_battles(
         raise InvalidInputError(
             f"{str(path)!r} has no column {missing[0]!r} (columns: {', '.join(columns)})"
         )
-    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *ATTRIBUTE_FIELDS) if c in columns]
+    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *attributes) if c in columns]
     styled = [c for c in STYLE_COLUMNS if c in columns]
     # Reading string columns as dictionaries skips materialising a million Python-side strings.
     categorical = [c for c in wanted if c != "tstamp"]
@@ -368,28 +394,36 @@ def _first_json_line(path: str | Path) -> Any:
 
 
 def _read_csv_columns(
-    path: str | Path, header: list[str], *, skip_invalid: bool
+    path: str | Path, header: list[str], attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable | None:
     """Columnar CSV read, or None when pyarrow cannot parse it (the record path then reports)."""
     pa, pc, _ = _pyarrow()
     import pyarrow.csv as pacsv
 
-    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *ATTRIBUTE_FIELDS, *STYLE_COLUMNS)]
+    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *attributes, *STYLE_COLUMNS)]
     wanted = [c for c in wanted if c in header]
     numeric = {"tstamp", *STYLE_COLUMNS}
-    types = {
-        c: pa.string() if c in numeric else pa.dictionary(pa.int32(), pa.string()) for c in wanted
-    }
-    options = pacsv.ConvertOptions(
-        column_types=types,
-        include_columns=wanted,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
-        null_values=[""],
-    )
-    try:
-        table = pacsv.read_csv(path, convert_options=options).unify_dictionaries()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    table = None
+    # Numbers parse straight to float64; only a file with a cell that is not a number is read
+    # again with those columns as text, to find and name that cell.
+    for number_type in (pa.float64(), pa.string()):
+        types = {
+            c: number_type if c in numeric else pa.dictionary(pa.int32(), pa.string())
+            for c in wanted
+        }
+        options = pacsv.ConvertOptions(
+            column_types=types,
+            include_columns=wanted,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        )
+        try:
+            table = pacsv.read_csv(path, convert_options=options).unify_dictionaries()
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue
+    if table is None:
         return None
     encoded = {}
     for name in wanted:
@@ -490,20 +524,27 @@ def _sampled_keys(path: str | Path) -> set[str]:
     return keys
 
 
-def _read_jsonl_columns(path: str | Path, *, skip_invalid: bool) -> BattleTable | None:
-    """Columnar JSON Lines read of the battle fields, or None when a value has another type."""
+def _read_jsonl_columns(
+    path: str | Path, attributes: Sequence[str], *, skip_invalid: bool
+) -> BattleTable | None:
+    """Columnar JSON Lines read of the battle fields, or None when a value has another type.
+
+    The wanted attributes are always declared; style fields when the first records have them.
+    Other fields are not parsed into columns (arrow pays for every declared field per line).
+    """
     pa, pc, _ = _pyarrow()
     import pyarrow.json as pajson
 
-    schema = _jsonl_schema(pa, _sampled_keys(path))
-    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    styled = {"style", *STYLE_COLUMNS} & _sampled_keys(path)
+    schema = _jsonl_schema(pa, set(attributes) | styled)
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
         table = pajson.read_json(path, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     if table.num_rows == 0 or not _jsonl_types_ok(table.schema, pa):
         return None
-    names = [n for n in (*REQUIRED_FIELDS, *ATTRIBUTE_FIELDS) if n in table.schema.names]
+    names = [n for n in (*REQUIRED_FIELDS, *attributes) if n in table.schema.names]
     encoded = {name: _encode_arrow(table.column(name), pa, pc) for name in names}
     tstamp = np.asarray(
         pc.fill_null(table.column("tstamp"), float("nan")).to_numpy(), dtype=np.float64
