@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from leaderboard import charts
+from leaderboard.exceptions import style_view_of
 from leaderboard.models import Release
 from leaderboard.ratings import cli_arguments, counts_from_json
 from leaderboard.summaries import opponents, predicted_win_rate
@@ -188,25 +189,34 @@ def _heatmaps(release: Release) -> dict[str, SafeString]:
 
 
 def release_context(
-    release: Release, *, sort: str = "rank", descending: bool = False
+    release: Release, *, sort: str = "rank", descending: bool = False, view: str = "default"
 ) -> dict[str, Any]:
-    queryset = release.rows.order_by("position").values(*TABLE_FIELDS, "below_min_votes")
+    """The page of a release; ``view="style"`` shows its style-controlled table instead."""
+    style = release.style_view or {}
+    if view == "style":
+        raw = style_view_of(release)["rows"]
+        queryset: Any = [{k: row[k] for k in (*TABLE_FIELDS, "below_min_votes")} for row in raw]
+    else:
+        queryset = release.rows.order_by("position").values(*TABLE_FIELDS, "below_min_votes")
     prefix = model_prefix()
-    values = [_decorate(row, release.category, prefix) for row in queryset]
+    values = [_decorate(dict(row), release.category, prefix) for row in queryset]
     listed = [r for r in values if not r["below_min_votes"]]
     return {
         "release": release,
+        "view": view,
+        "has_style_view": bool(style),
+        "style_coefficients": style.get("coefficients", {}),
         "rows_html": table_html(_sort(listed, sort, descending)),
         "below": [r for r in values if r["below_min_votes"]],
         "sort": sort if sort in SORT_KEYS else "rank",
         "descending": descending,
         "headers": HEADERS,
         "forest": _forest(listed),
-        "heatmaps": _heatmaps(release),
+        "heatmaps": _heatmaps(release) if view == "default" else {},
         "changes": change_summary(release.changes),
-        "csv_url": release_csv_url(release),
+        "csv_url": _with_view(release_csv_url(release), view),
         "min_votes": release.params.get("min_votes", 0),
-        "interval_method": interval_method(release),
+        "interval_method": "sandwich" if view == "style" else interval_method(release),
         "reproduce": " ".join(
             [
                 "python -m evalcore.ratings battles.jsonl",
@@ -214,6 +224,12 @@ def release_context(
             ]
         ),
     }
+
+
+def _with_view(url: str, view: str) -> str:
+    if view == "default":
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode({"view": view})
 
 
 def release_csv_url(release: Release) -> str:

@@ -92,6 +92,9 @@ class Snapshot:
     vote_count: int
     last_vote_id: int | None
     battles: BattleTable | None = None
+    # The same battles with their answers' style features, for the style-controlled view; None
+    # while the vote log keeps no style features.
+    styled: BattleTable | None = None
 
     def digest(self, params: RatingParams) -> str:
         if self.battles is not None:
@@ -226,6 +229,13 @@ def _write_release(
     """Create the release and all its rows in one transaction, under the category's lock."""
     facts = _contestant_facts([row.model for row in computed.rows])
     csv_text = release_csv(computed.core_csv, facts)
+    style_view: dict[str, Any] = {}
+    if snapshot.styled is not None:
+        styled_facts = _contestant_facts(list(snapshot.styled.models))
+        try:
+            style_view = ratings.compute_style_view(snapshot.styled, params, styled_facts)
+        except EvalcoreError as error:
+            raise from_engine(error) from None
     with transaction.atomic():
         sequence = _locked_sequence(snapshot.category)
         # Re-checked under the lock: a concurrent publisher may have just published this digest.
@@ -250,6 +260,7 @@ def _write_release(
             changes=changes_since(previous and previous.number, previous_rows, computed.rows),
             charts=heatmap_data(snapshot.rows, computed.rows, scale=params.scale, base=params.base),
             diagnostics=computed.diagnostics,
+            style_view=style_view,
         )
         ReleaseRow.objects.bulk_create(
             [_release_row(release, n, row, facts) for n, row in enumerate(computed.rows)],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from evalcore.ratings import (
@@ -190,6 +190,36 @@ def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
         input_digest=result.input_digest,
         diagnostics=diagnostics,
     )
+
+
+def compute_style_view(
+    table: BattleTable, params: RatingParams, facts: Mapping[str, Sequence[object]]
+) -> dict[str, Any]:
+    """The style-controlled table of a release, from battles with style features.
+
+    Contextual Bradley–Terry with sandwich intervals and the release's listing rules;
+    ``facts`` are the model-card columns (``export.EXTRA_COLUMNS`` order) copied into rows and
+    CSV as for the default table.
+
+    Raises:
+        evalcore.errors.EvalcoreError: the battles cannot be rated with style control.
+    """
+    from leaderboard.export import EXTRA_COLUMNS, release_csv
+
+    styled = replace(params, method="bt", style_control=True, interval="sandwich")
+    result = rate_battles(table, replace(styled, bootstrap_rounds=0))
+    computed = _computed(result, PairCounts.from_battles(table).counts)
+    rows = []
+    for position, row in enumerate(computed.rows):
+        extra = dict(zip(EXTRA_COLUMNS, facts.get(row.model, [None] * len(EXTRA_COLUMNS))))
+        rows.append({"position": position, **asdict(row), **extra})
+    return {
+        "params": styled.to_dict(),
+        "input_digest": result.input_digest,
+        "coefficients": dict(result.style_coefficients),
+        "csv_text": release_csv(computed.core_csv, facts),
+        "rows": rows,
+    }
 
 
 def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
