@@ -299,6 +299,9 @@ LEADERBOARD_DEFAULT_RATING_PARAMS: dict[str, object] = {
     "ridge": 0.01,
 }
 LEADERBOARD_RATING_PARAMS: dict[str, object] = {}
+# Publish the style-controlled table beside the default one, from the outcomes that carry their
+# answers' style features (computed when the arena stores an answer).
+LEADERBOARD_STYLE_VIEW = env_bool("LADDER_LEADERBOARD_STYLE_VIEW", True)
 # Recorded in each release; else `git rev-parse HEAD`, else "unknown".
 LADDER_CODE_VERSION = env_str("LADDER_CODE_VERSION")
 LADDER_FEWGLUE_DIR = env_str("LADDER_FEWGLUE_DIR", str(BASE_DIR.parent / "shared/data/fewglue"))

@@ -124,7 +124,25 @@ def read_snapshot(*, category: str) -> Snapshot:
         )
         canonical = [_canonical(row) for row in rows if sum(row[2:]) > 0]
         vote_count, last_vote_id = Outcome.objects.position()
-    return Snapshot(category, sorted(canonical), vote_count, last_vote_id)
+        styled = _styled_battles(category) if settings.LEADERBOARD_STYLE_VIEW else None
+    return Snapshot(category, sorted(canonical), vote_count, last_vote_id, styled=styled)
+
+
+def _styled_battles(category: str) -> BattleTable | None:
+    """The board's outcomes that carry their answers' style features (None if there are none),
+    read in the snapshot's transaction so they are the outcomes its counts hold."""
+    rows = (
+        Outcome.objects.on_board(category)
+        .filter(style__isnull=False)
+        .in_log_order()
+        .values_list("model_a__name", "model_b__name", "result", "style")
+    )
+    try:
+        return ratings.styled_table(rows.iterator(chunk_size=20_000))
+    except EmptyInputError:
+        return None
+    except EvalcoreError as error:
+        raise from_engine(error) from None
 
 
 def read_vote_sequence(*, category: str, up_to: int | None = None) -> Snapshot:
@@ -235,7 +253,9 @@ def _write_release(
         try:
             style_view = ratings.compute_style_view(snapshot.styled, params, styled_facts)
         except EvalcoreError as error:
-            raise from_engine(error) from None
+            # Too few styled outcomes to fit (say, a model that never lost among them): the
+            # default table is published all the same, without a style-controlled one.
+            logger.info("no style view for %r: %s: %s", snapshot.category, error.code, error)
     with transaction.atomic():
         sequence = _locked_sequence(snapshot.category)
         # Re-checked under the lock: a concurrent publisher may have just published this digest.

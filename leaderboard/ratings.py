@@ -22,6 +22,7 @@ from evalcore.ratings import (
     compute_ratings,
     rate_battles,
 )
+from evalcore.types import Outcome
 
 CORE_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
 CountRow = tuple[str, str, int, int, int, int]
@@ -102,6 +103,18 @@ def battle_table(battles: Iterable[BattleRow]) -> BattleTable:
     return BattleTable.from_records(
         {"model_a": a, "model_b": b, "winner": winner, "tstamp": tstamp}
         for a, b, winner, tstamp in battles
+    )
+
+
+def styled_table(outcomes: Iterable[tuple[str, str, int, Any]]) -> BattleTable:
+    """The engine's table of outcomes (model_a, model_b, result code, style features).
+
+    Raises:
+        evalcore.errors.EvalcoreError: a malformed outcome, or none at all.
+    """
+    return BattleTable.from_records(
+        {"model_a": a, "model_b": b, "winner": Outcome(result).winner, "style": style}
+        for a, b, result, style in outcomes
     )
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('leaderboard', '0003_contestant_moves_to_contestants'),
+        ('leaderboard', '0004_outcome_log'),
     ]
 
     operations = [
