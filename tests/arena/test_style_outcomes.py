@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
 from arena import services
 from arena.models import Battle
 from arena.voters import Voter
