@@ -539,10 +539,10 @@ def _read_jsonl_columns(
     schema = _jsonl_schema(pa, set(attributes) | styled)
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        table = pajson.read_json(path, parse_options=options)
+        table = _read_json_encoded(pajson.open_json(path, parse_options=options), pa, pc)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-    if table.num_rows == 0 or not _jsonl_types_ok(table.schema, pa):
+    if table is None or table.num_rows == 0:
         return None
     names = [n for n in (*REQUIRED_FIELDS, *attributes) if n in table.schema.names]
     encoded = {name: _encode_arrow(table.column(name), pa, pc) for name in names}
@@ -564,6 +564,23 @@ def _read_jsonl_columns(
     return BattleTable.from_columns(
         table.num_rows, encoded, tstamp, skip_invalid=skip_invalid, style=style
     )
+
+
+def _read_json_encoded(reader: Any, pa: Any, pc: Any) -> Any:
+    """The batches of a streaming JSON reader with every text column dictionary-encoded as it
+    arrives, so a million strings are never held at once; None if a type is unexpected."""
+    if not _jsonl_types_ok(reader.schema, pa):
+        return None
+    batches = []
+    for batch in reader:
+        columns = [
+            pc.dictionary_encode(column) if pa.types.is_string(column.type) else column
+            for column in batch.columns
+        ]
+        batches.append(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
+    if not batches:
+        return None
+    return pa.Table.from_batches(batches).unify_dictionaries()
 
 
 def _jsonl_types_ok(schema: Any, pa: Any) -> bool:
