@@ -74,10 +74,16 @@ def style_design(style: FloatArray) -> FloatArray:
     ``(f_a − f_b)/(f_a + f_b)`` (0 where both are 0), then standardised per column.
     """
     a, b = style[:, 0, :], style[:, 1, :]
+    # Two (N, K) arrays in all, worked in place: a million votes stay well under 100 MB.
     total = a + b
-    ratio = np.divide(a - b, total, out=np.zeros_like(total), where=total > 0)
-    sd = ratio.std(axis=0)
-    return np.asarray((ratio - ratio.mean(axis=0)) / np.where(sd > 0, sd, 1.0))
+    ratio = np.subtract(a, b)
+    np.divide(ratio, total, out=ratio, where=total > 0)
+    ratio[total == 0] = 0.0
+    del total
+    ratio -= ratio.mean(axis=0)
+    sd = np.sqrt(np.einsum("ij,ij->j", ratio, ratio) / max(ratio.shape[0], 1))
+    ratio /= np.where(sd > 0, sd, 1.0)
+    return np.asarray(ratio)
 
 
 @dataclass(frozen=True, eq=False)
