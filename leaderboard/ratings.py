@@ -219,8 +219,10 @@ def compute_style_view(
     """
     from leaderboard.export import EXTRA_COLUMNS, release_csv
 
-    styled = replace(params, method="bt", style_control=True, interval="sandwich")
-    result = rate_battles(table, replace(styled, bootstrap_rounds=0))
+    styled = replace(
+        params, method="bt", style_control=True, interval="sandwich", bootstrap_rounds=0
+    )
+    result = rate_battles(table, styled)
     computed = _computed(result, PairCounts.from_battles(table).counts)
     rows = []
     for position, row in enumerate(computed.rows):
