@@ -34,6 +34,7 @@ from arena.exceptions import (
     MessageTooLong,
 )
 from arena.models import Battle
+from evalcore.ratings.style import style_features
 
 Message = dict[str, str]
 
@@ -101,6 +102,8 @@ def follow_up(*, battle_id: uuid.UUID, message: str) -> Battle:
         "answer_b_at": None,
         "generation_a": {},
         "generation_b": {},
+        "style_a": None,
+        "style_b": None,
         "status": Battle.Status.GENERATING,
         "turn": battle.turn + 1,
         "pooled": False,
@@ -147,10 +150,16 @@ def generate_side(battle: Battle, side: str) -> str:
     messages = conversation(battle, side)
     seed = (battle.pk.int + battle.turn) % 2**31
     made = generate_answer(contestant, messages, seed=seed, on_text=_PartialWriter(battle, side))
+    # Style features of everything this side has answered so far (all turns), stored with the
+    # answer so the vote can copy them into its outcome without parsing text again.
+    answered = [
+        m["content"] for m in getattr(battle, f"history_{side}") if m["role"] == "assistant"
+    ]
     fields = {
         f"answer_{side}": made.text,
         f"answer_{side}_at": timezone.now(),
         f"generation_{side}": made.record,
+        f"style_{side}": style_features("\n\n".join([*answered, made.text])),
     }
     Battle.objects.filter(pk=battle.pk, turn=battle.turn).update(**fields)
     setattr(battle, f"answer_{side}", made.text)

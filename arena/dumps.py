@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
@@ -134,7 +134,18 @@ def _csv_value(value: Any) -> Any:
 
 
 class InvalidBattleRecord(ValueError):
-    pass
+    """A malformed record; ``field`` names the offending field when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Numbered(NamedTuple):
+    """A record and the 1-based file line it starts on."""
+
+    line: int
+    record: Any
 
 
 @dataclass
@@ -156,9 +167,19 @@ class ImportReport:
 
 def read_records(path: Path) -> Iterator[Any]:
     """Records of a dump: ``.csv``, JSON Lines, or one JSON array (``.json``)."""
+    for item in read_numbered_records(path):
+        yield item.record if isinstance(item, Numbered) else item
+
+
+def read_numbered_records(path: Path) -> Iterator[Numbered | Any]:
+    """Like :func:`read_records`, each CSV or JSON Lines record with its file line."""
     with path.open(encoding="utf-8", newline="") as handle:
         if path.suffix.lower() == ".csv":
-            yield from csv.DictReader(handle)
+            reader = csv.DictReader(handle)
+            line = 2  # the header is line 1; DictReader skips blank lines, as counted here
+            for row in reader:
+                yield Numbered(line, row)
+                line = reader.line_num + 1
             return
         head = handle.read(1)
         while head.isspace():
@@ -167,10 +188,10 @@ def read_records(path: Path) -> Iterator[Any]:
         if head == "[":
             yield from json.load(handle)
             return
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
+        for number, text in enumerate(handle, start=1):
+            if text.strip():
                 try:
-                    yield json.loads(line)
+                    yield Numbered(number, json.loads(text))
                 except json.JSONDecodeError as error:
                     raise InvalidBattleRecord(f"line {number}: not JSON ({error})") from None
 
@@ -178,30 +199,42 @@ def read_records(path: Path) -> Iterator[Any]:
 def import_battles(records: Iterable[Any], *, strict: bool = False) -> ImportReport:
     """Store valid anonymous battles as votes and count them; skip (or, ``strict``, refuse) the rest.
 
+    ``records`` are records, or :class:`Numbered` ones (from :func:`read_numbered_records`),
+    whose errors then name the file line. The whole import is one transaction: with ``strict``
+    a bad record raises and nothing of the file is stored.
+
     Idempotent: a record's ``question_id``, else a digest of its content and its occurrence
     number, is kept on the battle, so importing the same dump twice adds nothing.
     """
     report = ImportReport()
     batch: list[tuple[str, dict[str, Any]]] = []
     occurrences: Counter[str] = Counter()
-    for row, raw in enumerate(records):
-        report.read += 1
-        try:
-            record = clean_record(raw)
-        except InvalidBattleRecord as error:
-            if strict:
-                raise InvalidBattleRecord(f"record {row}: {error}") from None
-            report.skipped[str(error).split(":")[0]] += 1
-            if len(report.examples) < MAX_EXAMPLES:
-                report.examples.append(f"record {row}: {error}")
-            continue
-        batch.append((_import_key(raw, record, occurrences), record))
-        if len(batch) >= IMPORT_BATCH_SIZE:
+    with transaction.atomic():
+        for row, item in enumerate(records):
+            line, raw = (item.line, item.record) if isinstance(item, Numbered) else (None, item)
+            report.read += 1
+            try:
+                record = clean_record(raw)
+            except InvalidBattleRecord as error:
+                message = f"record {row}: {error}{_where(line, error.field)}"
+                if strict:
+                    raise InvalidBattleRecord(message, field=error.field) from None
+                report.skipped[str(error).split(":")[0]] += 1
+                if len(report.examples) < MAX_EXAMPLES:
+                    report.examples.append(message)
+                continue
+            batch.append((_import_key(raw, record, occurrences), record))
+            if len(batch) >= IMPORT_BATCH_SIZE:
+                _store_batch(batch, report)
+                batch = []
+        if batch:
             _store_batch(batch, report)
-            batch = []
-    if batch:
-        _store_batch(batch, report)
     return report
+
+
+def _where(line: int | None, field: str | None) -> str:
+    parts = ([f"line {line}"] if line is not None else []) + ([f"field {field!r}"] if field else [])
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def clean_record(raw: Any) -> dict[str, Any]:
@@ -210,13 +243,15 @@ def clean_record(raw: Any) -> dict[str, Any]:
         raise InvalidBattleRecord("not a record: expected an object with model_a, model_b, winner")
     model_a, model_b = _name(raw, "model_a"), _name(raw, "model_b")
     if model_a == model_b:
-        raise InvalidBattleRecord(f"same model on both sides: {model_a!r}")
+        raise InvalidBattleRecord(f"same model on both sides: {model_a!r}", field="model_b")
     winner = raw.get("winner")
     if winner not in WINNERS:
-        raise InvalidBattleRecord(f"winner unknown: {winner!r}, expected one of {WINNERS}")
+        raise InvalidBattleRecord(
+            f"winner unknown: {winner!r}, expected one of {WINNERS}", field="winner"
+        )
     anony = _boolean(raw.get("anony", True))
     if not anony:
-        raise InvalidBattleRecord("not anonymous: named battles are not rated")
+        raise InvalidBattleRecord("not anonymous: named battles are not rated", field="anony")
     return {
         "model_a": model_a,
         "model_b": model_b,
@@ -271,9 +306,9 @@ def _messages(value: Any, key: str) -> list[dict[str, str]]:
 def _name(raw: Mapping[str, Any], key: str) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise InvalidBattleRecord(f"{key} missing or empty: {value!r}")
+        raise InvalidBattleRecord(f"{key} missing or empty: {value!r}", field=key)
     if len(value) > 100:
-        raise InvalidBattleRecord(f"{key} longer than 100 characters: {value[:40]!r}…")
+        raise InvalidBattleRecord(f"{key} longer than 100 characters: {value[:40]!r}…", field=key)
     return value.strip()
 
 
@@ -281,11 +316,11 @@ def _number(value: Any) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise InvalidBattleRecord(f"tstamp not a number: {value!r}")
+        raise InvalidBattleRecord(f"tstamp not a number: {value!r}", field="tstamp")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise InvalidBattleRecord(f"tstamp not a number: {value!r}") from None
+        raise InvalidBattleRecord(f"tstamp not a number: {value!r}", field="tstamp") from None
 
 
 def _boolean(value: Any) -> bool:
@@ -298,7 +333,7 @@ def _turn(value: Any) -> int:
     try:
         return max(1, int(value)) if value not in (None, "") else 1
     except (TypeError, ValueError):
-        raise InvalidBattleRecord(f"turn not an integer: {value!r}") from None
+        raise InvalidBattleRecord(f"turn not an integer: {value!r}", field="turn") from None
 
 
 def _import_key(raw: Mapping[str, Any], record: dict[str, Any], seen: Counter[str]) -> str:

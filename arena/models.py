@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -112,6 +113,10 @@ class Battle(models.Model):
     # the current turn is prompt + answer_X.
     history_a = models.JSONField(default=list, blank=True)
     history_b = models.JSONField(default=list, blank=True)
+    # Style features of each answer (evalcore.ratings.style.style_features), computed when the
+    # answer is stored; the vote copies them into its outcome for style-controlled ratings.
+    style_a = models.JSONField(null=True, blank=True)
+    style_b = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
     language = models.CharField(max_length=50, blank=True)
     category = models.CharField(max_length=50, blank=True)
@@ -150,6 +155,12 @@ class Battle(models.Model):
         if getattr(self, f"answer_{side}_at") is not None or self.status != self.Status.GENERATING:
             return None
         return str(getattr(self, f"answer_{side}"))
+
+    def style_pair(self) -> dict[str, Any] | None:
+        """``{"a": {...}, "b": {...}}`` once both answers have their style features."""
+        if self.style_a is None or self.style_b is None:
+            return None
+        return {"a": self.style_a, "b": self.style_b}
 
     def answer(self, side: str) -> str | None:
         """The answer shown on ``side`` ("a" or "b"), or None while it is being generated."""

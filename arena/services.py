@@ -29,6 +29,7 @@ from arena.models import Battle, PooledAnswer, Prompt, PromptSet, Vote, prompt_d
 from arena.sampling import PairRecord, sample_pair
 from arena.voters import Voter
 from contestants.models import Contestant
+from evalcore.ratings.style import style_features
 from evalcore.types import Outcome as Result
 from leaderboard.models import Outcome, PairCount
 from leaderboard.services import (
@@ -148,6 +149,7 @@ def _fill_from_pool(battle: Battle) -> None:
             if contestant.pk in texts:
                 setattr(battle, f"answer_{side}", texts[contestant.pk])
                 setattr(battle, f"answer_{side}_at", now)
+                setattr(battle, f"style_{side}", style_features(texts[contestant.pk]))
     if battle.answer_a_at and battle.answer_b_at:
         battle.status, battle.ready_at, battle.pooled = Battle.Status.READY, timezone.now(), True
 
@@ -229,7 +231,7 @@ SELECT b.status, b.category, b.model_a_id, b.model_b_id,
        a.license AS model_a_license, c.name AS model_b_name,
        c.organization AS model_b_organization, c.license AS model_b_license,
        v.outcome_id AS vote_id,
-       b.id
+       b.id, b.style_a, b.style_b
 FROM {Battle._meta.db_table} b
 JOIN {Contestant._meta.db_table} a ON a.id = b.model_a_id
 JOIN {Contestant._meta.db_table} c ON c.id = b.model_b_id
@@ -262,7 +264,9 @@ new_vote AS (
 ),
 cast_vote AS (
     SELECT new_vote.outcome_id, model_a_id, model_b_id, model_a_name, model_b_name,
-           %s::smallint AS result, category, NULL::jsonb AS style,
+           %s::smallint AS result, category,
+           CASE WHEN style_a IS NOT NULL AND style_b IS NOT NULL
+                THEN jsonb_build_object('a', style_a::jsonb, 'b', style_b::jsonb) END AS style,
            %s::double precision AS tstamp, %s::timestamptz AS created_at
     FROM battle CROSS JOIN new_vote
 ),
@@ -349,6 +353,7 @@ def _save_vote(battle: Battle, winner: str, voter: Voter) -> Vote | None:
             model_b=battle.model_b,
             result=result,
             category=battle.category,
+            style=battle.style_pair(),
             tstamp=now.timestamp(),
             created_at=now,
         )

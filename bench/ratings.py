@@ -10,9 +10,14 @@ schema, written to parquet; then, each timed on its own:
   builds the dense ±log(10) design matrix and refits sklearn's ``LogisticRegression``. A few
   rounds are timed and extrapolated to 1,000.
 
+``--pipeline`` runs the issue-16 pipeline benchmark instead (``bench/ratings_pipeline.py``: CSV
+and JSON Lines files of 1.67M votes through the column-wise readers, bootstrap and sandwich
+intervals, style control, beside today's per-row reader and arena-rank).
+
 Usage::
 
     python bench/ratings.py                # the full workload (about 2-3 minutes)
+    python bench/ratings.py --pipeline     # the pipeline benchmark (see ratings_pipeline.py)
     python bench/ratings.py --votes 100000 --rounds 100 --baseline-rounds 1   # a quick look
 """
 
@@ -255,6 +260,12 @@ def report(
 
 
 def main() -> None:
+    if "--pipeline" in sys.argv[1:]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from ratings_pipeline import main as pipeline
+
+        pipeline([a for a in sys.argv[1:] if a != "--pipeline"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--models", type=int, default=100)

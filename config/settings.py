@@ -268,17 +268,40 @@ if ARENA_MODE == "pool":
 
 # Leaderboard releases: the house rating parameters, and a deployment's overrides of them
 # (merged in that order, then a publish request's own overrides; evalcore checks each field).
+# Listing rules and interval method (issue 16; evalcore.ratings.RatingParams documents each):
+# a model needs LADDER_LEADERBOARD_MIN_VOTES votes to be ranked (1,000 in production, as the
+# public arenas require; 10 on the embedded demo), below it it is hidden or listed as
+# preliminary; deprecated models stay in the fit but leave the table; the published interval is
+# the bootstrap's or the sandwich's (both are computed and kept in the release diagnostics).
+LEADERBOARD_MIN_VOTES = env_int(
+    "LADDER_LEADERBOARD_MIN_VOTES", 1000 if PRODUCTION else 10, minimum=0
+)
+LEADERBOARD_BELOW_MIN_VOTES = env_str("LADDER_LEADERBOARD_BELOW_MIN_VOTES", "hide")
+LEADERBOARD_INTERVAL = env_str("LADDER_LEADERBOARD_INTERVAL", "bootstrap")
+for _name, _value, _choices in (
+    ("LADDER_LEADERBOARD_BELOW_MIN_VOTES", LEADERBOARD_BELOW_MIN_VOTES, ("hide", "preliminary")),
+    ("LADDER_LEADERBOARD_INTERVAL", LEADERBOARD_INTERVAL, ("bootstrap", "sandwich")),
+):
+    if _value not in _choices:
+        raise ImproperlyConfigured(f"{_name} must be one of {', '.join(_choices)}, got {_value!r}")
 LEADERBOARD_DEFAULT_RATING_PARAMS: dict[str, object] = {
     "method": "bt",
     "bootstrap_rounds": 1000,
     "seed": 0,
     "ties": "half",
-    "min_votes": 10,
+    "min_votes": LEADERBOARD_MIN_VOTES,
+    "below_min_votes_policy": LEADERBOARD_BELOW_MIN_VOTES,
+    "deprecated": env_list("LADDER_LEADERBOARD_DEPRECATED", []),
+    "interval": LEADERBOARD_INTERVAL,
+    "reweight": env_bool("LADDER_LEADERBOARD_REWEIGHT", False),
     # A whisper of a prior keeps an early board (a model that never lost yet) finite; with
     # thousands of votes its effect is far below the displayed precision.
     "ridge": 0.01,
 }
 LEADERBOARD_RATING_PARAMS: dict[str, object] = {}
+# Publish the style-controlled table beside the default one, from the outcomes that carry their
+# answers' style features (computed when the arena stores an answer).
+LEADERBOARD_STYLE_VIEW = env_bool("LADDER_LEADERBOARD_STYLE_VIEW", True)
 # Recorded in each release; else `git rev-parse HEAD`, else "unknown".
 LADDER_CODE_VERSION = env_str("LADDER_CODE_VERSION")
 LADDER_FEWGLUE_DIR = env_str("LADDER_FEWGLUE_DIR", str(BASE_DIR.parent / "shared/data/fewglue"))

@@ -30,17 +30,27 @@ class EvalcoreError(ValueError):
 class InvalidRecordError(EvalcoreError):
     """A battle or count record is malformed: bad winner, self-battle, empty name, missing field.
 
-    ``row`` is the 0-based position of the record in its input; ``field`` the offending field.
+    ``row`` is the 0-based position of the record in its input; ``field`` the offending field;
+    ``line`` the 1-based line of the file where the record starts, when read from a text file.
     """
 
     code = "invalid_record"
 
-    def __init__(self, message: str, *, row: int | None, field: str | None) -> None:
+    def __init__(
+        self, message: str, *, row: int | None, field: str | None, line: int | None = None
+    ) -> None:
         where = f"row {row}" if row is not None else "input"
         fields = {field: message} if field else {}
-        super().__init__(f"{where}: {message}", fields=fields)
+        self.detail = message
+        at_line = f" (line {line})" if line is not None else ""
+        super().__init__(f"{where}: {message}{at_line}", fields=fields)
         self.row = row
         self.field = field
+        self.line = line
+
+    def at_line(self, line: int | None) -> InvalidRecordError:
+        """The same error, naming the file line."""
+        return InvalidRecordError(self.detail, row=self.row, field=self.field, line=line)
 
 
 class InvalidParameterError(EvalcoreError):

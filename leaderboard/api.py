@@ -10,11 +10,18 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from evalcore.ratings import RatingParams
 from leaderboard import publishing, queries
-from leaderboard.exceptions import UnknownPublishJob, parse_category, parse_release_number
+from leaderboard.exceptions import (
+    UnknownPublishJob,
+    parse_category,
+    parse_release_number,
+    parse_view,
+    style_view_of,
+)
 from leaderboard.export import COLUMNS, row_dicts
 from leaderboard.models import PublishJob, Release
-from leaderboard.pages import change_summary, release_csv_url
+from leaderboard.pages import change_summary, interval_method, release_csv_url
 from leaderboard.serializers import PublishRequestSerializer
 
 LIST_LIMIT = 100
@@ -35,15 +42,54 @@ def release_metadata(release: Release, *, full_changes: bool = True) -> dict[str
         "code_version": release.code_version,
         "changes": release.changes if full_changes else change_summary(release.changes),
         "csv_url": release_csv_url(release),
+        "interval_method": interval_method(release),
     }
 
 
-def release_body(release: Release) -> dict[str, Any]:
-    rows = list(release.rows.order_by("position").values(*COLUMNS, "below_min_votes"))
+def style_body(release: Release) -> dict[str, Any]:
+    """The style-controlled table, in the shape of :func:`release_body`."""
+    style = style_view_of(release)
+    rows = style["rows"]
+    listed = [
+        {**row, "interval": "sandwich", "preliminary": flag}
+        for row, flag in zip(
+            row_dicts(r for r in rows if not r["below_min_votes"]),
+            [r["preliminary"] for r in rows if not r["below_min_votes"]],
+        )
+    ]
     return {
         **release_metadata(release),
-        "columns": list(COLUMNS),
-        "rows": row_dicts(r for r in rows if not r["below_min_votes"]),
+        "view": "style",
+        "interval_method": "sandwich",
+        "style_params": style["params"],
+        "style_input_digest": style["input_digest"],
+        "style_coefficients": style["coefficients"],
+        "columns": [*COLUMNS, "interval", "preliminary"],
+        "rows": listed,
+        "below_min_votes": row_dicts(r for r in rows if r["below_min_votes"]),
+    }
+
+
+def release_body(release: Release, view: str = "default") -> dict[str, Any]:
+    if view == "style":
+        return style_body(release)
+    rows = list(
+        release.rows.order_by("position").values(*COLUMNS, "below_min_votes", "preliminary")
+    )
+    listed = row_dicts(r for r in rows if not r["below_min_votes"])
+    columns = list(COLUMNS)
+    if RatingParams.from_dict(release.params).uses_listing_columns:
+        # As in the CSV: the interval method and the preliminary mark, after the core columns.
+        method = interval_method(release)
+        flags = [r["preliminary"] for r in rows if not r["below_min_votes"]]
+        listed = [
+            {**row, "interval": method, "preliminary": flag} for row, flag in zip(listed, flags)
+        ]
+        columns += ["interval", "preliminary"]
+    return {
+        **release_metadata(release),
+        "columns": columns,
+        "rows": listed,
         "below_min_votes": row_dicts(r for r in rows if r["below_min_votes"]),
     }
 
@@ -82,13 +128,18 @@ def release_list(request: Request) -> Response:
 @api_view(["GET"])
 def release_latest(request: Request) -> Response:
     category = parse_category(request.query_params.get("category"))
-    return Response(release_body(queries.latest_release(category)))
+    view = parse_view(request.query_params.get("view"))
+    payload = "style_view" if view == "style" else None
+    return Response(release_body(queries.latest_release(category, with_payload=payload), view))
 
 
 @api_view(["GET"])
 def release_detail(request: Request, number: str) -> Response:
     category = parse_category(request.query_params.get("category"))
-    return Response(release_body(queries.release_by_number(number, category)))
+    view = parse_view(request.query_params.get("view"))
+    payload = "style_view" if view == "style" else None
+    release = queries.release_by_number(number, category, with_payload=payload)
+    return Response(release_body(release, view))
 
 
 @api_view(["POST"])

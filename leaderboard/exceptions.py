@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import status
 
 from core.exceptions import DomainError
@@ -31,6 +33,39 @@ class NothingToPublish(DomainError):
 class UnknownPublishJob(DomainError):
     code = "unknown_publish_job"
     status_code = status.HTTP_404_NOT_FOUND
+
+
+class InvalidView(DomainError):
+    code = "invalid_view"
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+class NoStyleView(DomainError):
+    code = "no_style_view"
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+VIEWS = ("default", "style")
+
+
+def parse_view(text: str | None) -> str:
+    """``?view=``: "default" (absent or empty) or "style" (the style-controlled table)."""
+    value = (text or "default").strip()
+    if value not in VIEWS:
+        message = f"must be one of {', '.join(VIEWS)}, got {value[:40]!r}"
+        raise InvalidView(f"`view` {message}", fields={"view": message})
+    return value
+
+
+def style_view_of(release: Any) -> dict[str, Any]:
+    """The release's style-controlled table, or ``no_style_view``."""
+    if not release.style_view:
+        raise NoStyleView(
+            f"release {release.number} has no style-controlled table: its battles carried no "
+            "style features",
+            fields={"view": "style"},
+        )
+    return dict(release.style_view)
 
 
 def from_engine(error: EvalcoreError) -> DomainError:

@@ -3,7 +3,10 @@
 Column order (documented contract, also in the CSV header):
 
 1. the engine's core columns, byte for byte as ``python -m evalcore.ratings`` writes them:
-   ``rank, rank_ub, model, rating, ci_lower, ci_upper, votes, win_rate``;
+   ``rank, rank_ub, model, rating, ci_lower, ci_upper, votes, win_rate``, and, for releases
+   whose parameters use the listing or interval options (``interval``, reweighting,
+   preliminary marks, deprecated models), ``interval`` (the method of the bounds:
+   ``bootstrap`` or ``sandwich``) and ``preliminary`` (``true``/``false``);
 2. the model card facts copied into the release at publish time: ``organization, license,
    fewshot_average, fewshot_std, eval_cost_usd, eval_energy_kwh, eval_co2e_g, parameters,
    training_tokens``.
@@ -78,7 +81,7 @@ def core_columns_of(csv_text: str) -> str:
     for line in csv_text.splitlines(keepends=True):
         body = line.rstrip("\r\n")
         fields = next(csv.reader([body]))
-        suffix = "," + _extras_text(fields[len(CORE_COLUMNS) :])
+        suffix = "," + _extras_text(fields[len(fields) - len(EXTRA_COLUMNS) :])
         if not body.endswith(suffix):
             raise ValueError(f"not a release CSV line: {body!r}")
         out.append(body[: -len(suffix)] + line[len(body) :])

@@ -136,7 +136,7 @@ class ReleaseQuerySet(models.QuerySet["Release"]):
 
     def light(self) -> ReleaseQuerySet:
         """Without the large immutable payloads (input counts and CSV)."""
-        return self.defer("input_counts", "csv_text")
+        return self.defer("input_counts", "csv_text", "style_view")
 
     def latest_for(self, category: str) -> Release | None:
         return self.for_category(category).order_by("-number").first()
@@ -175,6 +175,10 @@ class Release(models.Model):
     # The top models' battle counts, observed and predicted win rates, for the heatmaps.
     charts = models.JSONField(default=dict)
     diagnostics = models.JSONField(default=dict)
+    # The style-controlled table (contextual Bradley-Terry, sandwich intervals), when the
+    # release's battles carried the answers' style features: {"params", "input_digest",
+    # "coefficients", "csv_text", "rows"} (leaderboard.ratings.compute_style_view). {} if none.
+    style_view = models.JSONField(default=dict, blank=True)
 
     objects = ReleaseQuerySet.as_manager()
 
@@ -210,6 +214,8 @@ class ReleaseRow(models.Model):
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="rows")
     position = models.PositiveIntegerField()
     below_min_votes = models.BooleanField(default=False)
+    # Ranked although under min_votes (listing rule "preliminary"), marked as such on the page.
+    preliminary = models.BooleanField(default=False)
     rank = models.PositiveIntegerField(null=True, blank=True)
     rank_ub = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100)

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from leaderboard import charts
+from leaderboard.exceptions import style_view_of
 from leaderboard.models import Release
 from leaderboard.ratings import cli_arguments, counts_from_json
 from leaderboard.summaries import opponents, predicted_win_rate
@@ -33,6 +34,7 @@ TABLE_FIELDS = (
     "eval_cost_usd",
     "eval_energy_kwh",
     "eval_co2e_g",
+    "preliminary",
 )
 HEADERS = (
     ("rank", "Rank", True),
@@ -128,6 +130,21 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _mark(row: dict[str, Any]) -> str:
+    if not row["preliminary"]:
+        return ""
+    return ' <span class="pill preliminary" title="fewer votes than the listing minimum">preliminary</span>'
+
+
+def interval_method(release: Release) -> str:
+    """How the release's intervals were made: "bootstrap" or "sandwich" (or "" for none)."""
+    params = release.params
+    method = params.get("interval", "bootstrap")
+    if method == "bootstrap" and not params.get("bootstrap_rounds"):
+        return ""
+    return str(method)
+
+
 def table_html(rows: list[dict[str, Any]]) -> SafeString:
     """The ranked table's body. Built in Python: the template engine needs ~0.2 ms per row,
     which is most of the page's budget at 500 models; every text cell is escaped."""
@@ -140,7 +157,7 @@ def table_html(rows: list[dict[str, Any]]) -> SafeString:
             )
         lines.append(
             f'<tr><td class="num">{row["rank"]}</td><td class="num">{row["rank_ub"]}</td>'
-            f'<td><a href="{escape(row["url"])}">{escape(row["model"])}</a></td>'
+            f'<td><a href="{escape(row["url"])}">{escape(row["model"])}</a>{_mark(row)}</td>'
             f'<td class="num">{_number(row["rating"])}{interval}</td>'
             f'<td class="num">{row["votes"]}</td>'
             f'<td class="num">{_fewshot_cell(row)}</td><td class="num">{_compute_cell(row)}</td>'
@@ -172,24 +189,34 @@ def _heatmaps(release: Release) -> dict[str, SafeString]:
 
 
 def release_context(
-    release: Release, *, sort: str = "rank", descending: bool = False
+    release: Release, *, sort: str = "rank", descending: bool = False, view: str = "default"
 ) -> dict[str, Any]:
-    queryset = release.rows.order_by("position").values(*TABLE_FIELDS, "below_min_votes")
+    """The page of a release; ``view="style"`` shows its style-controlled table instead."""
+    style = release.style_view or {}
+    if view == "style":
+        raw = style_view_of(release)["rows"]
+        queryset: Any = [{k: row[k] for k in (*TABLE_FIELDS, "below_min_votes")} for row in raw]
+    else:
+        queryset = release.rows.order_by("position").values(*TABLE_FIELDS, "below_min_votes")
     prefix = model_prefix()
-    values = [_decorate(row, release.category, prefix) for row in queryset]
+    values = [_decorate(dict(row), release.category, prefix) for row in queryset]
     listed = [r for r in values if not r["below_min_votes"]]
     return {
         "release": release,
+        "view": view,
+        "has_style_view": bool(style),
+        "style_coefficients": style.get("coefficients", {}),
         "rows_html": table_html(_sort(listed, sort, descending)),
         "below": [r for r in values if r["below_min_votes"]],
         "sort": sort if sort in SORT_KEYS else "rank",
         "descending": descending,
         "headers": HEADERS,
         "forest": _forest(listed),
-        "heatmaps": _heatmaps(release),
+        "heatmaps": _heatmaps(release) if view == "default" else {},
         "changes": change_summary(release.changes),
-        "csv_url": release_csv_url(release),
+        "csv_url": _with_view(release_csv_url(release), view),
         "min_votes": release.params.get("min_votes", 0),
+        "interval_method": "sandwich" if view == "style" else interval_method(release),
         "reproduce": " ".join(
             [
                 "python -m evalcore.ratings battles.jsonl",
@@ -197,6 +224,12 @@ def release_context(
             ]
         ),
     }
+
+
+def _with_view(url: str, view: str) -> str:
+    if view == "default":
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode({"view": view})
 
 
 def release_csv_url(release: Release) -> str:

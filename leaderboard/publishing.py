@@ -92,6 +92,9 @@ class Snapshot:
     vote_count: int
     last_vote_id: int | None
     battles: BattleTable | None = None
+    # The same battles with their answers' style features, for the style-controlled view; None
+    # while the vote log keeps no style features.
+    styled: BattleTable | None = None
 
     def digest(self, params: RatingParams) -> str:
         if self.battles is not None:
@@ -121,7 +124,25 @@ def read_snapshot(*, category: str) -> Snapshot:
         )
         canonical = [_canonical(row) for row in rows if sum(row[2:]) > 0]
         vote_count, last_vote_id = Outcome.objects.position()
-    return Snapshot(category, sorted(canonical), vote_count, last_vote_id)
+        styled = _styled_battles(category) if settings.LEADERBOARD_STYLE_VIEW else None
+    return Snapshot(category, sorted(canonical), vote_count, last_vote_id, styled=styled)
+
+
+def _styled_battles(category: str) -> BattleTable | None:
+    """The board's outcomes that carry their answers' style features (None if there are none),
+    read in the snapshot's transaction so they are the outcomes its counts hold."""
+    rows = (
+        Outcome.objects.on_board(category)
+        .filter(style__isnull=False)
+        .in_log_order()
+        .values_list("model_a__name", "model_b__name", "result", "style")
+    )
+    try:
+        return ratings.styled_table(rows.iterator(chunk_size=20_000))
+    except EmptyInputError:
+        return None
+    except EvalcoreError as error:
+        raise from_engine(error) from None
 
 
 def read_vote_sequence(*, category: str, up_to: int | None = None) -> Snapshot:
@@ -226,6 +247,15 @@ def _write_release(
     """Create the release and all its rows in one transaction, under the category's lock."""
     facts = _contestant_facts([row.model for row in computed.rows])
     csv_text = release_csv(computed.core_csv, facts)
+    style_view: dict[str, Any] = {}
+    if snapshot.styled is not None:
+        styled_facts = _contestant_facts(list(snapshot.styled.models))
+        try:
+            style_view = ratings.compute_style_view(snapshot.styled, params, styled_facts)
+        except EvalcoreError as error:
+            # Too few styled outcomes to fit (say, a model that never lost among them): the
+            # default table is published all the same, without a style-controlled one.
+            logger.info("no style view for %r: %s: %s", snapshot.category, error.code, error)
     with transaction.atomic():
         sequence = _locked_sequence(snapshot.category)
         # Re-checked under the lock: a concurrent publisher may have just published this digest.
@@ -250,6 +280,7 @@ def _write_release(
             changes=changes_since(previous and previous.number, previous_rows, computed.rows),
             charts=heatmap_data(snapshot.rows, computed.rows, scale=params.scale, base=params.base),
             diagnostics=computed.diagnostics,
+            style_view=style_view,
         )
         ReleaseRow.objects.bulk_create(
             [_release_row(release, n, row, facts) for n, row in enumerate(computed.rows)],
@@ -283,6 +314,7 @@ def _release_row(
         release=release,
         position=position,
         below_min_votes=row.below_min_votes,
+        preliminary=row.preliminary,
         rank=row.rank,
         rank_ub=row.rank_ub,
         model=row.model,

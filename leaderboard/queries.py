@@ -13,7 +13,7 @@ def _label(category: str) -> str:
     return f" in category {category!r}" if category else ""
 
 
-PAYLOADS = ("input_counts", "csv_text")
+PAYLOADS = ("input_counts", "csv_text", "style_view")
 
 
 def _queryset(with_payload: str | None) -> ReleaseQuerySet:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from evalcore.ratings import (
@@ -22,6 +22,7 @@ from evalcore.ratings import (
     compute_ratings,
     rate_battles,
 )
+from evalcore.types import Outcome
 
 CORE_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
 CountRow = tuple[str, str, int, int, int, int]
@@ -39,6 +40,7 @@ class CoreRow:
     votes: int
     win_rate: float | None
     below_min_votes: bool = False
+    preliminary: bool = False  # ranked, with fewer than min_votes votes (listing rule)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,18 @@ def battle_table(battles: Iterable[BattleRow]) -> BattleTable:
     )
 
 
+def styled_table(outcomes: Iterable[tuple[str, str, int, Any]]) -> BattleTable:
+    """The engine's table of outcomes (model_a, model_b, result code, style features).
+
+    Raises:
+        evalcore.errors.EvalcoreError: a malformed outcome, or none at all.
+    """
+    return BattleTable.from_records(
+        {"model_a": a, "model_b": b, "winner": Outcome(result).winner, "style": style}
+        for a, b, result, style in outcomes
+    )
+
+
 def battle_counts(table: BattleTable) -> list[CountRow]:
     """The pair-count rows of ``table``, in the canonical (sorted) form releases store."""
     counts = PairCounts.from_battles(table).counts
@@ -134,6 +148,22 @@ def compute_battles(
     return _computed(result, PairCounts.from_battles(table).counts)
 
 
+def _listing_arguments(params: Mapping[str, Any]) -> list[str]:
+    """CLI options for the listing, interval and reweighting parameters that differ from the
+    defaults (releases made before they existed record none of them)."""
+    arguments = []
+    if params.get("below_min_votes_policy", "hide") != "hide":
+        arguments.append(f"--below-min-votes={params['below_min_votes_policy']}")
+    arguments += [f"--deprecated={name}" for name in params.get("deprecated", [])]
+    if params.get("first_vote_per_conversation"):
+        arguments.append("--first-vote-per-conversation")
+    if params.get("interval", "bootstrap") != "bootstrap":
+        arguments.append(f"--interval={params['interval']}")
+    if params.get("reweight"):
+        arguments += ["--reweight", f"--reweight-floor={params['reweight_floor']}"]
+    return arguments
+
+
 def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
     listed = [
         CoreRow(
@@ -145,6 +175,7 @@ def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
             ci_upper=_optional_float(r.ci_upper),
             votes=r.votes,
             win_rate=_optional_float(r.win_rate),
+            preliminary=r.preliminary,
         )
         for r in result.rows
     ]
@@ -156,12 +187,54 @@ def _computed(result: RatingsResult, counts: PairCounts) -> Computed:
         decided = int(wins[i] + losses[i])
         win_rate = int(wins[i]) / decided if decided else None
         below.append(CoreRow(None, None, name, None, None, None, int(votes[i]), win_rate, True))
+    diagnostics = dict(result.diagnostics)
+    if result.params.uses_listing_columns:
+        # Every interval computed (bootstrap and sandwich), so both can be shown side by side.
+        diagnostics["intervals"] = {
+            method: {
+                model: [round(low, 2), round(high, 2)] for model, (low, high) in bounds.items()
+            }
+            for method, bounds in sorted(result.intervals.items())
+        }
+        diagnostics["deprecated"] = list(result.deprecated)
     return Computed(
         rows=listed + below,
         core_csv=result.to_csv(),
         input_digest=result.input_digest,
-        diagnostics=dict(result.diagnostics),
+        diagnostics=diagnostics,
     )
+
+
+def compute_style_view(
+    table: BattleTable, params: RatingParams, facts: Mapping[str, Sequence[object]]
+) -> dict[str, Any]:
+    """The style-controlled table of a release, from battles with style features.
+
+    Contextual Bradley–Terry with sandwich intervals and the release's listing rules;
+    ``facts`` are the model-card columns (``export.EXTRA_COLUMNS`` order) copied into rows and
+    CSV as for the default table.
+
+    Raises:
+        evalcore.errors.EvalcoreError: the battles cannot be rated with style control.
+    """
+    from leaderboard.export import EXTRA_COLUMNS, release_csv
+
+    styled = replace(
+        params, method="bt", style_control=True, interval="sandwich", bootstrap_rounds=0
+    )
+    result = rate_battles(table, styled)
+    computed = _computed(result, PairCounts.from_battles(table).counts)
+    rows = []
+    for position, row in enumerate(computed.rows):
+        extra = dict(zip(EXTRA_COLUMNS, facts.get(row.model, [None] * len(EXTRA_COLUMNS))))
+        rows.append({"position": position, **asdict(row), **extra})
+    return {
+        "params": styled.to_dict(),
+        "input_digest": result.input_digest,
+        "coefficients": dict(result.style_coefficients),
+        "csv_text": release_csv(computed.core_csv, facts),
+        "rows": rows,
+    }
 
 
 def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
@@ -183,6 +256,7 @@ def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
         arguments.append(f"--anchor={anchor['model']}={anchor['rating']!r}")
     if params["method"] == "elo":
         arguments.append(f"--k={params['k']!r}")
+    arguments += _listing_arguments(params)
     if category:
         arguments.append(f"--category={category}")
     return arguments

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from core.exceptions import DomainError, error_body
 from leaderboard import pages, queries
-from leaderboard.exceptions import UnknownRelease, parse_category
+from leaderboard.exceptions import UnknownRelease, parse_category, parse_view, style_view_of
 from leaderboard.models import PublishJob, Release
 
 View = Callable[..., HttpResponse]
@@ -61,7 +61,8 @@ def index(request: HttpRequest) -> HttpResponse:
         context = {"category": category, **queries.board_before_first_release(category)}
         return render(request, "leaderboard/empty.html", context)
     sort, descending = _sort(request)
-    context = pages.release_context(release, sort=sort, descending=descending)
+    view = parse_view(request.GET.get("view"))
+    context = pages.release_context(release, sort=sort, descending=descending, view=view)
     return render(request, "leaderboard/release.html", {**context, "is_latest": True})
 
 
@@ -71,7 +72,8 @@ def release_detail(request: HttpRequest, number: str) -> HttpResponse:
     category = parse_category(request.GET.get("category"))
     release = queries.release_by_number(number, category)
     sort, descending = _sort(request)
-    context = pages.release_context(release, sort=sort, descending=descending)
+    view = parse_view(request.GET.get("view"))
+    context = pages.release_context(release, sort=sort, descending=descending, view=view)
     return render(request, "leaderboard/release.html", context)
 
 
@@ -102,24 +104,34 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "leaderboard/model.html", pages.model_context(name, history, latest))
 
 
-def _csv_response(release: Release) -> HttpResponse:
-    response = HttpResponse(
-        release.csv_text.encode("utf-8"), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="{release.csv_filename}"'
+def _csv_response(release: Release, view: str = "default") -> HttpResponse:
+    text, filename = release.csv_text, release.csv_filename
+    if view == "style":
+        text = style_view_of(release)["csv_text"]
+        filename = filename.replace(".csv", "-style.csv")
+    response = HttpResponse(text.encode("utf-8"), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Ladder-Release"] = str(release.number)
+    response["X-Ladder-View"] = view
     return response
+
+
+def _csv_payload(view: str) -> str:
+    return "style_view" if view == "style" else "csv_text"
 
 
 @require_GET
 @download_errors
 def latest_csv(request: HttpRequest) -> HttpResponse:
     category = parse_category(request.GET.get("category"))
-    return _csv_response(queries.latest_release(category, with_payload="csv_text"))
+    view = parse_view(request.GET.get("view"))
+    return _csv_response(queries.latest_release(category, with_payload=_csv_payload(view)), view)
 
 
 @require_GET
 @download_errors
 def release_csv(request: HttpRequest, number: str) -> HttpResponse:
     category = parse_category(request.GET.get("category"))
-    return _csv_response(queries.release_by_number(number, category, with_payload="csv_text"))
+    view = parse_view(request.GET.get("view"))
+    release = queries.release_by_number(number, category, with_payload=_csv_payload(view))
+    return _csv_response(release, view)

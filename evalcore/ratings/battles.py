@@ -21,7 +21,11 @@ from evalcore.errors import EmptyInputError, InvalidRecordError
 from evalcore.types import OUTCOME_BY_WINNER, Battle, Outcome
 
 REQUIRED_FIELDS = ("model_a", "model_b", "winner")
-ATTRIBUTE_FIELDS = ("judge", "language", "category", "turn", "anony")
+ATTRIBUTE_FIELDS = ("judge", "language", "category", "turn", "anony", "conversation_id")
+STYLE_NAMES = ("tokens", "headers", "bold", "lists")  # = style.STYLE_FEATURES
+# Flat style columns of the battle schema: tokens_a, headers_a, ..., lists_b. A record may
+# instead carry ``style = {"a": {"tokens": ..}, "b": {..}}`` (how the leaderboard stores them).
+STYLE_COLUMNS = tuple(f"{name}_{side}" for side in ("a", "b") for name in STYLE_NAMES)
 MAX_REPORT_EXAMPLES = 5
 
 IntArray = NDArray[np.int64]
@@ -149,6 +153,7 @@ class BattleTable:
     rows: IntArray  # 0-based position of each battle in the original input
     attributes: Mapping[str, EncodedColumn]
     report: SkipReport
+    style: NDArray[np.float64] | None = None  # (N, 2, K) raw style counts of sides a and b
 
     def __len__(self) -> int:
         return int(self.model_a.shape[0])
@@ -181,14 +186,22 @@ class BattleTable:
         tstamp_invalid: NDArray[np.bool_] | None = None,
         not_record: NDArray[np.bool_] | None = None,
         skip_invalid: bool = False,
+        style: NDArray[np.float64] | None = None,
     ) -> BattleTable:
         """Validate encoded columns (the fast path used by the columnar readers).
 
         ``columns`` must hold ``model_a``, ``model_b`` and ``winner``; attribute columns are
         optional. ``tstamp`` holds NaN where absent; ``tstamp_invalid`` flags unparsable values.
+        ``style`` (N, 2, K) holds raw style counts, NaN where missing (an invalid row).
         """
         return _validate(
-            n_rows, columns, tstamp, tstamp_invalid, not_record, skip_invalid=skip_invalid
+            n_rows,
+            columns,
+            tstamp,
+            tstamp_invalid,
+            not_record,
+            skip_invalid=skip_invalid,
+            style=style,
         )
 
     def take(self, indices: IntArray) -> BattleTable:
@@ -202,6 +215,7 @@ class BattleTable:
             rows=self.rows[indices],
             attributes={k: v.take(indices) for k, v in self.attributes.items()},
             report=self.report,
+            style=None if self.style is None else self.style[indices],
         )
 
     def where(self, selection: BattleFilter) -> BattleTable:
@@ -230,6 +244,18 @@ class BattleTable:
         """Battles stably sorted by ``tstamp``; battles without one go last, in input order."""
         return self.take(np.argsort(self.tstamp, kind="stable"))
 
+    def first_vote_per_conversation(self) -> BattleTable:
+        """Only the first battle (in table order) of each ``conversation_id``; battles without
+        one are all kept."""
+        column = self.attributes.get("conversation_id")
+        if column is None:
+            return self
+        codes = column.codes
+        has_id = codes >= 0
+        _, first = np.unique(codes[has_id], return_index=True)
+        keep = np.sort(np.concatenate([np.flatnonzero(has_id)[first], np.flatnonzero(~has_id)]))
+        return self if keep.size == len(self) else self.take(keep)
+
     def _attribute(self, name: str) -> EncodedColumn:
         column = self.attributes.get(name)
         if column is None:
@@ -248,6 +274,8 @@ class _RecordEncoder:
         self.tstamp: list[float] = []
         self.tstamp_invalid: list[int] = []
         self.not_record: list[int] = []
+        self.style: list[list[float]] = []
+        self.has_style = False
 
     def add(self, record: Mapping[str, Any] | Battle) -> None:
         row = len(self.tstamp)
@@ -264,6 +292,21 @@ class _RecordEncoder:
                 value = value.winner
             codes.append(_encode_one(value, self.index[name], self.categories[name]))
         self.tstamp.append(self._parse_tstamp(get("tstamp"), row))
+        self.style.append(self._style_values(get))
+
+    def _style_values(self, get: Any) -> list[float]:
+        nested = get("style")
+        if isinstance(nested, Mapping):
+            sides = [nested.get(side) for side in ("a", "b")]
+            values = [
+                side.get(name) if isinstance(side, Mapping) else None
+                for side in sides
+                for name in STYLE_NAMES
+            ]
+        else:
+            values = [get(name) for name in STYLE_COLUMNS]
+        self.has_style = self.has_style or nested is not None or any(v is not None for v in values)
+        return [_style_number(v) for v in values]
 
     def _parse_tstamp(self, value: object, row: int) -> float:
         if value is None:
@@ -286,7 +329,18 @@ class _RecordEncoder:
             _mask(n_rows, self.tstamp_invalid),
             _mask(n_rows, self.not_record),
             skip_invalid=skip_invalid,
+            style=np.asarray(self.style, dtype=np.float64).reshape(n_rows, 2, len(STYLE_NAMES))
+            if self.has_style
+            else None,
         )
+
+
+def _style_number(value: object) -> float:
+    """A style count, or NaN (an invalid row) for anything but a non-negative finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("nan")
+    number = float(value)
+    return number if np.isfinite(number) and number >= 0 else float("nan")
 
 
 def _battle_getter(battle: Battle) -> Any:
@@ -311,6 +365,7 @@ def _validate(
     not_record: NDArray[np.bool_] | None,
     *,
     skip_invalid: bool,
+    style: NDArray[np.float64] | None = None,
 ) -> BattleTable:
     models, name_codes = _model_vocabulary(columns["model_a"], columns["model_b"])
     code_a, status_a = name_codes[0]
@@ -328,6 +383,10 @@ def _validate(
         ("winner", status_w),
         ("tstamp", _flag(n_rows, tstamp_invalid, _NOT_NUMBER)),
     ]
+    if style is not None:  # NaN marks a missing, negative or non-numeric count
+        statuses.append(
+            ("style", _flag(n_rows, np.asarray(np.isnan(style).any(axis=(1, 2))), _NOT_NUMBER))
+        )
     bad = np.zeros(n_rows, dtype=bool)
     for _, status in statuses:
         bad |= status != _OK
@@ -343,6 +402,7 @@ def _validate(
     if keep.size < n_rows:
         code_a, code_b, outcome, tstamp = code_a[keep], code_b[keep], outcome[keep], tstamp[keep]
         attributes = {k: v.take(keep) for k, v in attributes.items()}
+        style = None if style is None else style[keep]
     models, code_a, code_b = _compact(models, code_a, code_b)
     return BattleTable(
         models=models,
@@ -353,6 +413,7 @@ def _validate(
         rows=keep.astype(np.int64),
         attributes=attributes,
         report=report,
+        style=style,
     )
 
 
@@ -448,6 +509,9 @@ class _ErrorContext:
             return f"field {name!r} is empty ({value!r})"
         if status == _NOT_STRING:
             return f"field {name!r} must be a string, got {value!r} ({type(value).__name__})"
+        if name == "style":
+            names = ", ".join(STYLE_COLUMNS)
+            return f"field 'style' needs non-negative numbers for every one of {names}"
         if status == _UNKNOWN:
             allowed = ", ".join(repr(w) for w in OUTCOME_BY_WINNER)
             return f"field 'winner' has unknown value {value!r}; expected one of {allowed}"

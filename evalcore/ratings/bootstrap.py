@@ -22,6 +22,7 @@ cannot bound it) without shifting everyone else. These rounds are counted in the
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,11 +88,20 @@ def bootstrap_strengths(
     unbounded = np.zeros(m, dtype=np.int64)
     degenerate = unconverged = 0
     batch = max(1, min(BATCH_ROUNDS, BATCH_PAIR_ROUNDS // max(outcomes.first.size, 1)))
-    with ProgressBar(total=rounds, description="bootstrap", enabled=progress) as bar:
-        for low in range(0, rounds, batch):
-            size = min(batch, rounds - low)
-            # The draws depend only on the seed and the round index, never on the batching.
-            cells = draw_cells(outcomes, rng, size)
+    sizes = [min(batch, rounds - low) for low in range(0, rounds, batch)]
+    with (
+        ProgressBar(total=rounds, description="bootstrap", enabled=progress) as bar,
+        ThreadPoolExecutor(max_workers=1) as drawer,
+    ):
+        # One thread draws the next batch (numpy releases the GIL while sampling) while this
+        # one refits the current batch. The draws come from the one generator in round order,
+        # so they depend only on the seed and the round index, never on batching or timing.
+        pending = drawer.submit(draw_cells, outcomes, rng, sizes[0])
+        for number, low in enumerate(range(0, rounds, batch)):
+            size = sizes[number]
+            cells = pending.result()
+            if number + 1 < len(sizes):
+                pending = drawer.submit(draw_cells, outcomes, rng, sizes[number + 1])
             penalty, gauge, fallback = _round_regularisation(outcomes, cells, method, ridge)
             objective = make_objective(method, outcomes, cells)
             x, converged = np.tile(start, (size, 1)), np.ones(size, dtype=bool)

@@ -39,20 +39,36 @@ class PairOutcomes:
     """The three outcome cells per pair that a fit sees, after the tie policy.
 
     ``cells`` has shape (P, 3): first wins, second wins, ties. Resampling votes with replacement
-    is exactly a multinomial over these cells.
+    is exactly a multinomial over these cells. ``weights`` (P,) or None: every vote of a pair
+    counts this much in the likelihood (see :func:`pair_weights`); the cells stay vote counts,
+    so the bootstrap resamples votes and the weights follow them.
     """
 
     models: tuple[str, ...]
     first: IntArray
     second: IntArray
     cells: FloatArray
+    weights: FloatArray | None = None
 
     @classmethod
-    def from_counts(cls, counts: PairCounts, ties: TiePolicy) -> PairOutcomes:
+    def from_counts(
+        cls, counts: PairCounts, ties: TiePolicy, *, reweight_floor: int | None = None
+    ) -> PairOutcomes:
+        """The cells after the tie policy; ``reweight_floor`` switches on :func:`pair_weights`."""
         c = counts.counts.astype(np.float64)
         tie_cell = c[:, TIES] + (c[:, BOTH_BAD] if ties == "half" else 0.0)
         cells = np.stack([c[:, FIRST_WINS], c[:, SECOND_WINS], tie_cell], axis=1)
-        return cls(counts.models, np.asarray(counts.first), np.asarray(counts.second), cells)
+        weights = (
+            None if reweight_floor is None else pair_weights(cells.sum(axis=1), reweight_floor)
+        )
+        first, second = np.asarray(counts.first), np.asarray(counts.second)
+        return cls(counts.models, first, second, cells, weights)
+
+    def weighted(self, cells: FloatArray) -> FloatArray:
+        """``cells`` (..., P, 3) with each pair's votes multiplied by its weight."""
+        if self.weights is None:
+            return cells
+        return cells * self.weights[:, None]
 
     @property
     def n_models(self) -> int:
@@ -92,13 +108,27 @@ class StrengthFit:
     iterations: int
 
 
+def pair_weights(votes: FloatArray, floor: int) -> FloatArray:
+    """Inverse-frequency weights ``1/max(n_pair, floor)``, scaled to a mean of 1 per vote.
+
+    Each pair then counts about equally however often it was sampled (pairs with fewer than
+    ``floor`` votes count less, so a handful of votes cannot weigh as much as thousands). The
+    scale does not move the estimate; it keeps ``ridge`` and the solver tolerances on the same
+    footing as without weights. Pairs without votes get weight 0.
+    """
+    raw = np.where(votes > 0, 1.0 / np.maximum(votes, float(floor)), 0.0)
+    total = float(votes.sum())
+    return np.asarray(raw * (total / max(float((raw * votes).sum()), 1e-300)), dtype=np.float64)
+
+
 def n_parameters(method: Method, n_models: int) -> int:
     return n_models + (1 if method == "davidson" else 0)
 
 
 def make_objective(method: Method, outcomes: PairOutcomes, cells: FloatArray) -> BatchObjective:
-    """The batch objective for ``cells`` of shape (B, P, 3)."""
+    """The batch objective for vote counts ``cells`` of shape (B, P, 3), pair weights applied."""
     incidence = outcomes.incidence
+    cells = outcomes.weighted(cells)
     if method == "bt":
         return _BradleyTerry(outcomes.first, outcomes.second, incidence, cells)
     if method == "davidson":

@@ -16,7 +16,14 @@ from evalcore.ratings.battles import BattleFilter
 from evalcore.ratings.counts import PairCounts
 from evalcore.ratings.engine import compute_ratings, rate_battles
 from evalcore.ratings.io import FORMATS, read_input
-from evalcore.ratings.params import METHODS, TIE_POLICIES, RatingParams, parse_anchor
+from evalcore.ratings.params import (
+    BELOW_MIN_VOTES,
+    INTERVALS,
+    METHODS,
+    TIE_POLICIES,
+    RatingParams,
+    parse_anchor,
+)
 from evalcore.ratings.result import RatingsResult
 
 OUTPUT_FORMATS = ("csv", "json", "table")
@@ -41,6 +48,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", metavar="L", help="only battles in this language")
     parser.add_argument("--judge", metavar="J", help="only battles by this judge")
     parser.add_argument("--anony-only", action="store_true", help="only anonymous battles")
+    parser.add_argument(
+        "--below-min-votes",
+        choices=BELOW_MIN_VOTES,
+        default="hide",
+        help="hide models under --min-votes, or list them marked preliminary",
+    )
+    parser.add_argument(
+        "--deprecated",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="fit MODEL but leave it out of the table (repeatable)",
+    )
+    parser.add_argument(
+        "--first-vote-per-conversation",
+        action="store_true",
+        help="keep only the first vote of each conversation_id",
+    )
+    parser.add_argument(
+        "--interval",
+        choices=INTERVALS,
+        default="bootstrap",
+        help="method of ci_lower/ci_upper (sandwich: closed form, bt only)",
+    )
+    parser.add_argument(
+        "--reweight", action="store_true", help="weight pairs by 1/max(n_pair, floor)"
+    )
+    parser.add_argument("--reweight-floor", type=int, default=50, metavar="C")
+    parser.add_argument(
+        "--style-control",
+        action="store_true",
+        help="contextual Bradley-Terry on the answers' style columns (needs --interval sandwich)",
+    )
+    parser.add_argument("--style-penalty", type=float, default=0.001, metavar="L")
     parser.add_argument("--ties", choices=TIE_POLICIES, default="half")
     parser.add_argument(
         "--ridge", type=float, default=0.0, help="Gaussian prior strength (0: plain MLE)"
@@ -72,6 +113,14 @@ def params_from_args(args: argparse.Namespace) -> RatingParams:
         anchor=parse_anchor(args.anchor) if args.anchor else None,
         ties=args.ties,
         min_votes=args.min_votes,
+        below_min_votes_policy=args.below_min_votes,
+        deprecated=tuple(args.deprecated),
+        first_vote_per_conversation=args.first_vote_per_conversation,
+        interval=args.interval,
+        reweight=args.reweight,
+        reweight_floor=args.reweight_floor,
+        style_control=args.style_control,
+        style_penalty=args.style_penalty,
         ridge=args.ridge,
         confidence=args.confidence,
         k=args.k,
@@ -87,9 +136,17 @@ def run(args: argparse.Namespace) -> RatingsResult:
     selection = BattleFilter(args.category, args.language, args.judge, args.anony_only)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     data = read_input(
-        args.battles_file, file_format=args.input_format, skip_invalid=args.skip_invalid
+        args.battles_file,
+        file_format=args.input_format,
+        skip_invalid=args.skip_invalid,
+        attributes=needed_attributes(args),
     )
     if isinstance(data, PairCounts):
+        if params.style_control or params.first_vote_per_conversation:
+            raise InvalidParameterError(
+                "style_control" if params.style_control else "first_vote_per_conversation",
+                "needs battles; the input holds aggregated counts",
+            )
         if not selection.is_empty():
             raise InvalidParameterError(
                 "category", "slices need battles; the input holds aggregated counts"
@@ -98,6 +155,16 @@ def run(args: argparse.Namespace) -> RatingsResult:
     return rate_battles(
         data, params, selection=None if selection.is_empty() else selection, progress=progress
     )
+
+
+def needed_attributes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The attribute columns this run uses; the readers skip the others."""
+    wanted = [name for name in ("category", "language", "judge") if getattr(args, name)]
+    if args.anony_only:
+        wanted.append("anony")
+    if args.first_vote_per_conversation:
+        wanted.append("conversation_id")
+    return tuple(wanted)
 
 
 def render(result: RatingsResult, output_format: str) -> str:

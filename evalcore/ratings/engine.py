@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from evalcore.errors import EmptyInputError, InvalidParameterError
-from evalcore.ratings.battles import BattleFilter, BattleTable
+from evalcore.errors import EmptyInputError, InvalidInputError, InvalidParameterError
+from evalcore.ratings.battles import STYLE_COLUMNS, BattleFilter, BattleTable
 from evalcore.ratings.blas import single_threaded_blas
 from evalcore.ratings.bootstrap import bootstrap_strengths, percentile_interval
 from evalcore.ratings.bradley_terry import PairOutcomes, StrengthFit, fit_strengths
@@ -19,9 +19,12 @@ from evalcore.ratings.counts import PairCounts
 from evalcore.ratings.elo import bootstrap_elo, outcome_scores, replay_elo
 from evalcore.ratings.params import RatingParams
 from evalcore.ratings.result import RatingsResult, build_result
+from evalcore.ratings.sandwich import normal_interval, pair_sandwich
+from evalcore.ratings.style import STYLE_FEATURES, fit_style, style_design
 from evalcore.types import Battle, Outcome
 
 SEQUENCE_DIGEST_VERSION = "ladder.battle-sequence.v1"
+STYLE_DIGEST_VERSION = "ladder.styled-battles.v1"
 
 
 def compute_ratings(
@@ -53,20 +56,27 @@ def compute_ratings(
         )
     if params.anchor is not None:
         counts.index_of(params.anchor[0], field="anchor")
-    outcomes = PairOutcomes.from_counts(counts, params.ties)
+    floor = params.reweight_floor if params.reweight else None
+    outcomes = PairOutcomes.from_counts(counts, params.ties, reweight_floor=floor)
     if outcomes.cells.sum() == 0:
         raise EmptyInputError("no battles left to fit after the tie policy")
+    intervals: dict[str, tuple[Any, Any]] = {}
     with single_threaded_blas():
         fit = fit_strengths(outcomes, method=params.method, ridge=params.ridge)
         diagnostics = _fit_diagnostics(fit, outcomes, params)
-        bounds = None
         if params.bootstrap_rounds > 0:
-            bounds = _bootstrap_bounds(outcomes, fit, params, diagnostics, progress=progress)
+            intervals["bootstrap"] = _bootstrap_bounds(
+                outcomes, fit, params, diagnostics, progress=progress
+            )
+        if params.method == "bt":
+            sandwich = pair_sandwich(outcomes, fit.strengths, ridge=params.ridge)
+            low, high = normal_interval(fit.strengths, sandwich.covariance, params.confidence)
+            intervals["sandwich"] = (_to_rating(low, params), _to_rating(high, params))
     return build_result(
         counts,
         params,
         _to_rating(fit.strengths, params),
-        bounds,
+        intervals,
         input_digest=counts.digest(),
         diagnostics=diagnostics,
     )
@@ -130,8 +140,12 @@ def rate_battles(
     )
     if selection is not None:
         table = table.where(selection)
+    if params.first_vote_per_conversation:
+        table = table.first_vote_per_conversation()
     counts = PairCounts.from_battles(table).counts
-    if params.method == "elo":
+    if params.style_control:
+        result = _rate_style(table, counts, params)
+    elif params.method == "elo":
         result = _rate_online_elo(table, counts, params, progress=progress)
     else:
         result = compute_ratings(counts, params, progress=progress)
@@ -155,7 +169,7 @@ def _rate_online_elo(
         "battles_replayed": len(ordered),
         "battles_without_tstamp": int(np.count_nonzero(np.isnan(ordered.tstamp))),
     }
-    bounds = None
+    intervals = {}
     if params.bootstrap_rounds > 0:
         draws = bootstrap_elo(
             a,
@@ -167,17 +181,87 @@ def _rate_online_elo(
             progress=progress,
             **constants,
         )
-        bounds = percentile_interval(draws, params.confidence)
+        intervals["bootstrap"] = percentile_interval(draws, params.confidence)
         diagnostics["bootstrap"] = {"rounds": params.bootstrap_rounds}
     # Elo depends on order, so the digest covers the time-ordered sequence, not just the counts.
     return build_result(
         counts,
         params,
         ratings,
-        bounds,
+        intervals,
         input_digest=sequence_digest(ordered),
         diagnostics=diagnostics,
     )
+
+
+def _rate_style(table: BattleTable, counts: PairCounts, params: RatingParams) -> RatingsResult:
+    """Style-controlled ratings (contextual Bradley–Terry, sandwich intervals)."""
+    if table.style is None:
+        raise InvalidInputError(
+            "style control needs the answers' style features: columns "
+            f"{', '.join(STYLE_COLUMNS)} (or a 'style' object per battle)"
+        )
+    if params.anchor is not None:
+        counts.index_of(params.anchor[0], field="anchor")
+    if params.ties == "exclude_bothbad":
+        table = table.take(np.flatnonzero(table.outcome != int(Outcome.BOTH_BAD)))
+    if len(table) == 0:
+        raise EmptyInputError("no battles left to fit after the tie policy")
+    style = table.style
+    assert style is not None  # checked above; taking rows keeps the column
+    fitted = PairCounts.from_battles(table).counts
+    plain = fit_strengths(PairOutcomes.from_counts(fitted, "half"), method="bt", ridge=params.ridge)
+    weights = _vote_weights(table, params)
+    with single_threaded_blas():
+        fit = fit_style(
+            table.model_a,
+            table.model_b,
+            STYLE_SCORE[table.outcome],
+            style_design(style),
+            n_models=len(table.models),
+            weights=weights,
+            penalty=params.style_penalty,
+            ridge=params.ridge,
+            start=plain.strengths,
+        )
+    low, high = normal_interval(fit.strengths, fit.sandwich.covariance, params.confidence)
+    # table.take keeps the vocabulary, so ``fitted``, ``counts`` and the fit share model codes.
+    diagnostics: dict[str, Any] = {"votes_fitted": len(table), "newton_steps": fit.iterations}
+    return build_result(
+        counts,
+        params,
+        _to_rating(fit.strengths, params),
+        {"sandwich": (_to_rating(low, params), _to_rating(high, params))},
+        input_digest=style_digest(table),
+        diagnostics=diagnostics,
+        style_coefficients={
+            name: float(f"{value:.6g}")
+            for name, value in zip(STYLE_FEATURES, fit.coefficients, strict=True)
+        },
+    )
+
+
+STYLE_SCORE = np.array([1.0, 0.0, 0.5, 0.5])  # by Outcome: a wins, b wins, tie, both bad
+
+
+def _vote_weights(table: BattleTable, params: RatingParams) -> Any:
+    """Per-vote weights 1/max(n_pair, floor), mean 1, or None without reweighting."""
+    if not params.reweight:
+        return None
+    m = len(table.models)
+    pair = np.minimum(table.model_a, table.model_b) * m + np.maximum(table.model_a, table.model_b)
+    _, inverse, per_pair = np.unique(pair, return_inverse=True, return_counts=True)
+    raw = 1.0 / np.maximum(per_pair[inverse], params.reweight_floor)
+    return raw * (raw.size / raw.sum())
+
+
+def style_digest(table: BattleTable) -> str:
+    """SHA-256 over the battles in table order, with their style counts."""
+    hasher = hashlib.sha256(STYLE_DIGEST_VERSION.encode() + b"\n")
+    hasher.update(sequence_digest(table).encode() + b"\n")
+    assert table.style is not None
+    hasher.update(np.ascontiguousarray(table.style, dtype="<f8").tobytes())
+    return hasher.hexdigest()
 
 
 def sequence_digest(table: BattleTable) -> str:

@@ -1,11 +1,14 @@
 """Readers for battle files (JSON, JSON Lines, CSV, parquet) and aggregated-count files.
 
 JSON is a list of records, as the public arena dumps are; JSON Lines one record per line; CSV a
-header row then one record per row (empty cells are missing values). These go through the record
-path of :class:`BattleTable`. Parquet is read column-wise with pyarrow (imported only here, only
-for parquet) and validated without a Python loop over rows.
+header row then one record per row (empty cells are missing values). CSV, JSON Lines and parquet
+are read column-wise with pyarrow (imported only here) and validated without a Python loop over
+rows; a file pyarrow cannot take as typed columns (a value of the wrong JSON type, a ragged CSV
+row, quoted line breaks) goes through the record path of :class:`BattleTable`, which names the
+bad row exactly. A plain JSON list always takes the record path.
 
-Row numbers in errors are 0-based record positions (the header and blank lines do not count).
+Row numbers in errors are 0-based record positions (the header and blank lines do not count);
+for CSV and JSON Lines the error also names the file line where the record starts.
 A file whose records carry ``model_a_wins`` is an aggregated-counts file (:func:`read_input`).
 """
 
@@ -14,16 +17,23 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalcore.errors import InvalidInputError, InvalidRecordError, MissingDependencyError
+from evalcore.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    InvalidRecordError,
+    MissingDependencyError,
+)
 from evalcore.ratings.battles import (
     ATTRIBUTE_FIELDS,
     REQUIRED_FIELDS,
+    STYLE_COLUMNS,
+    STYLE_NAMES,
     BattleTable,
     EncodedColumn,
 )
@@ -57,15 +67,30 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_input(
-    path: str | Path, *, file_format: str | None = None, skip_invalid: bool = False
+    path: str | Path,
+    *,
+    file_format: str | None = None,
+    skip_invalid: bool = False,
+    attributes: Sequence[str] = ATTRIBUTE_FIELDS,
 ) -> BattleTable | PairCounts:
-    """Read a battles file, or an aggregated-counts file (recognised by ``model_a_wins``)."""
+    """Read a battles file, or an aggregated-counts file (recognised by ``model_a_wins``).
+
+    ``attributes`` are the optional columns to keep (judge, language, ...); the column-wise
+    readers skip the others, which saves time and memory when only the ratings are needed.
+    """
     file_format = _check_format(path, file_format)
+    unknown = [name for name in attributes if name not in ATTRIBUTE_FIELDS]
+    if unknown:
+        raise InvalidParameterError(
+            "attributes", f"{unknown[0]!r} is not one of {', '.join(ATTRIBUTE_FIELDS)}"
+        )
     if file_format == "parquet":
         columns = _parquet_columns(path)
         if COUNTS_MARKER in columns:
             return PairCounts.from_rows(_parquet_rows(path))
-        return _read_parquet_battles(path, columns, skip_invalid=skip_invalid)
+        return _read_parquet_battles(path, columns, attributes, skip_invalid=skip_invalid)
+    if file_format in ("csv", "jsonl"):
+        return _with_line_numbers(path, file_format, attributes, skip_invalid=skip_invalid)
     records = _read_records(path, file_format)
     if records and isinstance(records[0], Mapping) and COUNTS_MARKER in records[0]:
         return PairCounts.from_rows(records)
@@ -75,7 +100,11 @@ def read_input(
 
 
 def read_battles(
-    path: str | Path, *, file_format: str | None = None, skip_invalid: bool = False
+    path: str | Path,
+    *,
+    file_format: str | None = None,
+    skip_invalid: bool = False,
+    attributes: Sequence[str] = ATTRIBUTE_FIELDS,
 ) -> BattleTable:
     """Read and validate a battles file.
 
@@ -83,13 +112,16 @@ def read_battles(
         path: the file; the format comes from the suffix unless ``file_format`` is given.
         file_format: one of ``json``, ``jsonl``, ``csv``, ``parquet``.
         skip_invalid: skip bad records (see ``table.report``) instead of raising.
+        attributes: the optional attribute columns to keep (default: all).
 
     Raises:
         InvalidInputError: unreadable file, wrong top-level shape, or a missing column.
         InvalidRecordError: a bad record and ``skip_invalid`` is false.
         MissingDependencyError: parquet without pyarrow.
     """
-    data = read_input(path, file_format=file_format, skip_invalid=skip_invalid)
+    data = read_input(
+        path, file_format=file_format, skip_invalid=skip_invalid, attributes=attributes
+    )
     if isinstance(data, PairCounts):
         raise InvalidInputError(f"{str(path)!r} holds aggregated counts, not battles")
     return data
@@ -118,6 +150,41 @@ def _check_format(path: str | Path, file_format: str | None) -> str:
             f"unknown input format {file_format!r}; expected one of {', '.join(FORMATS)}"
         )
     return file_format
+
+
+def _with_line_numbers(
+    path: str | Path, file_format: str, attributes: Sequence[str], *, skip_invalid: bool
+) -> BattleTable | PairCounts:
+    """Read CSV or JSON Lines; a bad record's error names its file line."""
+    try:
+        return _read_text_battles(path, file_format, attributes, skip_invalid=skip_invalid)
+    except InvalidRecordError as error:
+        if error.row is None or error.line is not None:
+            raise
+        raise error.at_line(_line_of(path, file_format, error.row)) from None
+
+
+def _read_text_battles(
+    path: str | Path, file_format: str, attributes: Sequence[str], *, skip_invalid: bool
+) -> BattleTable | PairCounts:
+    if file_format == "csv":
+        header = _csv_header(path)
+        if COUNTS_MARKER in header:
+            return PairCounts.from_rows(_read_records(path, "csv"))
+        table = _read_csv_columns(path, header, attributes, skip_invalid=skip_invalid)
+    else:
+        first = _first_json_line(path)
+        if isinstance(first, Mapping) and COUNTS_MARKER in first:
+            return PairCounts.from_rows(_read_records(path, "jsonl"))
+        table = _read_jsonl_columns(path, attributes, skip_invalid=skip_invalid)
+    if table is not None:
+        _pyarrow()[0].default_memory_pool().release_unused()  # the arrow columns are gone
+        return table
+    # pyarrow could not take the file as typed columns: the record path names the bad row.
+    records = _read_records(path, file_format)
+    if file_format == "csv":
+        records = [_typed_csv_record(r) for r in records]
+    return BattleTable.from_records(records, skip_invalid=skip_invalid)
 
 
 def _read_records(path: str | Path, file_format: str) -> list[Any]:
@@ -183,7 +250,22 @@ def _typed_csv_record(record: dict[str, Any]) -> dict[str, Any]:
     anony = record.get("anony")
     if isinstance(anony, str) and anony.strip().lower() in _BOOLEANS:
         record["anony"] = _BOOLEANS[anony.strip().lower()]
+    for name in STYLE_COLUMNS:
+        value = record.get(name)
+        if isinstance(value, str):
+            record[name] = _float_or_text(value)
     return record
+
+
+def _csv_cell(name: str, value: object) -> object:
+    """One category of a CSV attribute column, typed as the record path types it."""
+    if not isinstance(value, str):
+        return value
+    if name == "turn" and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if name == "anony" and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    return value
 
 
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
@@ -224,7 +306,7 @@ def _parquet_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _read_parquet_battles(
-    path: str | Path, columns: list[str], *, skip_invalid: bool
+    path: str | Path, columns: list[str], attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable:
     pa, pc, pq = _pyarrow()
     missing = [name for name in REQUIRED_FIELDS if name not in columns]
@@ -232,13 +314,15 @@ def _read_parquet_battles(
         raise InvalidInputError(
             f"{str(path)!r} has no column {missing[0]!r} (columns: {', '.join(columns)})"
         )
-    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *ATTRIBUTE_FIELDS) if c in columns]
+    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *attributes) if c in columns]
+    styled = [c for c in STYLE_COLUMNS if c in columns]
     # Reading string columns as dictionaries skips materialising a million Python-side strings.
     categorical = [c for c in wanted if c != "tstamp"]
-    table = pq.read_table(path, columns=wanted, read_dictionary=categorical)
+    table = pq.read_table(path, columns=wanted + styled, read_dictionary=categorical)
     encoded = {
         name: _encode_arrow(table.column(name), pa, pc) for name in wanted if name != "tstamp"
     }
+    style = _style_block(table, styled, lambda column: _arrow_numbers(column, pa, pc))
     tstamp = None
     if "tstamp" in wanted:
         try:
@@ -248,7 +332,18 @@ def _read_parquet_battles(
                 f"column 'tstamp' of {str(path)!r} must be numeric (unix seconds)"
             ) from None
         tstamp = np.asarray(pc.fill_null(as_float, float("nan")).to_numpy(), dtype=np.float64)
-    return BattleTable.from_columns(table.num_rows, encoded, tstamp, skip_invalid=skip_invalid)
+    return BattleTable.from_columns(
+        table.num_rows, encoded, tstamp, skip_invalid=skip_invalid, style=style
+    )
+
+
+def _arrow_numbers(column: Any, pa: Any, pc: Any) -> tuple[Any, Any]:
+    """Floats of a numeric arrow column (NaN where null); a non-numeric column is all invalid."""
+    try:
+        values = pc.fill_null(pc.cast(column, pa.float64()), float("nan"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.full(len(column), np.nan), np.ones(len(column), dtype=bool)
+    return np.array(values.to_numpy(), dtype=np.float64), np.zeros(len(column), dtype=bool)
 
 
 def _encode_arrow(column: Any, pa: Any, pc: Any) -> EncodedColumn:
@@ -263,3 +358,264 @@ def _encode_arrow(column: Any, pa: Any, pc: Any) -> EncodedColumn:
         indices = pc.fill_null(indices, -1)
     codes = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     return EncodedColumn(codes, tuple(encoded.dictionary.to_pylist()))
+
+
+def _csv_header(path: str | Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{str(path)!r} is not UTF-8 text: {error}") from None
+    required = COUNT_FIELDS if COUNTS_MARKER in header else REQUIRED_FIELDS
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise InvalidInputError(
+            f"{str(path)!r} has no column {missing[0]!r} (header: {', '.join(header)})"
+        )
+    return header
+
+
+def _first_json_line(path: str | Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    try:
+                        return json.loads(line)
+                    except json.JSONDecodeError:
+                        return None  # the record path reports it with its row
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{str(path)!r} is not UTF-8 text: {error}") from None
+    return None
+
+
+def _read_csv_columns(
+    path: str | Path, header: list[str], attributes: Sequence[str], *, skip_invalid: bool
+) -> BattleTable | None:
+    """Columnar CSV read, or None when pyarrow cannot parse it (the record path then reports)."""
+    pa, pc, _ = _pyarrow()
+    import pyarrow.csv as pacsv
+
+    wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *attributes, *STYLE_COLUMNS)]
+    wanted = [c for c in wanted if c in header]
+    numeric = {"tstamp", *STYLE_COLUMNS}
+    table = None
+    # Numbers parse straight to float64; only a file with a cell that is not a number is read
+    # again with those columns as text, to find and name that cell.
+    for number_type in (pa.float64(), pa.string()):
+        types = {
+            c: number_type if c in numeric else pa.dictionary(pa.int32(), pa.string())
+            for c in wanted
+        }
+        options = pacsv.ConvertOptions(
+            column_types=types,
+            include_columns=wanted,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        )
+        try:
+            table = pacsv.read_csv(path, convert_options=options).unify_dictionaries()
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue
+    if table is None:
+        return None
+    encoded = {}
+    for name in wanted:
+        if name in numeric:
+            continue
+        column = _encode_arrow(table.column(name), pa, pc)
+        if name in ("turn", "anony"):
+            typed = tuple(_csv_cell(name, value) for value in column.categories)
+            column = EncodedColumn(column.codes, typed)
+        encoded[name] = column
+    tstamp, tstamp_invalid = None, None
+    if "tstamp" in wanted:
+        tstamp, tstamp_invalid = _text_numbers(table.column("tstamp"), pa, pc)
+        tstamp_invalid |= ~np.isnan(tstamp) & ~np.isfinite(tstamp)
+        tstamp[tstamp_invalid] = np.nan
+    style = _style_block(table, wanted, lambda col: _text_numbers(col, pa, pc))
+    return BattleTable.from_columns(
+        table.num_rows,
+        encoded,
+        tstamp,
+        tstamp_invalid=tstamp_invalid,
+        skip_invalid=skip_invalid,
+        style=style,
+    )
+
+
+def _text_numbers(column: Any, pa: Any, pc: Any) -> tuple[Any, Any]:
+    """Floats of a text column (NaN where null) and a mask of the cells that are not numbers."""
+    try:
+        values = pc.cast(column, pa.float64())
+        floats = np.asarray(pc.fill_null(values, float("nan")).to_numpy(), dtype=np.float64)
+        return floats.copy(), np.zeros(floats.size, dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Some cell is not a number: parse cell by cell (only files with a bad cell get here).
+    parsed = [None if v is None else _float_or_text(v) for v in column.to_pylist()]
+    invalid = np.array([isinstance(v, str) for v in parsed], dtype=bool)
+    floats = np.array(
+        [v if isinstance(v, float) else float("nan") for v in parsed], dtype=np.float64
+    )
+    return floats, invalid
+
+
+def _style_block(table: Any, present: list[str], numbers: Any) -> Any:
+    """(N, 2, K) style counts from the flat style columns, NaN where missing or invalid."""
+    if not any(name in present for name in STYLE_COLUMNS):
+        return None
+    style = np.full((table.num_rows, len(STYLE_COLUMNS)), np.nan)
+    for k, name in enumerate(STYLE_COLUMNS):
+        if name in present:
+            values, invalid = numbers(table.column(name))
+            values[invalid | ~np.isfinite(values) | (values < 0)] = np.nan
+            style[:, k] = values
+    if np.isnan(style).all():
+        return None
+    return style.reshape(table.num_rows, 2, len(STYLE_NAMES))
+
+
+SAMPLE_BYTES = 1 << 16
+
+
+def _jsonl_schema(pa: Any, present: set[str]) -> Any:
+    """Types of the battle fields: the required ones, and the others seen in ``present``.
+
+    Arrow's JSON reader pays for every field of an explicit schema on every line, present or
+    not, so only fields that occur are declared; a known field that first appears later in the
+    file is still read (``unexpected_field_behavior="infer"``) and checked like the others.
+    """
+    text = pa.string()
+    side = pa.struct([(name, pa.float64()) for name in STYLE_NAMES])
+    types = {
+        **{name: text for name in REQUIRED_FIELDS},
+        "tstamp": pa.float64(),
+        "judge": text,
+        "language": text,
+        "category": text,
+        "turn": pa.int64(),
+        "anony": pa.bool_(),
+        "conversation_id": text,
+        **{name: pa.float64() for name in STYLE_COLUMNS},
+        "style": pa.struct([("a", side), ("b", side)]),
+    }
+    keep = set(REQUIRED_FIELDS) | {"tstamp"} | present
+    return pa.schema([(name, kind) for name, kind in types.items() if name in keep])
+
+
+def _sampled_keys(path: str | Path) -> set[str]:
+    """The keys of the records in the first ``SAMPLE_BYTES`` of a JSON Lines file."""
+    keys: set[str] = set()
+    with open(path, encoding="utf-8") as handle:
+        for line in handle.readlines(SAMPLE_BYTES):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, Mapping):
+                keys.update(record)
+    return keys
+
+
+def _read_jsonl_columns(
+    path: str | Path, attributes: Sequence[str], *, skip_invalid: bool
+) -> BattleTable | None:
+    """Columnar JSON Lines read of the battle fields, or None when a value has another type.
+
+    The wanted attributes are always declared; style fields when the first records have them.
+    Other fields are not parsed into columns (arrow pays for every declared field per line).
+    """
+    pa, pc, _ = _pyarrow()
+    import pyarrow.json as pajson
+
+    styled = {"style", *STYLE_COLUMNS} & _sampled_keys(path)
+    schema = _jsonl_schema(pa, set(attributes) | styled)
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        table = _read_json_encoded(pajson.open_json(path, parse_options=options), pa, pc)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if table is None or table.num_rows == 0:
+        return None
+    names = [n for n in (*REQUIRED_FIELDS, *attributes) if n in table.schema.names]
+    encoded = {name: _encode_arrow(table.column(name), pa, pc) for name in names}
+    tstamp = np.asarray(
+        pc.fill_null(table.column("tstamp"), float("nan")).to_numpy(), dtype=np.float64
+    )
+
+    def numbers(column: Any) -> tuple[Any, Any]:
+        return _arrow_numbers(column, pa, pc)
+
+    style = _style_block(table, [c for c in STYLE_COLUMNS if c in table.schema.names], numbers)
+    nested = table.column("style") if "style" in table.schema.names else None
+    if style is None and nested is not None and nested.null_count < len(nested):
+        side = {s: pc.struct_field(nested, s) for s in ("a", "b")}
+        columns = [numbers(pc.struct_field(side[s], n))[0] for s in ("a", "b") for n in STYLE_NAMES]
+        style = np.stack(columns, axis=1)
+        style[~np.isfinite(style) | (style < 0)] = np.nan
+        style = style.reshape(table.num_rows, 2, len(STYLE_NAMES))
+    return BattleTable.from_columns(
+        table.num_rows, encoded, tstamp, skip_invalid=skip_invalid, style=style
+    )
+
+
+def _read_json_encoded(reader: Any, pa: Any, pc: Any) -> Any:
+    """The batches of a streaming JSON reader with every text column dictionary-encoded as it
+    arrives, so a million strings are never held at once; None if a type is unexpected."""
+    if not _jsonl_types_ok(reader.schema, pa):
+        return None
+    batches = []
+    for batch in reader:
+        columns = [
+            pc.dictionary_encode(column) if pa.types.is_string(column.type) else column
+            for column in batch.columns
+        ]
+        batches.append(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
+    if not batches:
+        return None
+    return pa.Table.from_batches(batches).unify_dictionaries()
+
+
+def _jsonl_types_ok(schema: Any, pa: Any) -> bool:
+    """Whether the (partly inferred) types are the ones the record path would accept as is."""
+    expected = _jsonl_schema(pa, set(schema.names))
+    for field in schema:
+        if field.name not in expected.names:
+            continue  # not a battle field: ignored
+        wanted = expected.field(field.name).type
+        if field.type != wanted and not pa.types.is_null(field.type):
+            if not (pa.types.is_integer(field.type) and pa.types.is_floating(wanted)):
+                return False
+    return True
+
+
+def _line_of(path: str | Path, file_format: str, row: int) -> int | None:
+    """The 1-based file line where record ``row`` starts (blank lines are not records)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        if file_format == "jsonl":
+            record = -1
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    record += 1
+                    if record == row:
+                        return number
+            return None
+        reader = csv.reader(handle)
+        next(reader, None)
+        record = -1
+        while True:
+            start = reader.line_num + 1
+            fields = next(reader, None)
+            if fields is None:
+                return None
+            if fields:  # DictReader skips empty rows too
+                record += 1
+                if record == row:
+                    return start

@@ -11,8 +11,12 @@ from evalcore.errors import InvalidParameterError
 
 Method = Literal["bt", "elo", "davidson"]
 TiePolicy = Literal["half", "exclude_bothbad"]
+Interval = Literal["bootstrap", "sandwich"]
+BelowMinVotes = Literal["hide", "preliminary"]
 METHODS: tuple[str, ...] = ("bt", "elo", "davidson")
 TIE_POLICIES: tuple[str, ...] = ("half", "exclude_bothbad")
+INTERVALS: tuple[str, ...] = ("bootstrap", "sandwich")
+BELOW_MIN_VOTES: tuple[str, ...] = ("hide", "preliminary")
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,27 @@ class RatingParams:
             after the bootstrap, so it moves all bounds by the same constant.
         ties: ``"half"``: ``tie`` and ``tie (bothbad)`` are both half a win each way (ties in
             Davidson); ``"exclude_bothbad"``: both-bad votes are dropped before fitting.
-        min_votes: models with fewer votes are fitted but not shown (``below_min_votes``).
+        min_votes: models with fewer votes are fitted but not ranked with the others: hidden
+            (``below_min_votes``) or listed as preliminary, as ``below_min_votes_policy`` says.
+        below_min_votes_policy: ``"hide"`` (default) or ``"preliminary"``: ranked and shown,
+            with ``preliminary=True`` on their rows (LMArena's "preliminary" mark).
+        deprecated: models kept in the fit (their battles inform everybody else's rating) but
+            left out of the rows, ranks and matrices (``result.deprecated``).
+        first_vote_per_conversation: for multi-turn battles, keep only the first vote of each
+            ``conversation_id`` (input order); applies where battles are rated.
+        interval: which interval the published ``ci_lower``/``ci_upper`` are: ``"bootstrap"``
+            percentiles, or ``"sandwich"``: normal intervals from the robust covariance
+            H⁻¹·G·H⁻¹ (:mod:`~evalcore.ratings.sandwich`), which costs one solve.
+        reweight: weight each pair's votes by 1/max(n_pair, ``reweight_floor``) (normalised to
+            a mean weight of 1 per vote), in the point fit, the bootstrap and the sandwich, so
+            over-sampled pairs do not dominate (LMArena uses a floor of 50).
+        style_control: contextual Bradley–Terry: strengths plus coefficients on the answers'
+            style features (:mod:`~evalcore.ratings.style`); needs battles with style columns.
+        style_penalty: L2 penalty on the style coefficients only, on the per-vote (mean) scale
+            of the likelihood: ``style_penalty/2·Σγ²`` next to the mean log-likelihood. The
+            default 0.001 is about 0.5 % of a coefficient's per-vote curvature (≈ 0.2), so it
+            bounds the coefficients without shrinking them noticeably; arena-rank's default,
+            1.0, shrinks them several-fold.
         ridge: Gaussian prior strength on natural-log strengths, penalty ``ridge/2·Σ s²``. 0 is
             the plain MLE and refuses data without a finite one; > 0 always gives finite ratings.
         confidence: coverage of the percentile interval.
@@ -42,6 +66,14 @@ class RatingParams:
     anchor: tuple[str, float] | None = None
     ties: TiePolicy = "half"
     min_votes: int = 0
+    below_min_votes_policy: BelowMinVotes = "hide"
+    deprecated: tuple[str, ...] = ()
+    first_vote_per_conversation: bool = False
+    interval: Interval = "bootstrap"
+    reweight: bool = False
+    reweight_floor: int = 50
+    style_control: bool = False
+    style_penalty: float = 0.001
     ridge: float = 0.0
     confidence: float = 0.95
     k: float = 4.0
@@ -55,6 +87,15 @@ class RatingParams:
         _check_int("bootstrap_rounds", self.bootstrap_rounds, minimum=0)
         _check_int("seed", self.seed, minimum=0)
         _check_int("min_votes", self.min_votes, minimum=0)
+        _check_choice("below_min_votes_policy", self.below_min_votes_policy, BELOW_MIN_VOTES)
+        _check_choice("interval", self.interval, INTERVALS)
+        _check_int("reweight_floor", self.reweight_floor, minimum=1)
+        _check_bool("first_vote_per_conversation", self.first_vote_per_conversation)
+        _check_bool("reweight", self.reweight)
+        _check_bool("style_control", self.style_control)
+        _check_number("style_penalty", self.style_penalty, lambda v: v >= 0, "must be >= 0")
+        object.__setattr__(self, "deprecated", _parse_names("deprecated", self.deprecated))
+        self._check_combinations()
         _check_number("ridge", self.ridge, lambda v: v >= 0, "must be >= 0")
         _check_number("confidence", self.confidence, lambda v: 0 < v < 1, "must be between 0 and 1")
         _check_number("k", self.k, lambda v: v > 0, "must be > 0")
@@ -64,6 +105,36 @@ class RatingParams:
         if self.anchor is not None:
             object.__setattr__(self, "anchor", _parse_anchor(self.anchor))
 
+    def _check_combinations(self) -> None:
+        if self.interval == "sandwich" and self.method != "bt":
+            raise InvalidParameterError(
+                "interval", f"'sandwich' needs method 'bt', got method {self.method!r}"
+            )
+        if self.style_control and (self.method != "bt" or self.interval != "sandwich"):
+            raise InvalidParameterError(
+                "style_control",
+                "needs method 'bt' and interval 'sandwich' (a per-vote bootstrap of the "
+                f"contextual fit is not offered); got {self.method!r} and {self.interval!r}",
+            )
+        if self.reweight and self.method == "elo":
+            raise InvalidParameterError("reweight", "online Elo cannot be reweighted")
+
+    @property
+    def uses_listing_columns(self) -> bool:
+        """Whether outputs carry the ``interval`` and ``preliminary`` columns.
+
+        Parameter sets that releases made before these options existed keep the original eight
+        columns, so those releases still reproduce byte for byte.
+        """
+        return (
+            self.interval != "bootstrap"
+            or self.below_min_votes_policy != "hide"
+            or bool(self.deprecated)
+            or self.first_vote_per_conversation
+            or self.reweight
+            or self.style_control
+        )
+
     @property
     def rating_per_log_unit(self) -> float:
         """Rating points per natural-log unit of strength: ``scale / ln(base)``."""
@@ -72,6 +143,7 @@ class RatingParams:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict(to_dict())`` round-trips."""
         data = asdict(self)
+        data["deprecated"] = list(self.deprecated)
         if self.anchor is not None:
             data["anchor"] = {"model": self.anchor[0], "rating": self.anchor[1]}
         return data
@@ -114,6 +186,20 @@ def _parse_anchor(anchor: object) -> tuple[str, float]:
         raise InvalidParameterError("anchor", f"model must be a non-empty string, got {model!r}")
     _check_number("anchor", rating, lambda v: True, "")
     return (model, float(rating))
+
+
+def _parse_names(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, tuple | list):
+        raise InvalidParameterError(name, f"must be a list of model names, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise InvalidParameterError(name, f"model names must be non-empty strings: {item!r}")
+    return tuple(sorted(set(value)))
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidParameterError(name, f"must be true or false, got {value!r}")
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -24,6 +24,9 @@ from evalcore.ratings.counts import PairCounts
 from evalcore.ratings.params import RatingParams
 
 CSV_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
+# Added when the parameters use the listing / interval options (RatingParams.uses_listing_columns):
+# ``interval`` names the method of ci_lower/ci_upper; ``preliminary`` is true or false.
+LISTING_COLUMNS = ("interval", "preliminary")
 RESULT_FORMAT = "ladder.ratings.v1"
 RATING_DECIMALS = 2
 RATE_DECIMALS = 4
@@ -49,6 +52,7 @@ class RatingRow:
     ci_upper: float
     votes: int
     win_rate: float
+    preliminary: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +90,22 @@ class RatingsResult:
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
     selection: BattleFilter | None = None
     skipped: SkipReport | None = None
+    deprecated: tuple[str, ...] = ()  # fitted, left out of the rows
+    # Every interval computed, by method, for the shown models: {method: {model: (low, high)}}.
+    intervals: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)
+    style_coefficients: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The CSV columns (and row keys of the JSON) of this result."""
+        if self.params.uses_listing_columns:
+            return CSV_COLUMNS + LISTING_COLUMNS
+        return CSV_COLUMNS
+
+    @property
+    def interval_method(self) -> str:
+        """The method of ``ci_lower``/``ci_upper``, or "" when none was computed."""
+        return self.params.interval if self.params.interval in self.intervals else ""
 
     def row_for(self, model: str) -> RatingRow:
         """The row of ``model``; ``KeyError`` if it is not shown."""
@@ -95,13 +115,25 @@ class RatingsResult:
         raise KeyError(model)
 
     def to_csv(self) -> str:
-        """CSV with exactly :data:`CSV_COLUMNS`, fixed decimals, ``\\n`` line ends."""
+        """CSV with exactly :attr:`columns`, fixed decimals, ``\\n`` line ends."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(self.columns)
         for row in self.rows:
-            writer.writerow(_formatted(row))
+            writer.writerow(self._formatted(row))
         return buffer.getvalue()
+
+    def _formatted(self, row: RatingRow) -> list[str]:
+        cells = _formatted(row)
+        if self.params.uses_listing_columns:
+            cells += [self.interval_method, "true" if row.preliminary else "false"]
+        return cells
+
+    def _json_row(self, row: RatingRow) -> dict[str, Any]:
+        values = _json_row(row)
+        if self.params.uses_listing_columns:
+            values += [self.interval_method, row.preliminary]
+        return dict(zip(self.columns, values, strict=True))
 
     def to_json(self, *, indent: int | None = None) -> str:
         """The whole result (rows, matrices, params, digest, diagnostics) as JSON."""
@@ -110,18 +142,29 @@ class RatingsResult:
             "input_digest": self.input_digest,
             "params": self.params.to_dict(),
             "selection": None if self.selection is None else self.selection.to_dict(),
-            "rows": [dict(zip(CSV_COLUMNS, _json_row(row), strict=True)) for row in self.rows],
+            "rows": [self._json_row(row) for row in self.rows],
             "below_min_votes": list(self.below_min_votes),
             "matrices": self.matrices.to_dict(),
             "diagnostics": dict(self.diagnostics),
             "skipped": None if self.skipped is None else self.skipped.to_dict(),
         }
+        if self.params.uses_listing_columns:
+            document["deprecated"] = list(self.deprecated)
+            document["intervals"] = {
+                method: {
+                    model: [_number(low, RATING_DECIMALS), _number(high, RATING_DECIMALS)]
+                    for model, (low, high) in bounds.items()
+                }
+                for method, bounds in sorted(self.intervals.items())
+            }
+            document["style_coefficients"] = dict(self.style_coefficients)
         return json.dumps(document, indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
 
     def to_table(self) -> str:
         """A fixed-width text table for terminals."""
-        cells = [list(CSV_COLUMNS)] + [[c or "-" for c in _formatted(row)] for row in self.rows]
-        widths = [max(len(line[i]) for line in cells) for i in range(len(CSV_COLUMNS))]
+        header = list(self.columns)
+        cells = [header] + [[c or "-" for c in self._formatted(row)] for row in self.rows]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
         lines = []
         for line in cells:
             padded = [
@@ -136,28 +179,42 @@ def build_result(
     counts: PairCounts,
     params: RatingParams,
     ratings: FloatArray,
-    bounds: tuple[FloatArray, FloatArray] | None,
+    intervals: Mapping[str, tuple[FloatArray, FloatArray]] | tuple[FloatArray, FloatArray] | None,
     *,
     input_digest: str,
     diagnostics: Mapping[str, Any],
+    style_coefficients: Mapping[str, float] | None = None,
 ) -> RatingsResult:
-    """Anchor, filter by ``min_votes``, rank and tabulate ratings given in ``counts.models`` order.
+    """Anchor, apply the listing rules, rank and tabulate ratings in ``counts.models`` order.
+
+    ``intervals`` holds (lower, upper) per method and ``params.interval`` picks the published
+    one; a bare (lower, upper) pair is taken as that method's, None as no interval.
+    Deprecated models and (unless they are listed as preliminary) models under ``min_votes``
+    are fitted but left out of the rows, ranks and matrices.
 
     Raises:
         UnknownModelError: the anchor model is not in the data.
-        EmptyInputError: no model reaches ``min_votes``.
+        EmptyInputError: no model is left to list.
     """
     shift = 0.0
     if params.anchor is not None:
         model, target = params.anchor
         shift = target - float(ratings[counts.index_of(model, field="anchor")])
     ratings = ratings + shift
+    if intervals is None or isinstance(intervals, tuple):
+        intervals = {} if intervals is None else {params.interval: intervals}
+    shifted = {name: (low + shift, high + shift) for name, (low, high) in intervals.items()}
     nan = np.full(counts.n_models, np.nan)
-    lower, upper = (nan, nan) if bounds is None else (bounds[0] + shift, bounds[1] + shift)
+    lower, upper = shifted.get(params.interval, (nan, nan))
     votes = counts.votes_per_model()
-    shown = np.flatnonzero(votes >= params.min_votes)
+    deprecated = np.isin(np.asarray(counts.models, dtype=object), list(params.deprecated))
+    enough = votes >= params.min_votes
+    listed = ~deprecated & (enough | (params.below_min_votes_policy == "preliminary"))
+    shown = np.flatnonzero(listed)
     if shown.size == 0:
-        raise EmptyInputError(f"no model has at least min_votes={params.min_votes} votes")
+        raise EmptyInputError(
+            f"no model to list: none has min_votes={params.min_votes} votes, or all are deprecated"
+        )
     # Rank on the displayed (rounded) numbers: robust to last-bit noise, consistent with output.
     shown_rating, shown_lower, shown_upper = (
         np.round(v, RATING_DECIMALS) for v in (ratings, lower, upper)
@@ -165,7 +222,8 @@ def build_result(
     names = np.asarray(counts.models, dtype=object)
     order = shown[np.lexsort((names[shown], -shown_rating[shown]))]
     rank = _count_above(shown_rating[order], shown_rating[order]) + 1
-    rank_ub = rank if bounds is None else _count_above(shown_lower[order], shown_upper[order]) + 1
+    has_bounds = params.interval in shifted
+    rank_ub = _count_above(shown_lower[order], shown_upper[order]) + 1 if has_bounds else rank
     wins, losses = counts.decided_per_model()
     win_rate = _ratio(wins, wins + losses)
     rows = tuple(
@@ -178,17 +236,23 @@ def build_result(
             ci_upper=float(upper[i]),
             votes=int(votes[i]),
             win_rate=float(win_rate[i]),
+            preliminary=not bool(enough[i]),
         )
         for n, i in enumerate(order.tolist())
     )
-    hidden = tuple(counts.models[i] for i in np.flatnonzero(votes < params.min_votes))
     return RatingsResult(
         rows=rows,
         params=params,
         input_digest=input_digest,
         matrices=_matrices(counts, ratings, order, params),
-        below_min_votes=hidden,
+        below_min_votes=tuple(counts.models[i] for i in np.flatnonzero(~deprecated & ~listed)),
         diagnostics=dict(diagnostics),
+        deprecated=tuple(counts.models[i] for i in np.flatnonzero(deprecated)),
+        intervals={
+            name: {counts.models[i]: (float(low[i]), float(high[i])) for i in order.tolist()}
+            for name, (low, high) in shifted.items()
+        },
+        style_coefficients=dict(style_coefficients or {}),
     )
 
 

@@ -268,3 +268,21 @@ def test_import_refuses_bad_conversations(conversation_b: Any) -> None:
     }
     with pytest.raises(dumps.InvalidBattleRecord):
         dumps.clean_record(record)
+
+
+def test_the_vote_outcome_carries_style_features_of_every_turn(
+    api: ArenaClient, chat_contestants: list[Contestant], django_capture_on_commit_callbacks: Any
+) -> None:
+    from evalcore.ratings.style import style_features
+    from leaderboard.models import Outcome
+
+    capture = django_capture_on_commit_callbacks
+    battle_id = _start(api, capture)
+    first = api.get(f"/api/arena/battles/{battle_id}").json()
+    _follow_up(api, capture, battle_id, "And another?")
+    second = api.get(f"/api/arena/battles/{battle_id}").json()
+    assert api.post(f"/api/arena/battles/{battle_id}/vote", {"winner": "tie"}).status_code == 201
+    outcome = Outcome.objects.get(pk=Battle.objects.get(pk=battle_id).vote.pk)
+    for side in ("a", "b"):
+        both = f"{first[f'answer_{side}']['text']}\n\n{second[f'answer_{side}']['text']}"
+        assert outcome.style[side] == style_features(both)

@@ -176,3 +176,31 @@ def test_export_up_to_a_vote_id_stops_where_a_release_stopped(
     call_command("export_battles", "--output", str(out), "--up-to-vote-id", str(ids[2]))
     lines = out.read_text().splitlines()
     assert [json.loads(line)["winner"] for line in lines] == ["model_a", "model_b", "tie"]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_strict_import_names_line_and_field_and_imports_nothing(
+    db: None, tmp_path: Path, suffix: str
+) -> None:
+    records = [dict(r) for r in PUBLIC_DUMP]
+    records[2]["winner"] = "model_z"
+    path = tmp_path / f"dump.{suffix}"
+    if suffix == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n\n" for r in records))  # blank lines between
+        line = 5
+    else:
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+        line = 4
+    with pytest.raises(
+        CommandError, match=rf"record 2: winner unknown.*\(line {line}, field 'winner'\)"
+    ):
+        call_command("import_battles", str(path), "--strict", stdout=io.StringIO())
+    assert Vote.objects.count() == 0 and Battle.objects.count() == 0
+    assert not PairCount.objects.exists()
+    out = io.StringIO()
+    call_command("import_battles", str(path), stdout=out)
+    assert f"(line {line}, field 'winner')" in out.getvalue()
+    assert Vote.objects.count() == len(records) - 1

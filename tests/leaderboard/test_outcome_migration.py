@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from evalcore.ratings import RatingParams
 from leaderboard import publishing, ratings
-from leaderboard.models import Outcome, PairCount, Release
+from leaderboard.models import Outcome, PairCount, Release, ReleaseRow
 from tests.leaderboard.votes import battles
 
 # Just before the outcome log: votes hold their winner (contestants already have their own app).
@@ -40,12 +40,28 @@ def old_apps(transactional_db: None) -> Iterator[Apps]:
     # The contestants app stays at its newest state: its table is the one the votes point at.
     targets = [*BEFORE, *executor.loader.graph.leaf_nodes("contestants")]
     executor.migrate(targets)
+    # The old releases are written with today's Release model, so its columns added after the
+    # outcome log (0005: style_view, preliminary) are put in for them and taken out again
+    # before migrating forward, which adds them back.
+    release_columns(add=True)
     yield executor.loader.project_state(targets).apps
     migrate_to_latest()
 
 
+LATER_RELEASE_COLUMNS = ((Release, "style_view"), (ReleaseRow, "preliminary"))
+
+
+def release_columns(*, add: bool) -> None:
+    with connection.schema_editor() as editor:
+        for model, name in LATER_RELEASE_COLUMNS:
+            field = model._meta.get_field(name)
+            (editor.add_field if add else editor.remove_field)(model, field)
+
+
 def migrate_to_latest() -> None:
     executor = MigrationExecutor(connection)
+    if ("leaderboard", "0005_listing_and_style_view") not in executor.loader.applied_migrations:
+        release_columns(add=False)  # 0005 adds them back
     executor.migrate(executor.loader.graph.leaf_nodes())
 
 

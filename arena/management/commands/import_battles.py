@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from arena.dumps import InvalidBattleRecord, import_battles, read_records
+from arena.dumps import InvalidBattleRecord, import_battles, read_numbered_records
 
 
 class Command(BaseCommand):
@@ -16,7 +16,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help=".jsonl, .json (array or lines) or .csv")
         parser.add_argument(
-            "--strict", action="store_true", help="stop at the first invalid record"
+            "--strict",
+            action="store_true",
+            help="refuse the file at the first invalid record (nothing is imported)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -24,7 +26,7 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{str(path)!r} is not a file")
         try:
-            report = import_battles(read_records(path), strict=options["strict"])
+            report = import_battles(read_numbered_records(path), strict=options["strict"])
         except (InvalidBattleRecord, UnicodeDecodeError, ValueError) as error:
             raise CommandError(f"{path}: {error}") from None
         self.stdout.write(report.summary())

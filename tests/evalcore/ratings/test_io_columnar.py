@@ -1,0 +1,107 @@
+"""The column-wise readers: no per-record path for good files, file lines in errors, style."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evalcore.errors import InvalidRecordError
+from evalcore.ratings import BattleTable, PairCounts, read_battles
+from tests.evalcore.ratings.test_io import write
+
+STYLE = {"tokens_a": 120, "headers_a": 1, "bold_a": 2, "lists_a": 3}
+STYLE_B = {"tokens_b": 80, "headers_b": 0, "bold_b": 1, "lists_b": 0}
+
+
+def refuse_record_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("the per-record path was used")
+
+    monkeypatch.setattr(BattleTable, "from_records", refuse)
+
+
+@pytest.fixture
+def no_record_path(monkeypatch):
+    refuse_record_path(monkeypatch)
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl", "parquet"])
+def test_good_files_are_read_without_the_record_path(tmp_path, battles, file_format, monkeypatch):
+    expected = PairCounts.from_battles(battles).counts.digest()
+    path = write(tmp_path / f"b.{file_format}", battles, file_format)
+    refuse_record_path(monkeypatch)
+    table = read_battles(path)
+    assert (
+        PairCounts.from_codes(table.models, table.model_a, table.model_b, table.outcome).digest()
+        == expected
+    )
+    assert table.tstamp.tolist() == [b["tstamp"] for b in battles]
+    assert table.attributes["anony"].matches(True).sum() == 8
+    assert table.attributes["turn"].matches(1).all()
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_errors_name_the_file_line_and_the_field(tmp_path, battles, file_format):
+    records = battles[:5] + [{**battles[5], "model_b": battles[5]["model_a"]}] + battles[6:]
+    path = write(tmp_path / f"b.{file_format}", records, file_format)
+    if file_format == "jsonl":  # blank lines are not records, but they are lines
+        path.write_text("\n" + path.read_text().replace("\n", "\n\n", 2))
+    with pytest.raises(InvalidRecordError) as caught:
+        read_battles(path)
+    error = caught.value
+    assert (error.row, error.field) == (5, "model_b")
+    line = 7 if file_format == "csv" else 9  # header / blank lines before record 5
+    assert path.read_text().splitlines()[line - 1].count(battles[5]["model_a"]) == 2
+    assert error.line == line
+    assert str(error).endswith(f"(line {line})")
+
+
+def test_a_json_value_of_the_wrong_type_is_named_exactly(tmp_path, battles):
+    records = [dict(b) for b in battles]
+    records[4]["model_a"] = 17
+    path = write(tmp_path / "b.jsonl", records, "jsonl")
+    with pytest.raises(InvalidRecordError) as caught:
+        read_battles(path)
+    assert (caught.value.row, caught.value.field, caught.value.line) == (4, "model_a", 5)
+    assert "must be a string" in str(caught.value)
+
+
+def test_a_bad_csv_timestamp_is_named_and_skippable(tmp_path, battles):
+    records = [dict(b) for b in battles]
+    records[2]["tstamp"] = "yesterday"
+    path = write(tmp_path / "b.csv", records, "csv")
+    with pytest.raises(InvalidRecordError) as caught:
+        read_battles(path)
+    assert (caught.value.row, caught.value.field, caught.value.line) == (2, "tstamp", 4)
+    assert len(read_battles(path, skip_invalid=True)) == len(battles) - 1
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl", "parquet", "json"])
+def test_style_columns_are_read_in_every_format(tmp_path, battles, file_format):
+    records = [{**b, **STYLE, **STYLE_B, "tokens_b": 80 + i} for i, b in enumerate(battles)]
+    table = read_battles(write(tmp_path / f"b.{file_format}", records, file_format))
+    assert table.style is not None
+    assert table.style.shape == (len(battles), 2, 4)
+    np.testing.assert_array_equal(table.style[3, 0], [120, 1, 2, 3])
+    np.testing.assert_array_equal(table.style[3, 1], [83, 0, 1, 0])
+
+
+def test_nested_style_objects_in_json_lines(tmp_path, battles, no_record_path):
+    side = {"tokens": 10, "headers": 0, "bold": 1, "lists": 2}
+    records = [{**b, "style": {"a": side, "b": {**side, "tokens": 20}}} for b in battles]
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    table = read_battles(path)
+    assert table.style is not None
+    np.testing.assert_array_equal(table.style[0], [[10, 0, 1, 2], [20, 0, 1, 2]])
+
+
+def test_a_negative_style_count_is_an_error_naming_style(tmp_path, battles):
+    records = [{**b, **STYLE, **STYLE_B} for b in battles]
+    records[6]["lists_b"] = -2
+    path = write(tmp_path / "b.csv", records, "csv")
+    with pytest.raises(InvalidRecordError) as caught:
+        read_battles(path)
+    assert (caught.value.row, caught.value.field, caught.value.line) == (6, "style", 8)
