@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "leaderboard",
     "arena",
     "submissions",
+    "demo",
 ]
 
 MIDDLEWARE = [

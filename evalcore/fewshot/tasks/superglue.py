@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evalcore.fewshot.registry import Doc, Pattern, ProbePattern, TaskSpec, register
+from evalcore.fewshot.spec import Doc, Pattern, ProbePattern, TaskSpec
+
+# The FewGLUE tasks, in declaration order; ``evalcore.fewshot.registry`` registers them.
+TASKS: list[TaskSpec] = []
+
+
+def declare(spec: TaskSpec) -> TaskSpec:
+    TASKS.append(spec)
+    return spec
+
 
 YES_NO = {"true": " yes", "false": " no"}
 BINARY = ("true", "false")
@@ -54,7 +63,7 @@ def _simple_docs(keys: tuple[str, ...], label: Any, labels: tuple[str, ...]) -> 
 
 # --- BoolQ ---------------------------------------------------------------------------------
 
-register(
+declare(
     TaskSpec(
         name="boolq",
         directory="BoolQ",
@@ -80,7 +89,7 @@ register(
 # --- CB ------------------------------------------------------------------------------------
 
 CB_LABELS = ("entailment", "contradiction", "neutral")
-register(
+declare(
     TaskSpec(
         name="cb",
         directory="CB",
@@ -131,7 +140,7 @@ def _copa_docs(record: Mapping[str, Any], index: int) -> list[Doc]:
     return [Doc(str(index), index, fields, label, COPA_CHOICES, str(index))]
 
 
-register(
+declare(
     TaskSpec(
         name="copa",
         directory="COPA",
@@ -164,7 +173,7 @@ register(
 # --- RTE -----------------------------------------------------------------------------------
 
 RTE_LABELS = ("entailment", "not_entailment")
-register(
+declare(
     TaskSpec(
         name="rte",
         directory="RTE",
@@ -206,7 +215,7 @@ def _wic_docs(record: Mapping[str, Any], index: int) -> list[Doc]:
     return [Doc(str(index), index, fields, _bool_label(record["label"]), BINARY, str(index))]
 
 
-register(
+declare(
     TaskSpec(
         name="wic",
         directory="WiC",
@@ -248,7 +257,7 @@ def _wsc_docs(record: Mapping[str, Any], index: int) -> list[Doc]:
     return [Doc(str(index), index, fields, _bool_label(record["label"]), BINARY, str(index))]
 
 
-register(
+declare(
     TaskSpec(
         name="wsc",
         directory="WSC",
@@ -306,7 +315,7 @@ def _multirc_docs(record: Mapping[str, Any], index: int) -> list[Doc]:
     return docs
 
 
-register(
+declare(
     TaskSpec(
         name="multirc",
         directory="MultiRC",

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from core.demo import register_demo_contestants
+from demo.setup import register_demo_contestants
 
 
 class Command(BaseCommand):
