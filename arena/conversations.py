@@ -34,6 +34,7 @@ from arena.exceptions import (
     MessageTooLong,
 )
 from arena.models import Battle
+from core.text import storable_json, storable_text
 
 Message = dict[str, str]
 
@@ -94,7 +95,7 @@ def follow_up(*, battle_id: uuid.UUID, message: str) -> Battle:
     fields: dict[str, Any] = {
         "history_a": conversation(battle, "a"),
         "history_b": conversation(battle, "b"),
-        "prompt": message,
+        "prompt": storable_text(message),
         "answer_a": "",
         "answer_b": "",
         "answer_a_at": None,
@@ -136,7 +137,7 @@ class _PartialWriter:
         self.last = now
         Battle.objects.filter(
             pk=self.battle.pk, status=Battle.Status.GENERATING, turn=self.battle.turn
-        ).update(**{f"answer_{self.side}": text})
+        ).update(**{f"answer_{self.side}": storable_text(text)})
 
 
 def generate_side(battle: Battle, side: str) -> str:
@@ -147,12 +148,13 @@ def generate_side(battle: Battle, side: str) -> str:
     messages = conversation(battle, side)
     seed = (battle.pk.int + battle.turn) % 2**31
     made = generate_answer(contestant, messages, seed=seed, on_text=_PartialWriter(battle, side))
+    text = storable_text(made.text)
     fields = {
-        f"answer_{side}": made.text,
+        f"answer_{side}": text,
         f"answer_{side}_at": timezone.now(),
-        f"generation_{side}": made.record,
+        f"generation_{side}": storable_json(made.record),
     }
     Battle.objects.filter(pk=battle.pk, turn=battle.turn).update(**fields)
-    setattr(battle, f"answer_{side}", made.text)
+    setattr(battle, f"answer_{side}", text)
     setattr(battle, f"answer_{side}_at", fields[f"answer_{side}_at"])
-    return made.text
+    return text

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.schema import errors
 from leaderboard import publishing, queries
 from leaderboard.exceptions import UnknownPublishJob, parse_category, parse_release_number
 from leaderboard.export import COLUMNS, row_dicts
@@ -63,6 +66,9 @@ def job_body(job: PublishJob) -> dict[str, Any]:
     }
 
 
+@extend_schema(
+    responses={200: OpenApiTypes.OBJECT, **errors(400)}, operation_id="leaderboards_list"
+)
 @api_view(["GET"])
 def release_list(request: Request) -> Response:
     """Every release of a category, newest first (``?category=``, ``?before=`` to page)."""
@@ -79,18 +85,24 @@ def release_list(request: Request) -> Response:
     return Response(body)
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(400, 404)})
 @api_view(["GET"])
 def release_latest(request: Request) -> Response:
     category = parse_category(request.query_params.get("category"))
     return Response(release_body(queries.latest_release(category)))
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(400, 404)})
 @api_view(["GET"])
 def release_detail(request: Request, number: str) -> Response:
     category = parse_category(request.query_params.get("category"))
     return Response(release_body(queries.release_by_number(number, category)))
 
 
+@extend_schema(
+    request=PublishRequestSerializer,
+    responses={202: OpenApiTypes.OBJECT, **errors(400, 401, 403, 409)},
+)
 @api_view(["POST"])
 @permission_classes([IsAdminUser])
 def publish(request: Request) -> Response:
@@ -107,6 +119,7 @@ def publish(request: Request) -> Response:
     return Response(job_body(job), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 404)})
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def publish_status(request: Request, job_id: int) -> Response:
