@@ -88,7 +88,7 @@ def battle_detail(request: Request, battle_id: uuid.UUID) -> Response:
 
 @extend_schema(
     request=FollowUpSerializer,
-    responses={202: FollowUpCreatedSerializer},
+    responses={202: FollowUpCreatedSerializer, **errors(400, 401, 403, 404, 409, 429, 503)},
     description=(
         "A follow-up message once both answers of the turn are complete and before the vote; "
         "each model continues its own conversation. 409 battle_generating, battle_closed, "

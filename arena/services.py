@@ -78,11 +78,16 @@ def create_battle(
         with transaction.atomic():
             battle.save(force_insert=True)
             if battle.status == Battle.Status.GENERATING:
-                transaction.on_commit(lambda: _queue_generation(battle))
+                transaction.on_commit(lambda: _queue_generation(battle, new=True))
     return battle
 
 
-def _queue_generation(battle: Battle) -> None:
+def _queue_generation(battle: Battle, *, new: bool = False) -> None:
+    """Send the generation task; with the broker down, answer 503 (GenerationUnavailable).
+
+    A new battle is removed again; a follow-up turn of an existing one is marked failed, so its
+    page says so instead of spinning.
+    """
     from arena.tasks import generate_answers
 
     try:
@@ -92,7 +97,12 @@ def _queue_generation(battle: Battle) -> None:
         # request answers 503 (this runs on commit, which raises into create_battle's caller
         # outside an outer transaction, and gives the rate-limit place back on the way).
         logger.exception("battle %s: could not queue answer generation", battle.pk)
-        Battle.objects.filter(pk=battle.pk).delete()
+        if new:
+            Battle.objects.filter(pk=battle.pk).delete()
+        else:
+            Battle.objects.filter(pk=battle.pk).update(
+                status=Battle.Status.FAILED, error=f"queueing failed: {error}"[:2000]
+            )
         raise GenerationUnavailable(
             "answer generation is unavailable right now (the task queue is down); "
             "please try again shortly"

@@ -29,10 +29,12 @@ def nul_generation(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model whose output holds a NUL and a lone surrogate, as dense-tiny's demo answer did."""
     from arena import generation
 
-    def generate(contestant: Contestant, prompts: list[str], *, seed: int) -> list[str]:
-        return [NUL_ANSWER for _ in prompts]
+    def generate(contestant: Contestant, messages: Any, *, seed: int, on_text: Any = None) -> Any:
+        if on_text is not None:
+            on_text(NUL_ANSWER[:7])  # a streamed partial text holds the NUL too
+        return generation.GeneratedAnswer(NUL_ANSWER, {"finish_reason": "stop\x00"})
 
-    monkeypatch.setattr(generation, "generate_answers", generate)
+    monkeypatch.setattr(generation, "generate_answer", generate)
 
 
 def nul_answers_are_stored_with_replacement_characters(contestants: list[Contestant]) -> None:
