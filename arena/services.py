@@ -31,7 +31,7 @@ from arena.models import Battle, PooledAnswer, Prompt, PromptSet, Vote, prompt_d
 from arena.sampling import PairRecord, sample_pair
 from arena.voters import Voter
 from contestants.models import Contestant
-from core.text import storable_text
+from core.text import storable_json, storable_text
 from evalcore.types import Outcome as Result
 from leaderboard.models import Outcome, PairCount
 from leaderboard.services import (
@@ -505,7 +505,7 @@ def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
                         prompt=prompt,
                         contestant=contestant,
                         text=storable_text(answer.text),
-                        generation=answer.record,
+                        generation=storable_json(answer.record),
                         max_new_tokens=int(settings.ARENA_MAX_NEW_TOKENS),
                     )
                     for prompt, answer in zip(chunk, made, strict=True)
