@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.request import RawPostDataException
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import api_view, authentication_classes
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,7 +36,9 @@ from arena.serializers import (
     vote_data,
 )
 from arena.voters import remember_voter, voter_for
-from core.exceptions import DomainError, error_response
+from core import jsonbody
+from core.exceptions import DomainError, RequestTooLarge, error_response
+from core.schema import errors
 
 
 @extend_schema(responses=SessionSerializer)
@@ -51,7 +52,10 @@ def session(request: Request) -> Response:
     return response
 
 
-@extend_schema(request=BattleCreateSerializer, responses={201: BattleCreatedSerializer})
+@extend_schema(
+    request=BattleCreateSerializer,
+    responses={201: BattleCreatedSerializer, **errors(400, 401, 403, 415, 429, 503)},
+)
 @api_view(["POST"])
 @authentication_classes(ARENA_AUTHENTICATION)
 def battle_create(request: Request) -> Response:
@@ -72,7 +76,7 @@ def battle_create(request: Request) -> Response:
     return response
 
 
-@extend_schema(responses=BattleSerializer)
+@extend_schema(responses={200: BattleSerializer, **errors(404)})
 @api_view(["GET"])
 @authentication_classes(ARENA_AUTHENTICATION)
 def battle_detail(request: Request, battle_id: uuid.UUID) -> Response:
@@ -84,7 +88,7 @@ def battle_detail(request: Request, battle_id: uuid.UUID) -> Response:
 
 @extend_schema(
     request=FollowUpSerializer,
-    responses={202: FollowUpCreatedSerializer},
+    responses={202: FollowUpCreatedSerializer, **errors(400, 401, 403, 404, 409, 429, 503)},
     description=(
         "A follow-up message once both answers of the turn are complete and before the vote; "
         "each model continues its own conversation. 409 battle_generating, battle_closed, "
@@ -114,7 +118,7 @@ class BattleVoteView(APIView):
     """
 
     authentication_classes = ARENA_AUTHENTICATION
-    parser_classes = [JSONParser]
+    parser_classes = [jsonbody.DepthLimitedJSONParser]
     renderer_classes = [JSONRenderer]
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
@@ -130,7 +134,7 @@ class BattleVoteView(APIView):
 
     @extend_schema(
         request=VoteSerializer,
-        responses={201: VoteResultSerializer},
+        responses={201: VoteResultSerializer, **errors(400, 401, 403, 404, 409, 413, 415, 429)},
         description=(
             "The one vote of a ready battle; the answer reveals both models. Repeating the "
             "stored vote returns the same answer; a different one is 409 already_voted."
@@ -150,13 +154,15 @@ def _winner_in(request: HttpRequest) -> Any:
     try:
         body = request.body
     except RequestDataTooBig:
-        raise exceptions.ParseError("the request body is too large") from None
+        raise RequestTooLarge() from None
+    except RawPostDataException:  # a form body the CSRF check read first: not JSON anyway
+        raise exceptions.UnsupportedMediaType(str(request.content_type)) from None
     if not body:
         return None
     if request.content_type != "application/json":
         raise exceptions.UnsupportedMediaType(request.content_type)
     try:
-        data = json.loads(body)
+        data = jsonbody.loads(body)
     except ValueError as error:  # also UnicodeDecodeError
         raise exceptions.ParseError(f"JSON parse error - {error}") from None
     if not isinstance(data, dict):

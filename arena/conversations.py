@@ -34,6 +34,7 @@ from arena.exceptions import (
     MessageTooLong,
 )
 from arena.models import Battle
+from core.text import storable_json, storable_text
 from evalcore.ratings.style import style_features
 
 Message = dict[str, str]
@@ -95,7 +96,7 @@ def follow_up(*, battle_id: uuid.UUID, message: str) -> Battle:
     fields: dict[str, Any] = {
         "history_a": conversation(battle, "a"),
         "history_b": conversation(battle, "b"),
-        "prompt": message,
+        "prompt": storable_text(message),
         "answer_a": "",
         "answer_b": "",
         "answer_a_at": None,
@@ -139,7 +140,7 @@ class _PartialWriter:
         self.last = now
         Battle.objects.filter(
             pk=self.battle.pk, status=Battle.Status.GENERATING, turn=self.battle.turn
-        ).update(**{f"answer_{self.side}": text})
+        ).update(**{f"answer_{self.side}": storable_text(text)})
 
 
 def generate_side(battle: Battle, side: str) -> str:
@@ -150,18 +151,19 @@ def generate_side(battle: Battle, side: str) -> str:
     messages = conversation(battle, side)
     seed = (battle.pk.int + battle.turn) % 2**31
     made = generate_answer(contestant, messages, seed=seed, on_text=_PartialWriter(battle, side))
+    text = storable_text(made.text)
     # Style features of everything this side has answered so far (all turns), stored with the
     # answer so the vote can copy them into its outcome without parsing text again.
     answered = [
         m["content"] for m in getattr(battle, f"history_{side}") if m["role"] == "assistant"
     ]
     fields = {
-        f"answer_{side}": made.text,
+        f"answer_{side}": text,
         f"answer_{side}_at": timezone.now(),
-        f"generation_{side}": made.record,
-        f"style_{side}": style_features("\n\n".join([*answered, made.text])),
+        f"generation_{side}": storable_json(made.record),
+        f"style_{side}": style_features("\n\n".join([*answered, text])),
     }
     Battle.objects.filter(pk=battle.pk, turn=battle.turn).update(**fields)
-    setattr(battle, f"answer_{side}", made.text)
+    setattr(battle, f"answer_{side}", text)
     setattr(battle, f"answer_{side}_at", fields[f"answer_{side}_at"])
-    return made.text
+    return text

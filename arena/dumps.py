@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from arena.models import Battle, Vote
 from contestants.models import Contestant
+from core.text import storable_text
 from evalcore.types import Outcome as Result
 from leaderboard.services import WINNERS, record_outcome
 
@@ -388,8 +389,8 @@ def _battle(key: str, record: dict[str, Any], contestants: dict[str, Contestant]
         model_a=contestants[record["model_a"]],
         model_b=contestants[record["model_b"]],
         status=Battle.Status.READY,
-        language=record["language"][:50],
-        category=record["category"],
+        language=storable_text(record["language"][:50]),
+        category=storable_text(record["category"]),
         turn=record["turn"]
         if "turn_from_conversation" not in record
         else max(record["turn"], record["turn_from_conversation"]),
@@ -417,4 +418,4 @@ def _vote(battle: Battle, record: dict[str, Any]) -> Vote:
         tstamp=record["tstamp"],
         created_at=battle.created_at,
     )
-    return Vote(outcome_id=outcome_id, battle=battle, judge=record["judge"][:100])
+    return Vote(outcome_id=outcome_id, battle=battle, judge=storable_text(record["judge"][:100]))

@@ -66,6 +66,13 @@ class PoolEmpty(DomainError):
     status_code = 503
 
 
+class GenerationUnavailable(DomainError):
+    """The answer-generation task could not be queued (the broker is down): no battle is kept."""
+
+    code = "generation_unavailable"
+    status_code = 503
+
+
 # --- Multi-turn battles (arena.conversations) ----------------------------------------------
 
 

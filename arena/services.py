@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from arena.exceptions import (
     AlreadyVoted,
     BattleNotFound,
     BattleNotReady,
+    GenerationUnavailable,
     InvalidWinner,
     NotEnoughContestants,
     PoolEmpty,
@@ -29,6 +31,7 @@ from arena.models import Battle, PooledAnswer, Prompt, PromptSet, Vote, prompt_d
 from arena.sampling import PairRecord, sample_pair
 from arena.voters import Voter
 from contestants.models import Contestant
+from core.text import storable_json, storable_text
 from evalcore.ratings.style import style_features
 from evalcore.types import Outcome as Result
 from leaderboard.models import Outcome, PairCount
@@ -60,6 +63,7 @@ def create_battle(
     models queue. Raises RateLimited, PoolOnly, PoolEmpty or NotEnoughContestants.
     """
     rng = rng or _RANDOM
+    prompt = storable_text(prompt)
     with ratelimit.reserved("battle", voter):
         source = _choose_prompt(prompt, random_prompt, rng)
         model_a, model_b = _choose_pair(source, rng)
@@ -75,19 +79,35 @@ def create_battle(
         with transaction.atomic():
             battle.save(force_insert=True)
             if battle.status == Battle.Status.GENERATING:
-                transaction.on_commit(lambda: _queue_generation(battle))
+                transaction.on_commit(lambda: _queue_generation(battle, new=True))
     return battle
 
 
-def _queue_generation(battle: Battle) -> None:
+def _queue_generation(battle: Battle, *, new: bool = False) -> None:
+    """Send the generation task; with the broker down, answer 503 (GenerationUnavailable).
+
+    A new battle is removed again; a follow-up turn of an existing one is marked failed, so its
+    page says so instead of spinning.
+    """
     from arena.tasks import generate_answers
 
     try:
         generate_answers.delay(str(battle.pk))
-    except Exception as error:  # broker down: say so on the page instead of spinning forever
+    except Exception as error:
+        # Broker down: nothing would ever generate the answers. The battle goes again and the
+        # request answers 503 (this runs on commit, which raises into create_battle's caller
+        # outside an outer transaction, and gives the rate-limit place back on the way).
         logger.exception("battle %s: could not queue answer generation", battle.pk)
-        battle.status, battle.error = Battle.Status.FAILED, f"queueing failed: {error}"[:2000]
-        Battle.objects.filter(pk=battle.pk).update(status=battle.status, error=battle.error)
+        if new:
+            Battle.objects.filter(pk=battle.pk).delete()
+        else:
+            Battle.objects.filter(pk=battle.pk).update(
+                status=Battle.Status.FAILED, error=f"queueing failed: {error}"[:2000]
+            )
+        raise GenerationUnavailable(
+            "answer generation is unavailable right now (the task queue is down); "
+            "please try again shortly"
+        ) from error
 
 
 def _choose_prompt(prompt: str, random_prompt: bool, rng: random.Random) -> Prompt | None:
@@ -154,10 +174,15 @@ def _fill_from_pool(battle: Battle) -> None:
         battle.status, battle.ready_at, battle.pooled = Battle.Status.READY, timezone.now(), True
 
 
+TIMED_OUT = "answer generation timed out (no worker finished it in {seconds} s)"
+
+
 def generate_battle_answers(*, battle_id: uuid.UUID) -> None:
     """Fill in the missing answers of a generating battle (worker side; safe to run twice).
 
     Each side's partial text is written to the battle while it streams (arena.conversations).
+    A battle past ARENA_GENERATION_TIMEOUT_S is failed instead: fail_stale_battles may have
+    told its voter so already, and a battle never turns ready after that.
     """
     from arena.conversations import generate_side
 
@@ -167,6 +192,11 @@ def generate_battle_answers(*, battle_id: uuid.UUID) -> None:
         .first()
     )
     if battle is None:  # unknown, or a redelivered task whose work is done
+        return
+    delay = float(settings.ARENA_GENERATION_DELAY_S)
+    if delay > 0:  # test hook: a window in which to kill the worker
+        time.sleep(delay)
+    if battle.pk in fail_stale_battles(battle_ids=[battle.pk]):
         return
     try:
         for side in ("a", "b"):
@@ -186,12 +216,39 @@ def generate_battle_answers(*, battle_id: uuid.UUID) -> None:
     )
 
 
+def fail_stale_battles(*, battle_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
+    """Fail the battles generating for longer than ARENA_GENERATION_TIMEOUT_S (beat runs it).
+
+    Their worker died (Celery redelivers an unacknowledged message only after the broker's
+    visibility timeout, and a Redis restart or the filesystem transport loses it) or is stuck;
+    the page then says the answers could not be generated instead of spinning for good.
+    """
+    seconds = int(settings.ARENA_GENERATION_TIMEOUT_S)
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    stale = Battle.objects.filter(status=Battle.Status.GENERATING, created_at__lt=cutoff)
+    if battle_ids is not None:
+        stale = stale.filter(pk__in=battle_ids)
+    failed = []
+    for battle_id in stale.values_list("pk", flat=True):
+        # Conditional: a battle that turned ready meanwhile keeps its answers.
+        if Battle.objects.filter(pk=battle_id, status=Battle.Status.GENERATING).update(
+            status=Battle.Status.FAILED, error=TIMED_OUT.format(seconds=seconds)
+        ):
+            failed.append(battle_id)
+    if failed:
+        logger.warning("failed %d battles whose answers timed out: %s", len(failed), failed)
+    return failed
+
+
 def _add_to_pool(prompt_id: int, contestant: Contestant, text: str) -> None:
     # A live answer to a curated prompt is as good a sample as a pre-generated one: keep it.
     PooledAnswer.objects.get_or_create(
         prompt_id=prompt_id,
         contestant=contestant,
-        defaults={"text": text, "max_new_tokens": int(settings.ARENA_MAX_NEW_TOKENS)},
+        defaults={
+            "text": storable_text(text),
+            "max_new_tokens": int(settings.ARENA_MAX_NEW_TOKENS),
+        },
     )
 
 
@@ -410,11 +467,11 @@ def load_prompt_set(
     limit = int(settings.ARENA_MAX_PROMPT_CHARS)
     prompts = []
     for number, record in enumerate(records, start=1):
-        text = str(record.get("text") or record.get("prompt") or "").strip()
+        text = storable_text(str(record.get("text") or record.get("prompt") or "").strip())
         if not text or len(text) > limit:
             raise ValueError(f"prompt {number}: text must be 1 to {limit} characters")
-        category = str(record.get("category") or "")
-        language = str(record.get("language") or detect_language(text))
+        category = storable_text(str(record.get("category") or ""))
+        language = storable_text(str(record.get("language") or detect_language(text)))
         prompts.append(
             Prompt(text=text, digest=prompt_digest(text), category=category, language=language)
         )
@@ -452,8 +509,8 @@ def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
                     PooledAnswer(
                         prompt=prompt,
                         contestant=contestant,
-                        text=answer.text,
-                        generation=answer.record,
+                        text=storable_text(answer.text),
+                        generation=storable_json(answer.record),
                         max_new_tokens=int(settings.ARENA_MAX_NEW_TOKENS),
                     )
                     for prompt, answer in zip(chunk, made, strict=True)

@@ -17,3 +17,8 @@ def generate_answers(battle_id: str) -> None:
 @shared_task(name="arena.pregenerate_pool")
 def pregenerate_pool(prompt_set_id: int | None = None) -> int:
     return services.pregenerate_pool(prompt_set_id=prompt_set_id)
+
+
+@shared_task(name="arena.fail_stale_battles")
+def fail_stale_battles() -> int:
+    return len(services.fail_stale_battles())

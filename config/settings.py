@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.ApiErrorMiddleware",  # outermost: sees every response under /api/
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -184,9 +185,15 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
+    # Token first: its WWW-Authenticate header makes a missing or bad login 401 everywhere.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "core.jsonbody.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -218,6 +225,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 SESSION_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "core.middleware.csrf_failure"  # JSON under /api/, Django's page elsewhere
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
@@ -259,6 +267,16 @@ ARENA_VOTE_RATE_PER_HOUR = env_int("ARENA_VOTE_RATE_PER_HOUR", 60, minimum=0)
 ARENA_VOTE_RATE_PER_IP_PER_HOUR = env_int("ARENA_VOTE_RATE_PER_IP_PER_HOUR", 600, minimum=0)
 ARENA_BATTLE_RATE_PER_HOUR = env_int("ARENA_BATTLE_RATE_PER_HOUR", 120, minimum=0)
 ARENA_BATTLE_RATE_PER_IP_PER_HOUR = env_int("ARENA_BATTLE_RATE_PER_IP_PER_HOUR", 1200, minimum=0)
+
+# Anonymous POST /api/worker-pings per client address (DRF rate: "N/second|minute|hour|day").
+LADDER_WORKER_PING_RATE = env_str("LADDER_WORKER_PING_RATE", "30/minute")
+ARENA_GENERATION_TIMEOUT_S = env_int("ARENA_GENERATION_TIMEOUT_S", 300, minimum=1)
+ARENA_GENERATION_DELAY_S = env_float("ARENA_GENERATION_DELAY_S", 0.0, minimum=0.0)  # test hook
+CELERY_BEAT_SCHEDULE["fail-stale-battles"] = {
+    "task": "arena.fail_stale_battles",
+    "schedule": float(max(1, min(60, ARENA_GENERATION_TIMEOUT_S // 4))),
+    "options": {"queue": QUEUE_DEFAULT},  # never behind a long generation on "models"
+}
 
 if ARENA_MODE == "pool":
     # Contestants activated later get their pooled answers on the next run (idempotent).
@@ -334,6 +352,9 @@ if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", LADDER_WORKER_DEVICE):
     )
 LADDER_WORKER_QUANTIZE_INT8 = env_bool("LADDER_WORKER_QUANTIZE_INT8", False)
 LADDER_JOB_LEASE_S = env_int("LADDER_JOB_LEASE_S", 120, minimum=1)
+# A queued job nobody took for this long is sent again (its message may be lost in a broker
+# restart); waiting behind other jobs is normal, so this is much longer than the lease.
+LADDER_JOB_QUEUED_RESEND_S = env_int("LADDER_JOB_QUEUED_RESEND_S", 1800, minimum=1)
 LADDER_JOB_MAX_ATTEMPTS = env_int("LADDER_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # Empty: every task with data under LADDER_FEWGLUE_DIR.
 LADDER_SUBMISSION_FEWSHOT_TASKS = env_list("LADDER_SUBMISSION_FEWSHOT_TASKS", [])

@@ -6,6 +6,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# JSON error bodies under /api/, Django's pages elsewhere (core.middleware).
+handler400 = "core.middleware.bad_request"
+handler403 = "core.middleware.permission_denied"
+handler404 = "core.middleware.page_not_found"
+handler500 = "core.middleware.server_error"
+
 # The resolver tries patterns in order: the API, which takes the arena's votes, comes first.
 urlpatterns = [
     path("api/", include("config.api_urls")),

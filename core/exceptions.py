@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -37,6 +37,14 @@ class DomainError(Exception):
             self.status_code = status_code
         self.fields = fields or {}
         self.headers = headers or {}
+
+
+class RequestTooLarge(exceptions.APIException):
+    """413: the body is over DATA_UPLOAD_MAX_MEMORY_SIZE (Django raised RequestDataTooBig)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the request body is larger than the server accepts"
+    default_code = "request_too_large"
 
 
 class RateLimited(DomainError):
@@ -73,6 +81,7 @@ _DRF_CODES = {
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "rate_limited",
+    RequestTooLarge: "request_too_large",
 }
 
 
@@ -83,7 +92,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             status=exc.status_code,
             headers=exc.headers,
         )
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or "Permission denied.")

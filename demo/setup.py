@@ -95,6 +95,8 @@ def register_demo_contestants(
     root: Path, *, tiny: bool = False, smollm2: bool = False
 ) -> list[str]:
     """Make sure the demo checkpoints exist and are registered as active contestants."""
+    from models_zoo.checkpoint import weights_digest
+
     checkpoints = _tiny_checkpoints(root) if tiny else _trained_checkpoints(root)
     names = register_smollm2_contestants(root) if smollm2 else []
     for name, path, card in checkpoints:
@@ -109,6 +111,8 @@ def register_demo_contestants(
                 "parameters": card.get("parameters"),
                 "training_tokens": card.get("training_tokens"),
                 "model_card": card,
+                # Digested like every checkpoint, so its weights cannot be submitted again.
+                "weights_digest": weights_digest(path),
             },
         )
         names.append(name)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.schema import errors
 from evalcore.ratings import RatingParams
 from leaderboard import publishing, queries
 from leaderboard.exceptions import (
@@ -109,6 +112,9 @@ def job_body(job: PublishJob) -> dict[str, Any]:
     }
 
 
+@extend_schema(
+    responses={200: OpenApiTypes.OBJECT, **errors(400)}, operation_id="leaderboards_list"
+)
 @api_view(["GET"])
 def release_list(request: Request) -> Response:
     """Every release of a category, newest first (``?category=``, ``?before=`` to page)."""
@@ -125,6 +131,7 @@ def release_list(request: Request) -> Response:
     return Response(body)
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(400, 404)})
 @api_view(["GET"])
 def release_latest(request: Request) -> Response:
     category = parse_category(request.query_params.get("category"))
@@ -133,6 +140,7 @@ def release_latest(request: Request) -> Response:
     return Response(release_body(queries.latest_release(category, with_payload=payload), view))
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(400, 404)})
 @api_view(["GET"])
 def release_detail(request: Request, number: str) -> Response:
     category = parse_category(request.query_params.get("category"))
@@ -142,6 +150,10 @@ def release_detail(request: Request, number: str) -> Response:
     return Response(release_body(release, view))
 
 
+@extend_schema(
+    request=PublishRequestSerializer,
+    responses={202: OpenApiTypes.OBJECT, **errors(400, 401, 403, 409)},
+)
 @api_view(["POST"])
 @permission_classes([IsAdminUser])
 def publish(request: Request) -> Response:
@@ -158,6 +170,7 @@ def publish(request: Request) -> Response:
     return Response(job_body(job), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 404)})
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def publish_status(request: Request, job_id: int) -> Response:

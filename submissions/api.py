@@ -7,13 +7,14 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contestants.models import Contestant
+from core.jsonbody import DepthLimitedJSONParser
 from submissions import services
 from submissions.exceptions import not_found
 from submissions.models import EvaluationJob
@@ -30,10 +31,13 @@ ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404
 
 
 class ModelListView(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, DepthLimitedJSONParser]
     permission_classes = [IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=ModelSerializer(many=True), operation_id="models_list")
+    @extend_schema(
+        responses={200: ModelSerializer(many=True), 400: ErrorSerializer},
+        operation_id="models_list",
+    )
     def get(self, request: Request) -> Response:
         contestants = Contestant.objects.select_related("owner", "evaluation").order_by("name")
         return Response(ModelSerializer(contestants, many=True).data)
@@ -76,7 +80,7 @@ def accepted_body(job: EvaluationJob) -> dict[str, Any]:
 
 
 class ModelDetailView(APIView):
-    @extend_schema(responses={200: ModelSerializer, 404: ErrorSerializer})
+    @extend_schema(responses={200: ModelSerializer, 404: ErrorSerializer, 400: ErrorSerializer})
     def get(self, request: Request, name: str) -> Response:
         return Response(ModelSerializer(services.get_contestant(name)).data)
 
@@ -91,7 +95,7 @@ class ModelCancelView(APIView):
 
 
 class ModelResultsView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [DepthLimitedJSONParser]
     permission_classes = [IsAuthenticated]
 
     @extend_schema(

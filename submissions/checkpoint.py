@@ -7,13 +7,13 @@ then raw bytes; the parameter count comes from the shapes in the header.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import jsonbody
 from evalcore.digests import files_digest
 from submissions.architectures import ALLOWED_ARCHITECTURES, ZOO_MODEL_TYPES
 from submissions.archive import check_weight_name
@@ -118,8 +118,8 @@ def _read_config(directory: Path, field: str) -> dict[str, Any]:
     if not path.is_file():
         raise SubmissionError("missing_config", f"{field}: no config.json", field=field)
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        config = jsonbody.loads(path.read_text(encoding="utf-8"), strict=False)
+    except ValueError as error:  # also UnicodeDecodeError, and nesting past the limit
         raise SubmissionError(
             "invalid_config", f"config.json is not valid JSON ({error})", field=field
         ) from None
@@ -179,8 +179,8 @@ def count_parameters(path: Path, *, field: str = "archive") -> int:
             raise bad(f"header length {length} exceeds the file")
         raw = handle.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = jsonbody.loads(raw.decode("utf-8"), strict=False)
+    except ValueError:  # also UnicodeDecodeError, and nesting past the limit
         raise bad("the header is not JSON") from None
     if not isinstance(header, dict):
         raise bad("the header is not a JSON object")
@@ -190,7 +190,20 @@ def count_parameters(path: Path, *, field: str = "archive") -> int:
         if name == "__metadata__":
             continue
         total += _tensor_elements(name, entry, data_bytes, bad)
+    _check_no_overlap(header, bad)
     return total
+
+
+def _check_no_overlap(header: dict[str, Any], bad: Any) -> None:
+    """Refuse tensors that share bytes: the loader refuses them, so validation does first."""
+    ranges = sorted(
+        (entry["data_offsets"][0], entry["data_offsets"][1], name)
+        for name, entry in header.items()
+        if name != "__metadata__" and entry["data_offsets"][0] != entry["data_offsets"][1]
+    )
+    for (_, end, first), (start, _, second) in zip(ranges, ranges[1:]):
+        if start < end:
+            raise bad(f"tensors {first!r} and {second!r} overlap in the file")
 
 
 def _tensor_elements(name: str, entry: Any, data_bytes: int, bad: Any) -> int:

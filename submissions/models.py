@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from contestants.models import Contestant
@@ -20,12 +21,23 @@ class EvaluationJobQuerySet(models.QuerySet["EvaluationJob"]):
     def submitted_by_since(self, user_id: int, since: datetime) -> EvaluationJobQuerySet:
         return self.filter(submitted_by_id=user_id, created_at__gte=since)
 
-    def stale(self, now: datetime, lease_s: float) -> EvaluationJobQuerySet:
-        """Unfinished jobs whose worker stopped renewing its lease (or never took them)."""
-        cutoff = now - timedelta(seconds=lease_s)
-        return self.unfinished().filter(
-            models.Q(heartbeat_at__lt=cutoff)
-            | models.Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    def stale(
+        self, now: datetime, lease_s: float, queued_resend_s: float | None = None
+    ) -> EvaluationJobQuerySet:
+        """Running jobs whose worker stopped renewing its lease, and queued jobs whose message
+        may be lost: none taken for ``queued_resend_s`` (default ``lease_s``).
+
+        A queued job waits behind others on the models queue; resending it every lease would
+        only add duplicate messages, so it waits for the longer ``queued_resend_s``.
+        """
+        running_cutoff = now - timedelta(seconds=lease_s)
+        queued_cutoff = now - timedelta(
+            seconds=lease_s if queued_resend_s is None else queued_resend_s
+        )
+        last = Coalesce("heartbeat_at", "created_at")
+        return self.annotate(last_sign_of_life=last).filter(
+            models.Q(status=EvaluationJob.Status.RUNNING, last_sign_of_life__lt=running_cutoff)
+            | models.Q(status=EvaluationJob.Status.QUEUED, last_sign_of_life__lt=queued_cutoff)
         )
 
 

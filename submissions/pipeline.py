@@ -28,10 +28,21 @@ from django.utils import timezone
 
 from contestants.models import Contestant
 from contestants.services import record_evaluation
+from core.exceptions import DomainError
+from core.text import storable_text
 from submissions.accounting import Meter, Prices, Usage, co2e_g, cost_usd
 from submissions.checkpoint import inspect_checkpoint
 from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
-from submissions.services import claim_job, fail_job, store_benchmark_result
+from submissions.services import (
+    card_facts,
+    check_unique_weights,
+    claim_job,
+    discard_upload,
+    fail_job,
+    store_benchmark_result,
+    unpack_upload,
+    upload_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +164,32 @@ def run_step(run: Run, name: str) -> None:
 
 
 def validate_step(run: Run) -> Outcome:
-    facts = inspect_checkpoint(Path(run.contestant.checkpoint_path), field="checkpoint_path")
-    if run.contestant.weights_digest and facts.digest != run.contestant.weights_digest:
-        raise StepFailed("validate", "the weights changed since submission (digest differs)")
+    """Unpack a waiting upload, check its limits and weights, and hash them (once, here).
+
+    A refusal fails the job with its code first in the reason (``unsafe_path: ...``), as the
+    request would have answered it, and removes the refused files.
+    """
+    directory = Path(run.contestant.checkpoint_path)
+    try:
+        model_directory = unpack_upload(directory)
+        facts = inspect_checkpoint(model_directory, field="checkpoint_path")
+        if run.contestant.weights_digest and facts.digest != run.contestant.weights_digest:
+            raise StepFailed("validate", "the weights changed since submission (digest differs)")
+        check_unique_weights(run.contestant, facts.digest)
+    except DomainError as refusal:
+        discard_upload(directory)
+        raise StepFailed("validate", f"{refusal.code}: {refusal.message}") from None
+    card = {**run.contestant.model_card, **card_facts(facts)}
     Contestant.objects.filter(pk=run.contestant.pk).update(
-        parameters=facts.parameters, weights_digest=facts.digest
+        parameters=facts.parameters,
+        weights_digest=facts.digest,
+        checkpoint_path=str(model_directory),
+        model_card=card,
     )
+    run.contestant.checkpoint_path = str(model_directory)
+    upload = upload_path(directory)
+    if upload is not None:  # unpacked and recorded: a retry reads the folder
+        upload.unlink(missing_ok=True)
     data = {"parameters": facts.parameters, "architecture": facts.architecture}
     return Outcome(f"{facts.architecture}, {facts.parameters:,} parameters", data)
 
@@ -295,7 +326,10 @@ def arena_answers_step(run: Run) -> Outcome:
         PooledAnswer.objects.bulk_create(
             [
                 PooledAnswer(
-                    prompt=p, contestant=run.contestant, text=t, max_new_tokens=max_new_tokens
+                    prompt=p,
+                    contestant=run.contestant,
+                    text=storable_text(t),
+                    max_new_tokens=max_new_tokens,
                 )
                 for p, t in zip(chunk, texts, strict=True)
             ],

@@ -125,7 +125,9 @@ class ModelSerializer(serializers.ModelSerializer):
     page = serializers.SerializerMethodField()
     training_flops = serializers.FloatField(read_only=True, allow_null=True)
     tokens_per_parameter = serializers.FloatField(read_only=True, allow_null=True)
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    owner = serializers.CharField(
+        source="owner.username", read_only=True, default=None, allow_null=True
+    )
     fewshot = serializers.SerializerMethodField()
     latest_job = serializers.SerializerMethodField()
     # Measured by the evaluation pipeline (contestants.ContestantEvaluation); null until then.

@@ -5,13 +5,10 @@ The worker-side pipeline lives in ``submissions.pipeline``; nothing here imports
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,9 +25,10 @@ from contestants.models import Contestant
 from contestants.options import default_serving
 from contestants.services import record_evaluation
 from core.exceptions import DomainError, RateLimited
+from core.text import has_unstorable, storable_json
 from evalcore.fewshot.schema import validate_results
 from submissions.archive import Limits, extract_archive
-from submissions.checkpoint import CheckpointFacts, find_model_directory, inspect_checkpoint
+from submissions.checkpoint import CheckpointFacts, find_model_directory
 from submissions.exceptions import SubmissionError, not_found
 from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
 
@@ -61,28 +59,43 @@ def submit_model(
     archive: UploadedFile | None = None,
     checkpoint_path: str | None = None,
 ) -> EvaluationJob:
-    """Validate a checkpoint, register its contestant (pending) and queue its evaluation.
+    """Register a pending contestant, keep its upload on disk and queue its evaluation.
+
+    Only what the request itself shows is checked here (quota, name, size, archive type, the
+    server-side path's allow-list); the worker's validate step unpacks the archive, checks its
+    limits and the weights, and hashes them, recording any refusal code on the job.
 
     Raises:
         RateLimited: ``rate_limited`` (429).
-        DomainError: ``duplicate_name``/``duplicate_weights`` (409), ``upload_too_large`` (413)
-            or a validation code (400).
+        DomainError: ``duplicate_name`` (409), ``upload_too_large`` (413) or a code (400).
     """
     check_rate_limit(user)
+    free_failed_name(card.name, user)
     if Contestant.objects.filter(name=card.name).exists():
         raise duplicate_name(card.name)
-    staged, facts = stage_checkpoint(archive=archive, checkpoint_path=checkpoint_path)
+    directory, upload = stage_upload(archive=archive, checkpoint_path=checkpoint_path)
     try:
-        return _register(user, card, facts)
+        return _register(user, card, directory)
     except BaseException:
-        if staged is not None:
-            shutil.rmtree(staged, ignore_errors=True)
+        if upload is not None:
+            upload.unlink(missing_ok=True)
         raise
 
 
-def _register(
-    user: AbstractBaseUser, card: ModelCardInput, facts: CheckpointFacts
-) -> EvaluationJob:
+def free_failed_name(name: str, user: AbstractBaseUser) -> None:
+    """A team retries a failed submission by submitting again under the same name.
+
+    The failed contestant (never active, so in no battle) is renamed ``<name>~failed-<id>``
+    with its jobs kept, so its history and the daily quota stay; its files went at failure.
+    """
+    failed = Contestant.objects.filter(
+        name=name, owner_id=user.pk, status=Contestant.Status.FAILED
+    ).first()
+    if failed is not None:
+        Contestant.objects.filter(pk=failed.pk).update(name=f"{name[:80]}~failed-{failed.pk}")
+
+
+def _register(user: AbstractBaseUser, card: ModelCardInput, directory: Path) -> EvaluationJob:
     from submissions.tasks import evaluate
 
     try:
@@ -90,24 +103,18 @@ def _register(
             # Locking the user row serialises one user's concurrent submissions for the quota.
             get_user_model().objects.select_for_update().filter(pk=user.pk).first()
             check_rate_limit(user)
-            if Contestant.objects.filter(weights_digest=facts.digest).exists():
-                raise DomainError(
-                    f"a model with the same weights (digest {facts.digest[:12]}…) exists",
-                    code="duplicate_weights",
-                    status_code=409,
-                    fields={"archive": ["duplicate weights"]},
-                )
             contestant = Contestant.objects.create(
                 name=card.name,
                 organization=card.organization,
                 license=card.license,
                 description=card.description,
-                checkpoint_path=str(facts.directory),
+                checkpoint_path=str(directory),
                 owner=user,
-                parameters=facts.parameters,
                 training_tokens=card.training_tokens,
-                weights_digest=facts.digest,
-                model_card=_card_document(card, facts),
+                model_card={
+                    **{field: getattr(card, field) for field in CARD_FIELDS},
+                    "claimed_parameters": card.parameters,
+                },
                 serving=card.serving or default_serving(),
             )
             job = create_job(contestant=contestant, user=user)
@@ -117,12 +124,11 @@ def _register(
     return job
 
 
-def _card_document(card: ModelCardInput, facts: CheckpointFacts) -> dict[str, Any]:
+def card_facts(facts: CheckpointFacts) -> dict[str, Any]:
+    """What the worker adds to the model card once it has inspected the weights."""
     return {
-        **{field: getattr(card, field) for field in CARD_FIELDS},
         "architecture": facts.architecture,
         "model_type": facts.model_type,
-        "claimed_parameters": card.parameters,
         "weight_files": list(facts.weight_files),
         "checkpoint_bytes": facts.total_bytes,
     }
@@ -151,29 +157,73 @@ def check_rate_limit(user: AbstractBaseUser) -> None:
     )
 
 
-def stage_checkpoint(
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def stage_upload(
     *, archive: UploadedFile | None, checkpoint_path: str | None
-) -> tuple[Path | None, CheckpointFacts]:
-    """Unpack an upload (returns its new folder) or check an allow-listed server-side path."""
+) -> tuple[Path, Path | None]:
+    """The contestant's checkpoint folder, and the upload kept for the worker to unpack.
+
+    An upload is moved (or streamed) to ``uploads/`` unread: no unpacking or hashing here.
+    """
     if (archive is None) == (checkpoint_path is None):
         raise SubmissionError(
             "missing_checkpoint", "archive: send exactly one of archive or checkpoint_path"
         )
     if checkpoint_path is not None:
-        return None, inspect_checkpoint(
-            allowed_checkpoint_directory(checkpoint_path), field="checkpoint_path"
-        )
+        return allowed_checkpoint_directory(checkpoint_path), None
     assert archive is not None
     check_upload_size(archive.size or 0)
+    if not str(archive.name or "").lower().endswith(ARCHIVE_SUFFIXES):
+        raise SubmissionError(
+            "unsupported_archive",
+            f"archive: {archive.name!r} is not a {', '.join(ARCHIVE_SUFFIXES)} file",
+        )
+    destination = Path(settings.LADDER_SUBMISSION_ROOT) / "checkpoints" / uuid.uuid4().hex
+    upload = upload_path(destination)
+    assert upload is not None
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    on_disk = getattr(archive, "temporary_file_path", None)
+    if on_disk is not None:  # Django streamed it to a temporary file: move, don't copy
+        shutil.move(on_disk(), upload)
+    else:
+        with upload.open("xb") as out:
+            for chunk in archive.chunks():
+                out.write(chunk)
+    return destination, upload
+
+
+def upload_path(checkpoint_directory: Path) -> Path | None:
+    """Where the upload of an uploaded checkpoint waits; None for a server-side path."""
     root = Path(settings.LADDER_SUBMISSION_ROOT)
-    destination = root / "checkpoints" / uuid.uuid4().hex
-    with _archive_file(archive, root) as path:
-        extract_archive(path, destination, archive_limits())
-    try:
-        return destination, inspect_checkpoint(find_model_directory(destination))
-    except BaseException:
-        shutil.rmtree(destination, ignore_errors=True)
-        raise
+    if checkpoint_directory.parent != root / "checkpoints":
+        return None
+    return root / "uploads" / f"{checkpoint_directory.name}.archive"
+
+
+def unpack_upload(checkpoint_directory: Path) -> Path:
+    """Unpack a waiting upload into its folder (worker side); returns the model directory.
+
+    A folder left by an attempt that died mid-way is unpacked again; without a waiting upload
+    the folder is the model directory already.
+    """
+    upload = upload_path(checkpoint_directory)
+    if upload is None or not upload.is_file():
+        return checkpoint_directory
+    shutil.rmtree(checkpoint_directory, ignore_errors=True)
+    extract_archive(upload, checkpoint_directory, archive_limits())
+    return find_model_directory(checkpoint_directory)
+
+
+def discard_upload(checkpoint_directory: Path) -> None:
+    """Remove a refused upload and what was unpacked of it (never a server-side path)."""
+    for directory in (checkpoint_directory, *checkpoint_directory.parents):
+        upload = upload_path(directory)
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+            shutil.rmtree(directory, ignore_errors=True)
+            return
 
 
 def check_upload_size(size: int) -> None:
@@ -192,21 +242,13 @@ def archive_limits() -> Limits:
     )
 
 
-@contextlib.contextmanager
-def _archive_file(upload: UploadedFile, root: Path) -> Iterator[Path]:
-    """A path to the uploaded bytes on disk (Django may hold small uploads in memory)."""
-    on_disk = getattr(upload, "temporary_file_path", None)
-    if on_disk is not None:
-        yield Path(on_disk())
-        return
-    (root / "incoming").mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=root / "incoming", delete=False) as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
-    try:
-        yield Path(out.name)
-    finally:
-        Path(out.name).unlink(missing_ok=True)
+def check_unique_weights(contestant: Contestant, digest: str) -> None:
+    if Contestant.objects.filter(weights_digest=digest).exclude(pk=contestant.pk).exists():
+        raise SubmissionError(
+            "duplicate_weights",
+            f"archive: a model with the same weights (digest {digest[:12]}…) exists",
+            status_code=409,
+        )
 
 
 def allowed_checkpoint_directory(raw: str) -> Path:
@@ -238,7 +280,8 @@ def create_job(*, contestant: Contestant, user: AbstractBaseUser | None) -> Eval
 
 
 def get_contestant(name: str) -> Contestant:
-    contestant = Contestant.objects.filter(name=name).first()
+    # No stored name holds a NUL, and PostgreSQL refuses one even in a lookup.
+    contestant = None if has_unstorable(name) else Contestant.objects.filter(name=name).first()
     if contestant is None:
         raise not_found("model", name)
     return contestant
@@ -284,9 +327,14 @@ def fail_job(job: EvaluationJob, *, step: str, reason: str) -> None:
         JobStep.objects.filter(job=job, name=step, status=JobStep.Status.RUNNING).update(
             status=JobStep.Status.FAILED, finished_at=timezone.now(), detail=reason[:2000]
         )
-        Contestant.objects.filter(pk=job.contestant_id).exclude(
-            status=Contestant.Status.ACTIVE
-        ).update(status=Contestant.Status.FAILED)
+        failed = (
+            Contestant.objects.filter(pk=job.contestant_id)
+            .exclude(status=Contestant.Status.ACTIVE)
+            .update(status=Contestant.Status.FAILED)
+        )
+        if failed:  # a model that never became active keeps no files (uploads only)
+            path = Path(Contestant.objects.get(pk=job.contestant_id).checkpoint_path)
+            transaction.on_commit(lambda: discard_upload(path))
 
 
 def claim_job(*, job_id: int, worker: str) -> str | None:
@@ -321,7 +369,8 @@ def requeue_stale_jobs() -> list[int]:
 
     lease_s = float(settings.LADDER_JOB_LEASE_S)
     requeued = []
-    for job in EvaluationJob.objects.stale(timezone.now(), lease_s):
+    resend_s = float(settings.LADDER_JOB_QUEUED_RESEND_S)
+    for job in EvaluationJob.objects.stale(timezone.now(), lease_s, resend_s):
         with transaction.atomic():
             # The conditional update makes two concurrent requeuers send the job once.
             updated = EvaluationJob.objects.filter(
@@ -346,6 +395,7 @@ def store_benchmark_result(
     user: AbstractBaseUser | None = None,
 ) -> BenchmarkResult:
     """Validate a few-shot results document and make it the contestant's current scores."""
+    document = storable_json(document)
     errors = validate_results(document)
     if errors:
         fields = {error.split(": ", 1)[0]: [error.split(": ", 1)[-1]] for error in errors}

@@ -82,6 +82,9 @@ def validate_results(obj: Any) -> list[str]:
             _check_task(str(name), block, errors)
     if obj.get("average") is not None:
         _check_mean_std("average", obj["average"], errors, low=0.0, high=1.0)
+        complete = obj["average"].get("complete") if isinstance(obj["average"], Mapping) else None
+        if complete is not None and not isinstance(complete, bool):
+            errors.append(f"average.complete: expected true or false, got {complete!r}")
     for key in ("protocol", "provenance"):
         if key in obj and not isinstance(obj[key], Mapping):
             errors.append(f"{key}: expected an object")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -66,3 +68,32 @@ def test_worker_ping_runs_through_celery_in_eager_mode(client: Client) -> None:
     assert created.status_code == 201
     detail = client.get(f"/api/worker-pings/{created.json()['id']}").json()
     assert detail["handled_at"] is not None
+
+
+def test_worker_ping_hides_pid_and_host_from_non_staff(client: Client, db: None) -> None:
+    from django.contrib.auth.models import User
+
+    created = client.post("/api/worker-pings").json()
+    assert set(created) == {"id", "created_at", "handled_at"}
+    staff = User.objects.create_user("ops", is_staff=True)
+    client.force_login(staff)
+    detail = client.get(f"/api/worker-pings/{created['id']}").json()
+    assert {"worker_pid", "worker_hostname", "sender_pid"} <= set(detail)
+
+
+def test_anonymous_worker_pings_are_rate_limited(client: Client, db: None, settings: Any) -> None:
+    import uuid
+
+    settings.LADDER_WORKER_PING_RATE = "2/minute"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"ping-{uuid.uuid4()}",
+        }
+    }
+    from core.models import WorkerPing
+
+    answers = [client.post("/api/worker-pings") for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[2].json()["error"]["code"] == "rate_limited"
+    assert WorkerPing.objects.count() == 2

@@ -118,3 +118,20 @@ def submit(client: Client, archive: Path | None = None, **fields: Any) -> Any:
             data["archive"] = handle
             return client.post("/api/models", data)
     return client.post("/api/models", data)
+
+
+def validate_job(job_id: int) -> Any:
+    """Run the worker's validate step of a job (where uploads are unpacked and checked)."""
+    from submissions import pipeline, services
+    from submissions.models import EvaluationJob
+
+    job = EvaluationJob.objects.select_related("contestant").get(pk=job_id)
+    token = services.claim_job(job_id=job.pk, worker="test")
+    assert token is not None
+    run = pipeline.Run(job.pk, token, job.contestant, pipeline.Meter(pipeline.prices()))
+    try:
+        pipeline.run_step(run, "validate")
+    except pipeline.StepFailed as failure:
+        services.fail_job(job, step=failure.step, reason=failure.reason)
+    job.refresh_from_db()
+    return job

@@ -12,7 +12,13 @@ from django.test import Client
 
 from contestants.models import Contestant, ContestantEvaluation
 from submissions.models import EvaluationJob
-from tests.submissions.conftest import results_document, submit, tar_directory, zip_directory
+from tests.submissions.conftest import (
+    results_document,
+    submit,
+    tar_directory,
+    validate_job,
+    zip_directory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +47,14 @@ def test_submission_returns_202_with_model_and_job_urls(
     assert sent == [body["job"]["id"]]
     contestant = Contestant.objects.get(name="tiny-one")
     assert contestant.status == Contestant.Status.PENDING
-    assert contestant.parameters == 30240  # counted from the weights, not the claimed 5
+    assert contestant.parameters is None  # the worker counts them, once it has the weights
     assert contestant.model_card["claimed_parameters"] == 5
     assert api.get(body["job_url"]).json()["status"] == "queued"
+    validate_job(body["job"]["id"])
+    contestant.refresh_from_db()
+    assert contestant.parameters == 30240  # counted from the weights, not the claimed 5
+    assert contestant.model_card["claimed_parameters"] == 5
+    assert contestant.model_card["architecture"] and len(contestant.weights_digest) == 64
 
 
 def test_zip_archive_is_accepted(api: Client, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -109,9 +120,13 @@ def test_pickle_weights_are_refused_as_unsafe_weights(
     directory = checkpoint_copy()
     (directory / "pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")
     response = submit(api, tar_directory(directory, tmp_path / "p.tar.gz"))
-    assert response.status_code == 400
-    assert error_code(response) == "unsafe_weights"
-    assert not Contestant.objects.exists()
+    assert response.status_code == 202  # the worker unpacks and refuses it
+    job = validate_job(response.json()["job"]["id"])
+    assert (job.status, job.failed_step) == ("failed", "validate")
+    assert job.reason.startswith("unsafe_weights: ")
+    assert Contestant.objects.get().status == Contestant.Status.FAILED
+    store = Path(str(settings_root()))
+    assert not list((store / "uploads").iterdir()) and not list((store / "checkpoints").iterdir())
 
 
 def test_unknown_architecture_is_unsupported_architecture(
@@ -122,8 +137,9 @@ def test_unknown_architecture_is_unsupported_architecture(
     config["architectures"] = ["EvilForCausalLM"]
     (directory / "config.json").write_text(json.dumps(config))
     response = submit(api, tar_directory(directory, tmp_path / "e.tar.gz"))
-    assert response.status_code == 400
-    assert error_code(response) == "unsupported_architecture"
+    assert response.status_code == 202
+    job = validate_job(response.json()["job"]["id"])
+    assert job.status == "failed" and job.reason.startswith("unsupported_architecture: ")
 
 
 def test_upload_past_the_size_limit_is_413(api: Client, archive: Path, settings: Any) -> None:
@@ -142,12 +158,43 @@ def test_duplicate_name_is_409(
     assert error_code(response) == "duplicate_name"
 
 
-def test_duplicate_weights_under_another_name_is_409(api: Client, archive: Path) -> None:
-    assert submit(api, archive).status_code == 202
+def test_duplicate_weights_under_another_name_fail_validation(api: Client, archive: Path) -> None:
+    first = submit(api, archive)
+    assert validate_job(first.json()["job"]["id"]).status == "running"  # validated, goes on
     response = submit(api, archive, name="renamed-copy")
-    assert response.status_code == 409
-    assert error_code(response) == "duplicate_weights"
-    assert Contestant.objects.count() == 1
+    assert response.status_code == 202
+    job = validate_job(response.json()["job"]["id"])
+    assert job.status == "failed" and job.reason.startswith("duplicate_weights: ")
+    assert Contestant.objects.get(name="renamed-copy").status == Contestant.Status.FAILED
+    assert Contestant.objects.get(name="tiny-one").status == Contestant.Status.PENDING
+
+
+def test_archive_with_an_unknown_suffix_is_refused_in_the_request(
+    api: Client, archive: Path, tmp_path: Path
+) -> None:
+    renamed = archive.rename(tmp_path / "model.rar")
+    response = submit(api, renamed)
+    assert response.status_code == 400 and error_code(response) == "unsupported_archive"
+    assert not Contestant.objects.exists()
+
+
+def test_upload_is_kept_unread_until_the_worker_unpacks_it(api: Client, archive: Path) -> None:
+    response = submit(api, archive)
+    assert response.status_code == 202
+    store = Path(str(settings_root()))
+    [upload] = (store / "uploads").iterdir()
+    assert upload.read_bytes() == archive.read_bytes()
+    assert not (store / "checkpoints").exists() or not list((store / "checkpoints").iterdir())
+    validate_job(response.json()["job"]["id"])
+    assert not upload.exists()
+    contestant = Contestant.objects.get()
+    assert Path(contestant.checkpoint_path, "config.json").is_file()
+
+
+def settings_root() -> Path:
+    from django.conf import settings
+
+    return Path(settings.LADDER_SUBMISSION_ROOT)
 
 
 def test_submissions_past_the_daily_quota_are_429_with_retry_after(
@@ -189,13 +236,15 @@ def test_server_side_path_outside_the_roots_is_refused(
 def test_models_are_listed_and_shown_without_a_token(
     api: Client, client: Client, archive: Path
 ) -> None:
-    submit(api, archive)
+    job_id = submit(api, archive).json()["job"]["id"]
     listed = client.get("/api/models")
     assert listed.status_code == 200
     assert [m["name"] for m in listed.json()] == ["tiny-one"]
     detail = client.get("/api/models/tiny-one").json()
-    assert detail["training_flops"] == 6 * 30240 * 1_000_000
     assert detail["latest_job"]["status"] == "queued"
+    validate_job(job_id)  # the worker counts the parameters
+    detail = client.get("/api/models/tiny-one").json()
+    assert detail["training_flops"] == 6 * 30240 * 1_000_000
 
 
 def test_unknown_model_and_job_are_404(client: Client) -> None:

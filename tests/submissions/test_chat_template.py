@@ -73,13 +73,15 @@ def test_no_template_is_fine(tmp_path: Path) -> None:
     assert check_chat_templates(tmp_path) == 0
 
 
-def test_a_submission_with_a_broken_template_is_a_400(
+def test_a_submission_with_a_broken_template_fails_validation_on_the_worker(
     api: Client, checkpoint_copy: Callable[[], Path], tmp_path: Path
 ) -> None:
+    from tests.submissions.conftest import validate_job
+
     directory = _with_template(checkpoint_copy(), "{% if %}")
     response = submit(api, tar_directory(directory, tmp_path / "t.tar.gz"))
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["code"] == "invalid_chat_template"
-    assert "tokenizer_config.json" in error["message"]
-    assert not Contestant.objects.exists()
+    assert response.status_code == 202  # uploads are checked by the worker (issue 14)
+    job = validate_job(response.json()["job"]["id"])
+    assert job.status == "failed" and job.reason.startswith("invalid_chat_template: ")
+    assert "tokenizer_config.json" in job.reason
+    assert Contestant.objects.get().status == Contestant.Status.FAILED
