@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contestants.models import Contestant
@@ -32,6 +33,7 @@ from evalcore.fewshot.schema import validate_results
 from submissions.archive import Limits, extract_archive
 from submissions.checkpoint import CheckpointFacts, find_model_directory, inspect_checkpoint
 from submissions.exceptions import SubmissionError, not_found
+from submissions.gguf import GGUF_NAME, is_gguf
 from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,9 @@ def _register(
             # Locking the user row serialises one user's concurrent submissions for the quota.
             get_user_model().objects.select_for_update().filter(pk=user.pk).first()
             check_rate_limit(user)
-            if Contestant.objects.filter(weights_digest=facts.digest).exists():
+            # A converted GGUF keeps its upload's digest in the model card.
+            same = Q(weights_digest=facts.digest) | Q(model_card__gguf_digest=facts.digest)
+            if Contestant.objects.filter(same).exists():
                 raise DomainError(
                     f"a model with the same weights (digest {facts.digest[:12]}…) exists",
                     code="duplicate_weights",
@@ -168,7 +172,11 @@ def stage_checkpoint(
     root = Path(settings.LADDER_SUBMISSION_ROOT)
     destination = root / "checkpoints" / uuid.uuid4().hex
     with _archive_file(archive, root) as path:
-        extract_archive(path, destination, archive_limits())
+        if is_gguf(path):  # a single GGUF file: kept as is, converted by the worker
+            destination.mkdir(parents=True)
+            shutil.copyfile(path, destination / GGUF_NAME)
+        else:
+            extract_archive(path, destination, archive_limits())
     try:
         return destination, inspect_checkpoint(find_model_directory(destination))
     except BaseException:
