@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from core import jsonbody
 from evalcore.digests import files_digest
 from submissions.architectures import ALLOWED_ARCHITECTURES, ZOO_MODEL_TYPES
 from submissions.archive import check_weight_name
-from submissions.chat_template import check_chat_templates
+from submissions.chat_template import ChatTemplateError, check_chat_templates, check_templates
 from submissions.exceptions import SubmissionError
+from submissions.gguf import GGUF_NAME, GGUFError, hf_architecture, read_header
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 DTYPE_BYTES = {
@@ -38,6 +41,7 @@ DTYPE_BYTES = {
     "U64": 8,
     "F64": 8,
 }
+CONVERTED_BYTES_PER_PARAMETER = 2  # the worker converts a GGUF to bfloat16 safetensors
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
@@ -53,8 +57,8 @@ class CheckpointFacts:
 
 
 def find_model_directory(root: Path) -> Path:
-    """``root`` or its single sub-directory, whichever holds ``config.json``."""
-    if (root / "config.json").is_file():
+    """``root`` or its single sub-directory, whichever holds ``config.json`` (or a GGUF file)."""
+    if (root / "config.json").is_file() or (root / GGUF_NAME).is_file():
         return root
     children = [child for child in root.iterdir() if not child.name.startswith(".")]
     if len(children) == 1 and children[0].is_dir() and (children[0] / "config.json").is_file():
@@ -73,6 +77,8 @@ def inspect_checkpoint(directory: Path, *, field: str = "archive") -> Checkpoint
             ``invalid_safetensors``, ``missing_tokenizer`` or ``invalid_chat_template``.
     """
     total = _check_files(directory, field)
+    if (directory / GGUF_NAME).is_file() and not (directory / "config.json").is_file():
+        return inspect_gguf(directory / GGUF_NAME, total_bytes=total, field=field)
     config = _read_config(directory, field)
     architecture, model_type = _check_architecture(config, field)
     weights = sorted(directory.glob("*.safetensors"))
@@ -84,7 +90,7 @@ def inspect_checkpoint(directory: Path, *, field: str = "archive") -> Checkpoint
             f"{field}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})",
             field=field,
         )
-    check_chat_templates(directory)
+    check_chat_template(directory, field=field)
     parameters = sum(count_parameters(path, field=field) for path in weights)
     return CheckpointFacts(
         directory=directory,
@@ -94,6 +100,58 @@ def inspect_checkpoint(directory: Path, *, field: str = "archive") -> Checkpoint
         digest=files_digest(weights),
         weight_files=tuple(path.name for path in weights),
         total_bytes=total,
+    )
+
+
+def check_chat_template(directory: Path, *, field: str = "archive") -> None:
+    """Refuse a chat template (tokenizer_config.json, chat_template.jinja) that does not render."""
+    try:
+        check_chat_templates(directory)
+    except ChatTemplateError as error:
+        raise SubmissionError("invalid_chat_template", str(error), field=field) from None
+
+
+def inspect_gguf(path: Path, *, total_bytes: int, field: str = "archive") -> CheckpointFacts:
+    """Check a GGUF file's header, architecture and chat template (the worker converts it).
+
+    Raises:
+        SubmissionError: ``invalid_gguf`` (the message names the GGUF field),
+            ``unsupported_architecture``, ``archive_too_large`` (the converted weights would
+            exceed the unpacked limit) or ``invalid_chat_template``.
+    """
+    try:
+        header = read_header(path)
+    except GGUFError as error:
+        raise SubmissionError("invalid_gguf", f"{field}: GGUF {error}", field=field) from None
+    converted_bytes = header.parameters * CONVERTED_BYTES_PER_PARAMETER
+    limit = int(settings.LADDER_SUBMISSION_MAX_UNPACKED_BYTES)
+    if converted_bytes > limit:
+        raise SubmissionError(
+            "archive_too_large",
+            f"{field}: the GGUF's {header.parameters:,} parameters convert to {converted_bytes} "
+            f"bytes of bfloat16 weights, more than {limit}",
+            field=field,
+        )
+    try:
+        architecture = hf_architecture(header)
+    except GGUFError as error:
+        raise SubmissionError(
+            "unsupported_architecture", f"{field}: GGUF {error}", field=field
+        ) from None
+    if header.chat_template is not None:
+        label = "GGUF metadata 'tokenizer.chat_template'"
+        try:
+            check_templates({label: header.chat_template}, header.special_tokens())
+        except ChatTemplateError as error:
+            raise SubmissionError("invalid_chat_template", str(error), field=field) from None
+    return CheckpointFacts(
+        directory=path.parent,
+        architecture=architecture,
+        model_type=header.architecture,
+        parameters=header.parameters,
+        digest=files_digest([path]),
+        weight_files=(path.name,),
+        total_bytes=total_bytes,
     )
 
 

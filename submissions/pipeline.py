@@ -31,7 +31,8 @@ from contestants.services import record_evaluation
 from core.exceptions import DomainError
 from core.text import storable_text
 from submissions.accounting import Meter, Prices, Usage, co2e_g, cost_usd
-from submissions.checkpoint import inspect_checkpoint
+from submissions.checkpoint import CheckpointFacts, inspect_checkpoint
+from submissions.gguf import CONVERTED_NAME, GGUF_NAME, convert_gguf
 from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
 from submissions.services import (
     card_facts,
@@ -176,6 +177,9 @@ def validate_step(run: Run) -> Outcome:
         if run.contestant.weights_digest and facts.digest != run.contestant.weights_digest:
             raise StepFailed("validate", "the weights changed since submission (digest differs)")
         check_unique_weights(run.contestant, facts.digest)
+        if facts.weight_files == (GGUF_NAME,):
+            facts = convert_submitted_gguf(run, facts)
+            model_directory = facts.directory
     except DomainError as refusal:
         discard_upload(directory)
         raise StepFailed("validate", f"{refusal.code}: {refusal.message}") from None
@@ -192,6 +196,25 @@ def validate_step(run: Run) -> Outcome:
         upload.unlink(missing_ok=True)
     data = {"parameters": facts.parameters, "architecture": facts.architecture}
     return Outcome(f"{facts.architecture}, {facts.parameters:,} parameters", data)
+
+
+def convert_submitted_gguf(run: Run, facts: CheckpointFacts) -> CheckpointFacts:
+    """Convert a GGUF upload to a safetensors folder beside it and point the contestant there.
+
+    The GGUF digest stays in the model card; the contestant's digest becomes the converted
+    folder's, in the same update as its path, so a retry validates the folder it points at.
+    """
+    run.progress("validate", f"converting {GGUF_NAME} ({facts.architecture}) to safetensors")
+    target = convert_gguf(facts.directory / GGUF_NAME, facts.directory / CONVERTED_NAME)
+    converted = inspect_checkpoint(target, field="checkpoint_path")
+    card = {**run.contestant.model_card, "source_format": "gguf", "gguf_digest": facts.digest}
+    Contestant.objects.filter(pk=run.contestant.pk).update(
+        checkpoint_path=str(target), weights_digest=converted.digest, model_card=card
+    )
+    run.contestant.checkpoint_path = str(target)
+    run.contestant.weights_digest = converted.digest
+    run.contestant.model_card = card
+    return converted
 
 
 def load_step(run: Run) -> Outcome:

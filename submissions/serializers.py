@@ -35,7 +35,9 @@ class SubmissionSerializer(serializers.Serializer):
     lr_schedule = serializers.CharField(max_length=500, required=False, allow_blank=True)
     precision = serializers.CharField(max_length=50, required=False, allow_blank=True)
     archive = serializers.FileField(
-        required=False, help_text=".tar.gz or .zip of a Hugging Face model directory"
+        required=False,
+        help_text=".tar.gz or .zip of a Hugging Face model directory, or a single GGUF file "
+        "(converted to safetensors by the worker)",
     )
     checkpoint_path = serializers.CharField(
         max_length=1000, required=False, help_text="Server-side directory (if enabled)."

@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contestants.models import Contestant
@@ -28,8 +29,10 @@ from core.exceptions import DomainError, RateLimited
 from core.text import has_unstorable, storable_json
 from evalcore.fewshot.schema import validate_results
 from submissions.archive import Limits, extract_archive
-from submissions.checkpoint import CheckpointFacts, find_model_directory
+from submissions.checkpoint import CheckpointFacts, find_model_directory, inspect_gguf
 from submissions.exceptions import SubmissionError, not_found
+from submissions.gguf import GGUF_NAME, is_gguf
+from submissions.gguf import MAGIC as GGUF_MAGIC
 from submissions.models import PIPELINE_STEPS, BenchmarkResult, EvaluationJob, JobStep
 
 logger = logging.getLogger(__name__)
@@ -175,7 +178,9 @@ def stage_upload(
         return allowed_checkpoint_directory(checkpoint_path), None
     assert archive is not None
     check_upload_size(archive.size or 0)
-    if not str(archive.name or "").lower().endswith(ARCHIVE_SUFFIXES):
+    if not _starts_as_gguf(archive) and not str(archive.name or "").lower().endswith(
+        ARCHIVE_SUFFIXES
+    ):
         raise SubmissionError(
             "unsupported_archive",
             f"archive: {archive.name!r} is not a {', '.join(ARCHIVE_SUFFIXES)} file",
@@ -191,7 +196,21 @@ def stage_upload(
         with upload.open("xb") as out:
             for chunk in archive.chunks():
                 out.write(chunk)
+    if is_gguf(upload):  # a single GGUF file: its header is checked here, without torch
+        try:
+            inspect_gguf(upload, total_bytes=upload.stat().st_size)
+        except BaseException:
+            upload.unlink(missing_ok=True)
+            raise
     return destination, upload
+
+
+def _starts_as_gguf(archive: UploadedFile) -> bool:
+    """Whether the upload begins with the GGUF magic (its name may say anything)."""
+    archive.seek(0)
+    head = archive.read(len(GGUF_MAGIC))
+    archive.seek(0)
+    return bool(head == GGUF_MAGIC)
 
 
 def upload_path(checkpoint_directory: Path) -> Path | None:
@@ -212,6 +231,10 @@ def unpack_upload(checkpoint_directory: Path) -> Path:
     if upload is None or not upload.is_file():
         return checkpoint_directory
     shutil.rmtree(checkpoint_directory, ignore_errors=True)
+    if is_gguf(upload):  # a single GGUF file: kept as is, converted by the validate step
+        checkpoint_directory.mkdir(parents=True)
+        shutil.copyfile(upload, checkpoint_directory / GGUF_NAME)
+        return checkpoint_directory
     extract_archive(upload, checkpoint_directory, archive_limits())
     return find_model_directory(checkpoint_directory)
 
@@ -243,7 +266,9 @@ def archive_limits() -> Limits:
 
 
 def check_unique_weights(contestant: Contestant, digest: str) -> None:
-    if Contestant.objects.filter(weights_digest=digest).exclude(pk=contestant.pk).exists():
+    # A converted GGUF keeps its upload's digest in the model card.
+    same = Q(weights_digest=digest) | Q(model_card__gguf_digest=digest)
+    if Contestant.objects.filter(same).exclude(pk=contestant.pk).exists():
         raise SubmissionError(
             "duplicate_weights",
             f"archive: a model with the same weights (digest {digest[:12]}…) exists",
