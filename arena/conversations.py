@@ -16,6 +16,7 @@ vote (409 ``battle_closed``) or while answers are generated (409 ``battle_genera
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -30,13 +31,16 @@ from arena.exceptions import (
     BattleNotFound,
     BattleNotReady,
     ContextBudget,
+    GenerationUnavailable,
     MaxTurns,
     MessageTooLong,
 )
 from arena.models import Battle
+from core.queue import enqueue
 from core.text import storable_json, storable_text
 from evalcore.ratings.style import style_features
 
+logger = logging.getLogger(__name__)
 Message = dict[str, str]
 
 
@@ -86,7 +90,6 @@ def follow_up(*, battle_id: uuid.UUID, message: str) -> Battle:
     Raises BattleNotFound, MessageTooLong, BattleClosed, BattleGenerating, BattleNotReady,
     MaxTurns or ContextBudget.
     """
-    from arena.services import _queue_generation
 
     battle = Battle.objects.for_voter().filter(pk=battle_id).first()
     if battle is None:
@@ -121,7 +124,7 @@ def follow_up(*, battle_id: uuid.UUID, message: str) -> Battle:
             raise BattleGenerating("this battle changed meanwhile; reload it")
         for name, value in fields.items():
             setattr(battle, name, value)
-        transaction.on_commit(lambda: _queue_generation(battle))
+        transaction.on_commit(lambda: queue_generation(battle))
     return battle
 
 
@@ -167,3 +170,28 @@ def generate_side(battle: Battle, side: str) -> str:
     setattr(battle, f"answer_{side}", text)
     setattr(battle, f"answer_{side}_at", fields[f"answer_{side}_at"])
     return text
+
+
+def queue_generation(battle: Battle, *, new: bool = False) -> None:
+    """Send the generation task; with the broker down, answer 503 (GenerationUnavailable).
+
+    A new battle is removed again; a follow-up turn of an existing one is marked failed, so its
+    page says so instead of spinning.
+    """
+    try:
+        enqueue("arena.generate_answers", str(battle.pk))
+    except Exception as error:
+        # Broker down: nothing would ever generate the answers. The battle goes again and the
+        # request answers 503 (this runs on commit, which raises into create_battle's caller
+        # outside an outer transaction, and gives the rate-limit place back on the way).
+        logger.exception("battle %s: could not queue answer generation", battle.pk)
+        if new:
+            Battle.objects.filter(pk=battle.pk).delete()
+        else:
+            Battle.objects.filter(pk=battle.pk).update(
+                status=Battle.Status.FAILED, error=f"queueing failed: {error}"[:2000]
+            )
+        raise GenerationUnavailable(
+            "answer generation is unavailable right now (the task queue is down); "
+            "please try again shortly"
+        ) from error

@@ -16,11 +16,11 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from arena import ratelimit
+from arena.conversations import queue_generation
 from arena.exceptions import (
     AlreadyVoted,
     BattleNotFound,
     BattleNotReady,
-    GenerationUnavailable,
     InvalidWinner,
     NotEnoughContestants,
     PoolEmpty,
@@ -79,35 +79,8 @@ def create_battle(
         with transaction.atomic():
             battle.save(force_insert=True)
             if battle.status == Battle.Status.GENERATING:
-                transaction.on_commit(lambda: _queue_generation(battle, new=True))
+                transaction.on_commit(lambda: queue_generation(battle, new=True))
     return battle
-
-
-def _queue_generation(battle: Battle, *, new: bool = False) -> None:
-    """Send the generation task; with the broker down, answer 503 (GenerationUnavailable).
-
-    A new battle is removed again; a follow-up turn of an existing one is marked failed, so its
-    page says so instead of spinning.
-    """
-    from arena.tasks import generate_answers
-
-    try:
-        generate_answers.delay(str(battle.pk))
-    except Exception as error:
-        # Broker down: nothing would ever generate the answers. The battle goes again and the
-        # request answers 503 (this runs on commit, which raises into create_battle's caller
-        # outside an outer transaction, and gives the rate-limit place back on the way).
-        logger.exception("battle %s: could not queue answer generation", battle.pk)
-        if new:
-            Battle.objects.filter(pk=battle.pk).delete()
-        else:
-            Battle.objects.filter(pk=battle.pk).update(
-                status=Battle.Status.FAILED, error=f"queueing failed: {error}"[:2000]
-            )
-        raise GenerationUnavailable(
-            "answer generation is unavailable right now (the task queue is down); "
-            "please try again shortly"
-        ) from error
 
 
 def _choose_prompt(prompt: str, random_prompt: bool, rng: random.Random) -> Prompt | None:

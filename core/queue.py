@@ -25,4 +25,4 @@ def enqueue(name: str, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         # way a worker does at start (``autodiscover_tasks``), once.
         app.loader.import_default_modules()
     task = app.tasks[name]  # a typo fails here, loudly, instead of queueing a lost message
-    return task.apply_async(args=args, kwargs=kwargs)
+    return task.delay(*args, **kwargs)

@@ -23,8 +23,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from leaderboard.ratings import CORE_COLUMNS
-
+CORE_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
 EXTRA_COLUMNS = (
     "organization",
     "license",

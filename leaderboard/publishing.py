@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from contestants.models import Contestant
 from core.exceptions import DomainError
+from core.queue import enqueue
 from evalcore.errors import EmptyInputError, EvalcoreError
 from evalcore.ratings import BattleTable, RatingParams
 from leaderboard import ratings, services
@@ -360,7 +361,6 @@ def request_publish(
     requested_by: Any = None,
 ) -> PublishJob:
     """Record a publish request and queue it once this transaction commits."""
-    from leaderboard.tasks import run_publish_job
 
     default_params(**(overrides or {}))  # validate now, so a bad request fails with a 400
     job = PublishJob.objects.create(
@@ -369,7 +369,7 @@ def request_publish(
         params=overrides or {},
         requested_by=requested_by if getattr(requested_by, "pk", None) else None,
     )
-    transaction.on_commit(lambda: run_publish_job.delay(job.pk))
+    transaction.on_commit(lambda: enqueue("leaderboard.run_publish_job", job.pk))
     return job
 
 

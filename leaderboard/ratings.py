@@ -23,8 +23,8 @@ from evalcore.ratings import (
     rate_battles,
 )
 from evalcore.types import Outcome
+from leaderboard.export import EXTRA_COLUMNS, release_csv
 
-CORE_COLUMNS = ("rank", "rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate")
 CountRow = tuple[str, str, int, int, int, int]
 BattleRow = tuple[str, str, str, float | None]  # model_a, model_b, winner, tstamp (unix s)
 
@@ -217,8 +217,6 @@ def compute_style_view(
     Raises:
         evalcore.errors.EvalcoreError: the battles cannot be rated with style control.
     """
-    from leaderboard.export import EXTRA_COLUMNS, release_csv
-
     styled = replace(
         params, method="bt", style_control=True, interval="sandwich", bootstrap_rounds=0
     )

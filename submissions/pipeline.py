@@ -12,7 +12,6 @@ torch and ``models_zoo`` are imported inside the step functions only.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -319,26 +318,14 @@ def fewshot_model(served: Any) -> Any:
     return FewshotLM(served)
 
 
-ARENA_HOOK = ("arena.services", "pregenerate_answers_for")
 ARENA_BATCH = 16
 
 
 def arena_answers_step(run: Run) -> Outcome:
     """Answers to every pooled prompt, so pool-mode battles can include the model at once."""
-    try:
-        hook = getattr(importlib.import_module(ARENA_HOOK[0]), ARENA_HOOK[1])
-    except (ImportError, AttributeError):
-        hook = None
-    if hook is not None:
-        result = hook(run.contestant.pk)
-        data = dict(result) if isinstance(result, dict) else {"answers": result}
-        return Outcome(f"arena answers: {data}", data)
-    try:
-        from arena.generation import generate_answers
-        from arena.models import PooledAnswer, Prompt
-    except ImportError:
-        reason = "the arena has no prompt pool"
-        return Outcome(f"skipped: {reason}", {"reason": reason}, skipped=True)
+    from arena.generation import generate_answers  # worker side: imports models_zoo
+    from arena.models import PooledAnswer, Prompt
+
     missing = list(Prompt.objects.order_by("id").exclude(answers__contestant=run.contestant))
     max_new_tokens = _arena_max_new_tokens()
     for start in range(0, len(missing), ARENA_BATCH):

@@ -26,6 +26,7 @@ from contestants.models import Contestant
 from contestants.options import default_serving
 from contestants.services import record_evaluation
 from core.exceptions import DomainError, RateLimited
+from core.queue import enqueue
 from core.text import has_unstorable, storable_json
 from evalcore.fewshot.schema import validate_results
 from submissions.archive import Limits, extract_archive
@@ -99,8 +100,6 @@ def free_failed_name(name: str, user: AbstractBaseUser) -> None:
 
 
 def _register(user: AbstractBaseUser, card: ModelCardInput, directory: Path) -> EvaluationJob:
-    from submissions.tasks import evaluate
-
     try:
         with transaction.atomic():
             # Locking the user row serialises one user's concurrent submissions for the quota.
@@ -121,7 +120,7 @@ def _register(user: AbstractBaseUser, card: ModelCardInput, directory: Path) -> 
                 serving=card.serving or default_serving(),
             )
             job = create_job(contestant=contestant, user=user)
-            transaction.on_commit(lambda: evaluate.delay(job.pk))
+            transaction.on_commit(lambda: enqueue("submissions.evaluate", job.pk))
     except IntegrityError:
         raise duplicate_name(card.name) from None
     return job
@@ -390,8 +389,6 @@ def claim_job(*, job_id: int, worker: str) -> str | None:
 
 def requeue_stale_jobs() -> list[int]:
     """Send again the jobs whose worker died (lease not renewed) or whose message was lost."""
-    from submissions.tasks import evaluate
-
     lease_s = float(settings.LADDER_JOB_LEASE_S)
     requeued = []
     resend_s = float(settings.LADDER_JOB_QUEUED_RESEND_S)
@@ -405,7 +402,7 @@ def requeue_stale_jobs() -> list[int]:
             )
             if updated:
                 requeued.append(job.pk)
-                transaction.on_commit(lambda pk=job.pk: evaluate.delay(pk))
+                transaction.on_commit(lambda pk=job.pk: enqueue("submissions.evaluate", pk))
     if requeued:
         logger.warning("requeued stale evaluation jobs %s", requeued)
     return requeued

@@ -97,3 +97,130 @@ def test_web_process_does_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+# --- The Django apps' boundaries (ARCHITECTURE.md) -----------------------------------------
+
+PROJECT = ("config", "core", "contestants", "leaderboard", "arena", "submissions", "demo")
+# What each app may import of the project, besides itself, config and the pure packages.
+ALLOWED_APP_IMPORTS = {
+    "core": set(),  # the ground floor: error contract, health, launcher, queueing
+    "contestants": {"core"},
+    "leaderboard": {"core", "contestants"},
+    "arena": {"core", "contestants", "leaderboard"},
+    "submissions": {"core", "contestants", "leaderboard", "arena"},
+    "demo": {"core", "contestants", "leaderboard", "arena"},
+}
+
+
+def all_imports(path: Path, module: str) -> set[str]:
+    """Every module a file imports (absolute or relative, module level or inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".")[: -node.level or None]
+                if path.name == "__init__.py":
+                    package = module.split(".")[: len(module.split(".")) - node.level + 1]
+                base = ".".join([*package, *([node.module] if node.module else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for package in (*PROJECT, "evalcore", "models_zoo"):
+        for path in python_files(package):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+@pytest.mark.parametrize("app", sorted(ALLOWED_APP_IMPORTS))
+def test_apps_import_only_the_apps_below_them(app: str) -> None:
+    allowed = {app, "config", *ALLOWED_APP_IMPORTS[app]}
+    offenders = sorted(
+        f"{path.relative_to(ROOT)} imports {name}"
+        for module, path in project_modules().items()
+        if module.split(".")[0] == app
+        for name in all_imports(path, module)
+        if name.split(".")[0] in PROJECT and name.split(".")[0] not in allowed
+    )
+    assert offenders == []
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = {resolve(name) for name in all_imports(path, module)}
+        # A module may import its own package's __init__ (re-exports); that is no cycle.
+        graph[module] = {
+            t for t in targets if t and t != module and not module.startswith(t + ".")
+        }
+    return graph
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively: the groups of modules that import each other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, set())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group))
+    return groups
+
+
+def test_no_import_cycles_in_the_project() -> None:
+    assert strongly_connected(import_graph()) == []
+
+
+def test_cycle_check_finds_a_cycle() -> None:
+    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        ["a", "b", "c"]
+    ]
