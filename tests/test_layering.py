@@ -168,9 +168,7 @@ def import_graph() -> dict[str, set[str]]:
     for module, path in modules.items():
         targets = {resolve(name) for name in all_imports(path, module)}
         # A module may import its own package's __init__ (re-exports); that is no cycle.
-        graph[module] = {
-            t for t in targets if t and t != module and not module.startswith(t + ".")
-        }
+        graph[module] = {t for t in targets if t and t != module and not module.startswith(t + ".")}
     return graph
 
 
@@ -221,6 +219,4 @@ def test_no_import_cycles_in_the_project() -> None:
 
 
 def test_cycle_check_finds_a_cycle() -> None:
-    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
-        ["a", "b", "c"]
-    ]
+    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
