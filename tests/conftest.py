@@ -82,6 +82,10 @@ def _worker_env() -> dict[str, str]:
         parsed = urlparse(os.environ["DATABASE_URL"])
         env["DATABASE_URL"] = parsed._replace(path=f"/{name}").geturl()
     env["LADDER_DEMO_MODE"] = "none"
+    # The worker publishes with the listing rule this test session set (a test's small vote counts
+    # would all be hidden under the production minimum of 1,000).
+    min_votes = settings.LEADERBOARD_RATING_PARAMS.get("min_votes", settings.LEADERBOARD_MIN_VOTES)
+    env["LADDER_LEADERBOARD_MIN_VOTES"] = str(min_votes)
     return env
 
 

@@ -37,7 +37,11 @@ def test_staff_publish_runs_on_a_real_worker(
         if job.status not in ("queued", "running"):
             break
         time.sleep(0.2)
-    assert job.status == "published", "".join(celery_worker_process.log[-30:])
+    assert job.status == "published", (
+        job.error_code,
+        job.message,
+        "".join(celery_worker_process.log[-30:]),
+    )
     assert client.get("/leaderboard/latest.csv").content == job.release.csv_text.encode()
 
 
