@@ -11,6 +11,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from contestants.models import Contestant
+from evalcore.fewshot.data import POOL_FILES, TEST_FILE
+from evalcore.fewshot.registry import get_task
 from submissions import pipeline, services
 from submissions.accounting import Prices, Usage, co2e_g, cost_usd, estimate_energy_kwh
 from submissions.models import BenchmarkResult, EvaluationJob, JobStep
@@ -19,11 +21,23 @@ from tests.submissions.conftest import results_document
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fewglue_files(settings: Any, tmp_path: Path) -> None:
+    """The plan needs the tasks' files to exist (not their content), wherever the checkout lies;
+    the runner is replaced in each test that reaches it."""
+    settings.LADDER_SUBMISSION_FEWSHOT_TASKS = ["cb", "rte"]
+    settings.LADDER_FEWGLUE_DIR = str(tmp_path / "fewglue")
+    for name in settings.LADDER_SUBMISSION_FEWSHOT_TASKS:
+        folder = tmp_path / "fewglue" / get_task(name).directory
+        folder.mkdir(parents=True)
+        for file in (*POOL_FILES, TEST_FILE):
+            (folder / file).touch()
+
+
 @pytest.fixture
-def fake_fewshot(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[list[str]]:
+def fake_fewshot(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The runner itself is tested in tests/evalcore; here it returns a fixed document."""
     calls: list[list[str]] = []
-    settings.LADDER_SUBMISSION_FEWSHOT_TASKS = ["cb", "rte"]
 
     def run(model: Any, tasks: list[str], data_dir: Any, report: Any) -> dict[str, Any]:
         calls.append(tasks)
