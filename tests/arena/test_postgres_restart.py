@@ -45,10 +45,6 @@ PAUSE_S = 0.02  # between one client's votes: a steady stream, not a load test
 BATTLES_PER_TEST = 2500
 VOTING_BEFORE_S = 1.5
 VOTING_AFTER_S = 2.5
-# Once the database is back, each server thread may answer one 503 more: the persistent
-# connection it held died with the old server, and Django finds out at its next query (then
-# closes it, so the thread's next request connects afresh).
-RECOVERY_GRACE_S = 1.0
 OUTAGE_CODE = "database_unavailable"
 # (pg_ctl restart mode, whether the clients pause while it restarts): with a pause, no request
 # meets the outage and every server thread keeps a dead persistent connection into the new
@@ -449,11 +445,11 @@ def test_votes_during_a_postgres_restart_are_stored_2xx_or_a_json_503(
     during = [a for a in refused if restart_began <= a.sent_at < restarted]
     assert idle or during, f"no request met the {mode} restart ({len(everything)} answers)"
 
-    # Once the database is back the server reconnects: one stale connection per thread at most.
-    late = [a for a in refused if a.sent_at >= restarted]
-    assert len(late) <= SERVER_WORKERS * SERVER_THREADS, [a.describe() for a in late]
-    settled = [a for a in everything if a.sent_at >= restarted + RECOVERY_GRACE_S]
-    assert len(settled) >= 20 and all(a.ok for a in settled), [a.describe() for a in settled]
+    # Once the database is back every vote succeeds: no thread fails on a connection that the
+    # old server closed (core.postgresql checks it before a request reuses it).
+    late = [a for a in everything if a.sent_at >= restarted]
+    assert len(late) >= 20 and all(a.ok for a in late), [a.describe() for a in late if not a.ok]
+    assert not idle or not refused, [a.describe() for a in refused]
 
     # The votes stored are exactly the battles answered 2xx, each once, each counted once.
     after = stored(private_postgres)
@@ -475,5 +471,5 @@ def test_votes_during_a_postgres_restart_are_stored_2xx_or_a_json_503(
     assert final.outcomes == final.pair_count_total == len(final.voted_battles)
     print(
         f"{mode} restart: {len(everything)} votes sent, {len(ok)} 2xx, {len(refused)} JSON 503 "
-        f"({len(late)} after the restart), restart took {restarted - restart_began:.2f} s"
+        f"(idle: {idle}), the restart took {restarted - restart_began:.2f} s"
     )
