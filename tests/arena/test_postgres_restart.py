@@ -96,6 +96,8 @@ class PrivatePostgres:
         assert result.returncode == 0, f"{tool} {args}: {result.stdout}{result.stderr}"
 
     def pg_ctl(self, action: str, *args: str) -> None:
+        # fsync=off: a throwaway cluster on a shared disk; a restart, even -m immediate, loses
+        # nothing the server wrote (only an operating-system crash would).
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         self.run(
             "pg_ctl", action, "-D", str(self.folder / "data"), "-l", str(self.log), "-w",
