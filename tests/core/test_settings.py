@@ -73,7 +73,8 @@ def test_celery_worker_with_bad_setting_gives_one_line() -> None:
 def test_production_profile_uses_postgres_and_redis() -> None:
     code = (
         "from django.conf import settings as s;"
-        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.CACHES['default']['BACKEND'])"
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.CACHES['default']['BACKEND'],"
+        " s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
     )
     result = start(
         [
@@ -88,8 +89,9 @@ def test_production_profile_uses_postgres_and_redis() -> None:
         ALLOWED_HOSTS="example.org",
     )
     assert result.returncode == 0, result.stderr
-    engine, broker, cache = result.stdout.split()
-    assert engine == "django.db.backends.postgresql"
+    engine, broker, cache, health_checks = result.stdout.split()
+    assert engine == "core.postgresql"  # Django's backend, with a check that costs no round trip
+    assert health_checks == "True"
     assert broker == "redis://127.0.0.1:6379/3"
     assert cache.endswith("RedisCache")
 
