@@ -225,7 +225,7 @@ def cli_end_to_end(path: Path, rounds: int, source: Path | None = None) -> dict[
     done = subprocess.run(
         [sys.executable, "-c", CLI_WRAPPER, *arguments],
         check=True,
-        cwd=ROOT,
+        cwd=source or ROOT,  # ``-c`` puts the working directory first on sys.path
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(source or ROOT)},

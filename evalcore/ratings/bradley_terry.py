@@ -106,7 +106,9 @@ class _Incidence:
 
     def signed(self, per_pair: FloatArray) -> FloatArray:
         """(B, M): Σ over each model's pairs of +value (first seat) or −value (second)."""
-        return self._sum(np.stack([per_pair, -per_pair], axis=1))
+        sided = np.empty((per_pair.shape[0], 2, per_pair.shape[1]))
+        sided[:, 0], sided[:, 1] = per_pair, -per_pair
+        return self._sum(sided)
 
     def unsigned(self, per_pair: FloatArray) -> FloatArray:
         """(B, M): Σ over each model's pairs of the value."""
@@ -250,8 +252,10 @@ class _BradleyTerry:
         return np.asarray((second_score * d - self.total * log_expit(d)).sum(axis=0))
 
     def gradient(self, x: FloatArray) -> FloatArray:
-        p = expit(self._difference(x))
-        return self.incidence.signed(self.total * p - self.first_score)
+        slope = expit(self._difference(x))
+        np.multiply(self.total, slope, out=slope)  # n·p − u in place: the bootstrap's hot loop
+        slope -= self.first_score
+        return self.incidence.signed(slope)
 
     def derivatives(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         p = expit(self._difference(x))

@@ -20,8 +20,11 @@ FloatArray = NDArray[np.float64]
 
 def expit(x: FloatArray) -> FloatArray:
     """σ(x) = 1/(1 + e⁻ˣ), element-wise (0 where e⁻ˣ overflows)."""
+    out = np.negative(x, dtype=np.float64)
     with np.errstate(over="ignore"):
-        return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
+        np.exp(out, out=out)
+    out += 1.0
+    return np.asarray(np.divide(1.0, out, out=out))  # in place: one array, not four
 
 
 def log_expit(x: FloatArray) -> FloatArray:
