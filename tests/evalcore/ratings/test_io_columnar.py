@@ -144,3 +144,42 @@ def test_reading_a_csv_does_not_import_pandas(tmp_path):
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_parquet_read_in_small_batches_matches_the_record_path(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from evalcore.ratings import io
+
+    rng = np.random.default_rng(5)
+    n = 500
+    records = []
+    for i in range(n):
+        a, b = rng.choice(["m1", "m2", "m3", "m4"], size=2, replace=False)
+        record = {
+            "model_a": str(a),
+            "model_b": str(b),
+            "winner": str(rng.choice(["model_a", "model_b", "tie", "tie (bothbad)"])),
+            "tstamp": None if i % 17 == 0 else float(i) + 0.25,
+            "language": None if i % 5 == 0 else str(rng.choice(["en", "de"])),
+            **{k: int(v) for k, v in STYLE.items()},
+            **{k: int(v) + i % 3 for k, v in STYLE_B.items()},
+        }
+        if i % 41 == 0:
+            record["tokens_b"] = None  # an invalid style row, skipped
+        records.append(record)
+    path = tmp_path / "battles.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=128)
+    monkeypatch.setattr(io, "PARQUET_BATCH_ROWS", 37)  # batches across row-group boundaries
+    columnar = read_battles(path, skip_invalid=True)
+    plain = BattleTable.from_records(records, skip_invalid=True)
+    assert columnar.models == plain.models
+    for name in ("model_a", "model_b", "outcome", "rows"):
+        np.testing.assert_array_equal(getattr(columnar, name), getattr(plain, name))
+    np.testing.assert_array_equal(columnar.tstamp, plain.tstamp)
+    np.testing.assert_array_equal(columnar.style, plain.style)
+    assert columnar.report.to_dict() == plain.report.to_dict()
+    language = columnar.attributes["language"]
+    expected = [plain.attributes["language"].value_at(r) for r in range(len(plain))]
+    assert [language.value_at(r) for r in range(len(columnar))] == expected
