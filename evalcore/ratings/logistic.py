@@ -4,7 +4,7 @@ The rating path needs only these three special functions, and importing ``scipy.
 ``scipy.sparse`` for the pair maps) took 0.3-0.7 s of a 1.5 s budget on the 2-core bench machine.
 The formulas are the ones ``scipy.special`` evaluates in C (``1/(1 + exp(−x))``; ``x − log1p(eˣ)``
 below zero and ``−log1p(e⁻ˣ)`` above), so where numpy's ``exp``/``log1p`` are the C library's,
-as on the bench machine, the values are bit-identical (``tests/evalcore/ratings/test_logistic.py``
+as on the bench machine, the values are bit-identical (``tests/evalcore/ratings/test_solvers.py``
 compares them on random inputs); a SIMD ``exp`` may differ in the last bit.
 """
 
