@@ -25,10 +25,17 @@ Every engine measurement runs in a fresh subprocess, so its peak RSS (VmHWM) is 
   JAX starts, hangs here); and ``ContextualBradleyTerry`` on the same
   standardised style features and the same penalty. Ratings are compared after centring.
 
+With ``--baseline-src DIR`` it instead times the same engine stages and the CLI with the
+evalcore package of another source tree (e.g. ``git archive main evalcore``) and with this one,
+``--repeat`` runs each, interleaved so both see the same load, and prints medians, CPU times,
+peak RSS, and whether the two trees' outputs are byte-identical.
+
 Usage::
 
     python bench/ratings.py --pipeline            # about 2-3 minutes with arena-rank installed
     python bench/ratings.py --pipeline --votes 200000 --skip-arena-rank   # a quick look
+    git archive main evalcore | tar -x -C var/bench-baseline
+    python bench/ratings.py --pipeline --reuse-files --baseline-src var/bench-baseline --repeat 3
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -131,6 +140,9 @@ def peak_rss_mb() -> float:
 def engine_stages(path: str, mode: str, rounds: int) -> dict[str, Any]:
     """Runs inside the subprocess: the timed stages of one mode."""
     start, cpu = time.perf_counter(), time.process_time()
+    source = os.environ.get(SOURCE_VARIABLE)
+    if source:  # the baseline's evalcore (``--baseline-src``), not this checkout's
+        sys.path.insert(0, source)
     from evalcore.ratings import (
         BattleTable,
         PairCounts,
@@ -178,10 +190,14 @@ def engine_stages(path: str, mode: str, rounds: int) -> dict[str, Any]:
     return {**out, "timings": timings, "peak_rss_mb": peak_rss_mb()}
 
 
-def in_subprocess(path: Path, mode: str, rounds: int) -> dict[str, Any]:
+SOURCE_VARIABLE = "LADDER_BENCH_EVALCORE_SRC"
+
+
+def in_subprocess(path: Path, mode: str, rounds: int, source: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--stage", mode, str(path), "--rounds", str(rounds)]
+    env = {**os.environ, SOURCE_VARIABLE: str(source) if source else ""}
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     result = json.loads(done.stdout)
     result["wall"] = time.perf_counter() - start
     return result
@@ -199,20 +215,30 @@ finally:
 """
 
 
-def cli_end_to_end(path: Path, rounds: int) -> dict[str, float]:
+def cli_end_to_end(path: Path, rounds: int, source: Path | None = None) -> dict[str, Any]:
+    """The CLI in a fresh interpreter: wall seconds, CPU seconds (all threads), peak RSS, and
+    the output CSV text (to compare the trees' results byte for byte)."""
     out = path.with_suffix(".ratings.csv")
     arguments = [str(path), "--bootstrap", str(rounds), "--interval", "sandwich", "-o", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", CLI_WRAPPER, *arguments],
         check=True,
-        cwd=ROOT,
+        cwd=source or ROOT,  # ``-c`` puts the working directory first on sys.path
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(source or ROOT)},
     )
     elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "peak_rss_mb": float(done.stderr.rsplit("peak_rss_mb=", 1)[1])}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "seconds": elapsed,
+        "cpu": cpu,
+        "peak_rss_mb": float(done.stderr.rsplit("peak_rss_mb=", 1)[1]),
+        "csv": out.read_text(encoding="utf-8"),
+    }
 
 
 ARENA_RANK_SCRIPT = r"""
@@ -401,6 +427,106 @@ def report(
     return "\n".join(lines)
 
 
+def ensure_votes(args: Any) -> None:
+    """Write the files, unless ``--reuse-files`` and the stamp says they match the arguments."""
+    stamp = args.directory / "stamp.json"
+    wanted = {k: getattr(args, k) for k in ("votes", "models", "style_votes", "seed")}
+    if args.reuse_files and stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        print(f"reusing the files in {args.directory} ({wanted})", flush=True)
+        return
+    start = time.perf_counter()
+    sizes = make_votes(
+        args.directory,
+        votes=args.votes,
+        models=args.models,
+        style_votes=args.style_votes,
+        seed=args.seed,
+    )
+    stamp.write_text(json.dumps(wanted))
+    print(f"wrote {sizes} in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+COMPARED = ("csv", "jsonl", "style")
+
+
+def compare_trees(args: Any) -> str:
+    """``--repeat`` runs of every mode with the baseline tree's evalcore and this one's,
+    interleaved (baseline, this, baseline, ...) so both see the same machine load; medians."""
+    trees = {"baseline": args.baseline_src.resolve(), "this": None}
+    files = {
+        "csv": args.directory / "battles.csv",
+        "jsonl": args.directory / "battles.jsonl",
+        "style": args.directory / "styled.parquet",
+    }
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    loads = [os.getloadavg()]
+    for number in range(args.repeat):
+        for mode in COMPARED:
+            for tree, source in trees.items():
+                stage = "style" if mode == "style" else "columns"
+                run = in_subprocess(files[mode], stage, args.rounds, source)
+                if mode != "style":
+                    run["cli"] = cli_end_to_end(files[mode], args.rounds, source)
+                runs.setdefault((tree, mode), []).append(run)
+        loads.append(os.getloadavg())
+        print(f"run {number + 1} of {args.repeat} done, load {loads[-1]}", flush=True)
+    return comparison_report(runs, loads, args)
+
+
+def comparison_report(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], loads: list[Any], args: Any
+) -> str:
+    def median(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}"
+
+    lines = [
+        f"{args.votes:,} votes (CSV, JSON Lines), {args.style_votes:,} (style, parquet); "
+        f"bootstrap {args.rounds} rounds + sandwich; {args.repeat} runs each, medians "
+        f"(all runs in brackets); baseline: evalcore from {args.baseline_src}",
+        "",
+        "| mode | tree | read (s) | fit (s) | in-process total (s) | in-process CPU (s) "
+        "| CLI end to end (s) | CLI CPU (s) | peak RSS (MB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in COMPARED:
+        for tree in ("baseline", "this"):
+            group = runs[(tree, mode)]
+            t = [run["timings"] for run in group]
+            cli = [run["cli"] for run in group if "cli" in run]
+            rss = [
+                max(run["peak_rss_mb"], run.get("cli", {}).get("peak_rss_mb", 0)) for run in group
+            ]
+
+            def cell(values: list[float]) -> str:
+                return f"{median(values)} [{', '.join(f'{v:.2f}' for v in values)}]"
+
+            lines.append(
+                f"| {mode} | {tree} | {median([x['read'] for x in t])} "
+                f"| {median([x['fit'] for x in t])} | {cell([x['total'] for x in t])} "
+                f"| {cell([x['cpu'] for x in t])} "
+                f"| {cell([c['seconds'] for c in cli]) if cli else '-'} "
+                f"| {cell([c['cpu'] for c in cli]) if cli else '-'} "
+                f"| {cell(rss)} |"
+            )
+    lines.append("")
+    for mode in COMPARED:
+        base, this = runs[("baseline", mode)][0], runs[("this", mode)][0]
+        gap = _gap(base["ratings"], this["ratings"])
+        note = f"- {mode}: largest |rating difference| {gap:.3g} points"
+        if mode != "style":
+            same = base["cli"]["csv"] == this["cli"]["csv"]
+            note += f"; CLI output CSV {'byte-identical' if same else 'DIFFERS'}"
+            for key in ("width_bootstrap", "width_sandwich"):
+                note += f"; {key} {base[key]:.6f} vs {this[key]:.6f}"
+        lines.append(note)
+    lines.append(
+        "- load average (1, 5, 15 min) before and after each round of runs: "
+        + "; ".join(" ".join(f"{v:.1f}" for v in load) for load in loads)
+        + f" on {os.cpu_count()} CPUs"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--votes", type=int, default=1_670_000)
@@ -413,6 +539,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arena-rank-rounds", type=int, default=4)
     parser.add_argument("--skip-arena-rank", action="store_true")
     parser.add_argument("--skip-per-row", action="store_true")
+    parser.add_argument("--reuse-files", action="store_true", help="keep matching vote files")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="compare with the evalcore of this source tree (e.g. a `git archive` of main) "
+        "instead of the per-row readers and arena-rank",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode with --baseline-src")
     parser.add_argument("--stage", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
@@ -420,15 +554,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(engine_stages(path, mode, args.rounds)))
         return
     args.directory.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    sizes = make_votes(
-        args.directory,
-        votes=args.votes,
-        models=args.models,
-        style_votes=args.style_votes,
-        seed=args.seed,
-    )
-    print(f"wrote {sizes} in {time.perf_counter() - start:.1f} s", flush=True)
+    ensure_votes(args)
+    if args.baseline_src:
+        print(compare_trees(args))
+        return
     csv_path, jsonl_path = args.directory / "battles.csv", args.directory / "battles.jsonl"
     runs = {
         "csv": in_subprocess(csv_path, "columns", args.rounds),

@@ -519,6 +519,8 @@ class _ErrorContext:
 
     def report(self, bad: NDArray[np.bool_], n_rows: int) -> SkipReport:
         bad_rows = np.flatnonzero(bad)
+        if bad_rows.size == 0:  # the usual case: no per-field pass over the rows
+            return SkipReport(n_rows, 0, {}, ())
         reasons: dict[str, int] = {}
         for name, status in self.statuses:
             # Count each row once, under its first failing field.

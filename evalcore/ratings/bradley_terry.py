@@ -21,12 +21,11 @@ from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csr_matrix
-from scipy.special import expit, log_expit
 
 from evalcore.errors import EstimationError
 from evalcore.ratings.counts import BOTH_BAD, FIRST_WINS, SECOND_WINS, TIES, PairCounts
 from evalcore.ratings.graph import ScoreGraph, check_finite_mle
+from evalcore.ratings.logistic import expit, log_expit
 from evalcore.ratings.newton import BatchObjective, BoolArray, FloatArray, minimise
 from evalcore.ratings.params import Method, TiePolicy
 
@@ -76,27 +75,53 @@ class PairOutcomes:
 
     @cached_property
     def incidence(self) -> _Incidence:
-        """Sparse maps between per-pair and per-model quantities, built once per data set."""
-        p = self.first.size
-        rows = np.repeat(np.arange(p), 2)
-        cols = np.stack([self.first, self.second], axis=1).ravel()
-        signed = csr_matrix((np.tile([1.0, -1.0], p), (rows, cols)), shape=(p, self.n_models))
-        return _Incidence(signed, signed.T.tocsr(), abs(signed).T.tocsr())
+        """Maps between per-pair and per-model quantities, built once per data set."""
+        return _Incidence(self.first, self.second, self.n_models)
 
     @cached_property
     def graph(self) -> ScoreGraph:
         return ScoreGraph(self.n_models, self.first, self.second)
 
 
-@dataclass(frozen=True)
 class _Incidence:
-    """``pairs`` (P, M): +1 at the pair's first model, −1 at its second, so ``pairs @ s`` is the
-    strength difference of every pair; ``signed`` (M, P) is its transpose (sums ±per-pair values
-    onto models); ``unsigned`` (M, P) adds a per-pair value to both of its models."""
+    """The pairs as maps between per-pair values (P, B) and per-model values (B, M).
 
-    pairs: csr_matrix
-    signed: csr_matrix
-    unsigned: csr_matrix
+    ``difference(x)`` is ``s_first − s_second`` for every pair; ``signed`` sums ±per-pair values
+    onto models (+ at the pair's first model, − at its second), ``unsigned`` adds a per-pair value
+    to both of its models. The sums are one ``bincount`` over (pair, side, round) in pair order,
+    so every model's sum runs over its pairs in increasing pair order: the same additions, in the
+    same order, as the sparse incidence-matrix products this replaces (scipy.sparse was most of
+    the start-up time), hence the same bits.
+    """
+
+    def __init__(self, first: IntArray, second: IntArray, n_models: int) -> None:
+        self.first, self.second, self.n_models = first, second, n_models
+        self._ends = np.stack([first, second], axis=1)  # (P, 2)
+        self._bins = np.empty((first.size, 2, 0), dtype=np.int64)
+
+    def difference(self, x: FloatArray) -> FloatArray:
+        """(P, B) strength differences for parameters ``x`` (B, ≥M)."""
+        by_model = np.ascontiguousarray(x[:, : self.n_models].T)  # (M, B)
+        return np.asarray(by_model[self.first] - by_model[self.second])
+
+    def signed(self, per_pair: FloatArray) -> FloatArray:
+        """(B, M): Σ over each model's pairs of +value (first seat) or −value (second)."""
+        sided = np.empty((per_pair.shape[0], 2, per_pair.shape[1]))
+        sided[:, 0], sided[:, 1] = per_pair, -per_pair
+        return self._sum(sided)
+
+    def unsigned(self, per_pair: FloatArray) -> FloatArray:
+        """(B, M): Σ over each model's pairs of the value."""
+        return self._sum(np.stack([per_pair, per_pair], axis=1))
+
+    def _sum(self, sided: FloatArray) -> FloatArray:
+        """Sums of ``sided`` (P, 2, B) onto (round, model of that side)."""
+        rounds = sided.shape[2]
+        if self._bins.shape[2] < rounds:  # bin round·M + model; a smaller batch is a prefix
+            self._bins = np.arange(rounds) * self.n_models + self._ends[:, :, None]
+        bins = self._bins[:, :, :rounds].ravel()
+        total = np.bincount(bins, sided.ravel(), rounds * self.n_models)
+        return np.asarray(total.reshape(rounds, self.n_models))
 
 
 @dataclass(frozen=True)
@@ -207,7 +232,7 @@ class _BradleyTerry:
 
     def __init__(self, first: IntArray, second: IntArray, incidence: _Incidence, cells: FloatArray):
         self.first, self.second, self.incidence = first, second, incidence
-        self.n_strengths = incidence.signed.shape[0]
+        self.n_strengths = incidence.n_models
         self.first_score = np.ascontiguousarray((cells[:, :, 0] + 0.5 * cells[:, :, 2]).T)
         self.total = np.ascontiguousarray(cells.sum(axis=2).T)
 
@@ -218,7 +243,7 @@ class _BradleyTerry:
         return clone
 
     def _difference(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self.incidence.pairs @ np.ascontiguousarray(x.T))  # (P, B)
+        return self.incidence.difference(x)  # (P, B)
 
     def value(self, x: FloatArray) -> FloatArray:
         # u·softplus(−d) + v·softplus(d) = n·softplus(−d) + v·d, one transcendental per pair.
@@ -227,15 +252,17 @@ class _BradleyTerry:
         return np.asarray((second_score * d - self.total * log_expit(d)).sum(axis=0))
 
     def gradient(self, x: FloatArray) -> FloatArray:
-        p = expit(self._difference(x))
-        return _to_models(self.incidence.signed, self.total * p - self.first_score)
+        slope = expit(self._difference(x))
+        np.multiply(self.total, slope, out=slope)  # n·p − u in place: the bootstrap's hot loop
+        slope -= self.first_score
+        return self.incidence.signed(slope)
 
     def derivatives(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         p = expit(self._difference(x))
         slope = self.total * p - self.first_score  # ∂f/∂d
         curvature = self.total * p * (1.0 - p)  # ∂²f/∂d²
-        gradient = _to_models(self.incidence.signed, slope)
-        return gradient, _laplacian(self.first, self.second, self.incidence, curvature, 0)
+        gradient = self.incidence.signed(slope)
+        return gradient, _laplacian(self.incidence, curvature, 0)
 
 
 class _Davidson:
@@ -246,7 +273,7 @@ class _Davidson:
 
     def __init__(self, first: IntArray, second: IntArray, incidence: _Incidence, cells: FloatArray):
         self.first, self.second, self.incidence = first, second, incidence
-        self.n_strengths = incidence.signed.shape[0]
+        self.n_strengths = incidence.n_models
         self.margin = np.ascontiguousarray((cells[:, :, 0] - cells[:, :, 1]).T)
         self.ties = np.ascontiguousarray(cells[:, :, 2].T)
         self.total = np.ascontiguousarray(cells.sum(axis=2).T)
@@ -260,7 +287,7 @@ class _Davidson:
 
     def _logits(self, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         m = self.n_strengths
-        half = 0.5 * np.asarray(self.incidence.pairs @ np.ascontiguousarray(x[:, :m].T))
+        half = 0.5 * self.incidence.difference(x[:, :m])
         eta = np.broadcast_to(x[:, m][None, :], half.shape)
         log_z = np.logaddexp(np.logaddexp(half, -half), eta)
         return half, eta, log_z
@@ -281,7 +308,7 @@ class _Davidson:
     def _gradient(self, lead: FloatArray, p_tie: FloatArray) -> FloatArray:
         n, m = self.total, self.n_strengths
         gradient = np.empty((n.shape[1], m + 1))
-        gradient[:, :m] = _to_models(self.incidence.signed, 0.5 * (n * lead - self.margin))
+        gradient[:, :m] = self.incidence.signed(0.5 * (n * lead - self.margin))
         gradient[:, m] = (n * p_tie - self.ties).sum(axis=0)
         return gradient
 
@@ -289,32 +316,23 @@ class _Davidson:
         p_first, p_second, p_tie = self._probabilities(x)
         lead, decided, n, m = p_first - p_second, p_first + p_second, self.total, self.n_strengths
         gradient = self._gradient(lead, p_tie)
-        hessian = _laplacian(
-            self.first, self.second, self.incidence, 0.25 * n * (decided - lead * lead), 1
-        )
-        hessian[:, :m, m] = _to_models(self.incidence.signed, -0.5 * n * p_tie * lead)
+        hessian = _laplacian(self.incidence, 0.25 * n * (decided - lead * lead), 1)
+        hessian[:, :m, m] = self.incidence.signed(-0.5 * n * p_tie * lead)
         hessian[:, m, :m] = hessian[:, :m, m]
         hessian[:, m, m] = (n * p_tie * decided).sum(axis=0)
         return gradient, hessian
 
 
-def _to_models(to_models: csr_matrix, per_pair: FloatArray) -> FloatArray:
-    """Sum per-pair values (P, B) onto models through an (M, P) map; returns (B, M)."""
-    return np.asarray(to_models @ per_pair).T
-
-
-def _laplacian(
-    first: IntArray, second: IntArray, incidence: _Incidence, weight: FloatArray, extra: int
-) -> FloatArray:
+def _laplacian(incidence: _Incidence, weight: FloatArray, extra: int) -> FloatArray:
     """(B, M+extra, M+extra) with the Laplacian of pair weights (P, B) in the top-left block."""
-    m, b = incidence.signed.shape[0], weight.shape[1]
+    m, b = incidence.n_models, weight.shape[1]
     size = m + extra
     flat = np.zeros((b, size * size))
     # One scatter on flat indices (each pair once), then the mirror image: much cheaper than
     # two 3-d fancy assignments.
-    flat[:, first * size + second] = -weight.T
+    flat[:, incidence.first * size + incidence.second] = -weight.T
     hessian = flat.reshape(b, size, size)
     hessian += hessian.transpose(0, 2, 1)
     diagonal = np.arange(m)
-    hessian[:, diagonal, diagonal] = _to_models(incidence.unsigned, weight)
+    hessian[:, diagonal, diagonal] = incidence.unsigned(weight)
     return hessian

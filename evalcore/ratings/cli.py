@@ -34,6 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m evalcore.ratings",
         description="Rate models from pairwise battles (Bradley-Terry, Davidson or online Elo).",
     )
+    _add_fit_arguments(parser)
+    _add_selection_arguments(parser)
+    _add_model_arguments(parser)
+    _add_scale_arguments(parser)
+    _add_io_arguments(parser)
+    return parser
+
+
+def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The input file, the method, the bootstrap, the anchor and the vote minimum."""
     parser.add_argument("battles_file", metavar="BATTLES_FILE", help="battles or aggregated counts")
     parser.add_argument("--method", choices=METHODS, default="bt")
     parser.add_argument(
@@ -44,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-votes", type=int, default=0, metavar="N", help="hide models with fewer votes"
     )
+
+
+def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Slices of the battles and the listing rules."""
     parser.add_argument("--category", metavar="C", help="only battles with this category")
     parser.add_argument("--language", metavar="L", help="only battles in this language")
     parser.add_argument("--judge", metavar="J", help="only battles by this judge")
@@ -66,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep only the first vote of each conversation_id",
     )
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Interval method, reweighting and style control."""
     parser.add_argument(
         "--interval",
         choices=INTERVALS,
@@ -82,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="contextual Bradley-Terry on the answers' style columns (needs --interval sandwich)",
     )
     parser.add_argument("--style-penalty", type=float, default=0.001, metavar="L")
+
+
+def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Tie policy, prior, confidence and the rating scale."""
     parser.add_argument("--ties", choices=TIE_POLICIES, default="half")
     parser.add_argument(
         "--ridge", type=float, default=0.0, help="Gaussian prior strength (0: plain MLE)"
@@ -91,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=float, default=400.0)
     parser.add_argument("--base", type=float, default=10.0)
     parser.add_argument("--init", type=float, default=1000.0)
+
+
+def _add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    """Input and output handling."""
     parser.add_argument(
         "--skip-invalid", action="store_true", help="skip bad records instead of failing"
     )
@@ -102,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
-    return parser
 
 
 def params_from_args(args: argparse.Namespace) -> RatingParams:

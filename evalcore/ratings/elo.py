@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit
 
 from evalcore.ratings.battles import BattleTable
 from evalcore.ratings.progress import ProgressBar
@@ -102,6 +101,9 @@ def bootstrap_elo(
     progress: bool = False,
 ) -> FloatArray:
     """Elo of ``rounds`` resamples (with replacement, in drawn order); returns (R, M)."""
+    # scipy's one-ufunc expit per step; imported here so the counts-based path never loads scipy.
+    from scipy.special import expit
+
     rng = np.random.default_rng(seed)
     n = model_a.size
     rate = math.log(base) / scale

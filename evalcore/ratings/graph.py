@@ -15,8 +15,6 @@ from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 
 from evalcore.errors import DisconnectedGraphError, UnboundedRatingError
 
@@ -54,6 +52,43 @@ class ScoreGraph:
     def _components(
         self, forward: NDArray[np.bool_], backward: NDArray[np.bool_], *, strong: bool
     ) -> tuple[int, IntArray]:
+        if self._connected(forward, backward, strong=strong):  # the usual case: no labels needed
+            return 1, np.zeros(self.n_models, dtype=np.int64)
+        return self._labelled_components(forward, backward, strong=strong)
+
+    def _connected(
+        self, forward: NDArray[np.bool_], backward: NDArray[np.bool_], *, strong: bool
+    ) -> bool:
+        """Whether the arrows connect every model (strongly: both ways from model 0).
+
+        A breadth-first search on a dense M × M adjacency, a few numpy steps per query, so the
+        common connected case never needs scipy's graph routines (slow to import).
+        """
+        m = self.n_models
+        if m <= 1:
+            return True
+        arrows = np.zeros((m, m), dtype=bool)
+        arrows[self.first[forward], self.second[forward]] = True
+        arrows[self.second[backward], self.first[backward]] = True
+        if not strong:
+            arrows |= arrows.T
+        for adjacency in (arrows, arrows.T) if strong else (arrows,):
+            reached = np.zeros(m, dtype=bool)
+            reached[0] = True
+            frontier = reached.copy()
+            while frontier.any():
+                frontier = adjacency[frontier].any(axis=0) & ~reached
+                reached |= frontier
+            if not reached.all():
+                return False
+        return True
+
+    def _labelled_components(
+        self, forward: NDArray[np.bool_], backward: NDArray[np.bool_], *, strong: bool
+    ) -> tuple[int, IntArray]:
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import connected_components
+
         # Filling a fixed, pre-sorted CSR layout costs O(pairs) per query; building a sparse
         # matrix from coordinates would sort every time (this runs once per degenerate-looking
         # bootstrap round).

@@ -196,34 +196,14 @@ def build_result(
         UnknownModelError: the anchor model is not in the data.
         EmptyInputError: no model is left to list.
     """
-    shift = 0.0
-    if params.anchor is not None:
-        model, target = params.anchor
-        shift = target - float(ratings[counts.index_of(model, field="anchor")])
-    ratings = ratings + shift
-    if intervals is None or isinstance(intervals, tuple):
-        intervals = {} if intervals is None else {params.interval: intervals}
-    shifted = {name: (low + shift, high + shift) for name, (low, high) in intervals.items()}
+    ratings, shifted = _anchored(counts, params, ratings, intervals)
     nan = np.full(counts.n_models, np.nan)
     lower, upper = shifted.get(params.interval, (nan, nan))
     votes = counts.votes_per_model()
-    deprecated = np.isin(np.asarray(counts.models, dtype=object), list(params.deprecated))
-    enough = votes >= params.min_votes
-    listed = ~deprecated & (enough | (params.below_min_votes_policy == "preliminary"))
-    shown = np.flatnonzero(listed)
-    if shown.size == 0:
-        raise EmptyInputError(
-            f"no model to list: none has min_votes={params.min_votes} votes, or all are deprecated"
-        )
-    # Rank on the displayed (rounded) numbers: robust to last-bit noise, consistent with output.
-    shown_rating, shown_lower, shown_upper = (
-        np.round(v, RATING_DECIMALS) for v in (ratings, lower, upper)
+    deprecated, enough, listed = _listing(counts, params, votes)
+    order, rank, rank_ub = _ranking(
+        counts, ratings, lower, upper, listed, has_bounds=params.interval in shifted
     )
-    names = np.asarray(counts.models, dtype=object)
-    order = shown[np.lexsort((names[shown], -shown_rating[shown]))]
-    rank = _count_above(shown_rating[order], shown_rating[order]) + 1
-    has_bounds = params.interval in shifted
-    rank_ub = _count_above(shown_lower[order], shown_upper[order]) + 1 if has_bounds else rank
     wins, losses = counts.decided_per_model()
     win_rate = _ratio(wins, wins + losses)
     rows = tuple(
@@ -254,6 +234,63 @@ def build_result(
         },
         style_coefficients=dict(style_coefficients or {}),
     )
+
+
+def _anchored(
+    counts: PairCounts,
+    params: RatingParams,
+    ratings: FloatArray,
+    intervals: Mapping[str, tuple[FloatArray, FloatArray]] | tuple[FloatArray, FloatArray] | None,
+) -> tuple[FloatArray, dict[str, tuple[FloatArray, FloatArray]]]:
+    """Ratings and every method's bounds shifted by the anchor (if any), bounds by method."""
+    shift = 0.0
+    if params.anchor is not None:
+        model, target = params.anchor
+        shift = target - float(ratings[counts.index_of(model, field="anchor")])
+    if intervals is None or isinstance(intervals, tuple):
+        intervals = {} if intervals is None else {params.interval: intervals}
+    shifted = {name: (low + shift, high + shift) for name, (low, high) in intervals.items()}
+    return ratings + shift, shifted
+
+
+def _listing(
+    counts: PairCounts, params: RatingParams, votes: IntArray
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
+    """Per model: deprecated, has ``min_votes`` votes, and listed in the rows.
+
+    Raises:
+        EmptyInputError: no model is left to list.
+    """
+    deprecated = np.isin(np.asarray(counts.models, dtype=object), list(params.deprecated))
+    enough = votes >= params.min_votes
+    listed = ~deprecated & (enough | (params.below_min_votes_policy == "preliminary"))
+    if not listed.any():
+        raise EmptyInputError(
+            f"no model to list: none has min_votes={params.min_votes} votes, or all are deprecated"
+        )
+    return deprecated, enough, listed
+
+
+def _ranking(
+    counts: PairCounts,
+    ratings: FloatArray,
+    lower: FloatArray,
+    upper: FloatArray,
+    listed: NDArray[np.bool_],
+    *,
+    has_bounds: bool,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """The listed models in table order (rating down, then name), their ranks and upper ranks."""
+    shown = np.flatnonzero(listed)
+    # Rank on the displayed (rounded) numbers: robust to last-bit noise, consistent with output.
+    shown_rating, shown_lower, shown_upper = (
+        np.round(v, RATING_DECIMALS) for v in (ratings, lower, upper)
+    )
+    names = np.asarray(counts.models, dtype=object)
+    order = shown[np.lexsort((names[shown], -shown_rating[shown]))]
+    rank = _count_above(shown_rating[order], shown_rating[order]) + 1
+    rank_ub = _count_above(shown_lower[order], shown_upper[order]) + 1 if has_bounds else rank
+    return order, rank, rank_ub
 
 
 def _count_above(lower: FloatArray, upper: FloatArray) -> IntArray:

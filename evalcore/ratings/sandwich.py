@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit, ndtri
 
 from evalcore.ratings.bradley_terry import PairOutcomes
+from evalcore.ratings.logistic import expit, normal_quantile
 from evalcore.ratings.newton import FloatArray
 
 IntArray = NDArray[np.int64]
@@ -112,6 +112,6 @@ def normal_interval(
     estimate: FloatArray, covariance: FloatArray, confidence: float
 ) -> tuple[FloatArray, FloatArray]:
     """``estimate ± z·sd`` with z the normal quantile of ``(1 + confidence)/2``."""
-    z = float(ndtri(0.5 + confidence / 2.0))
+    z = normal_quantile(0.5 + confidence / 2.0)
     sd = np.sqrt(np.maximum(np.diag(covariance)[: estimate.size], 0.0))
     return estimate - z * sd, estimate + z * sd

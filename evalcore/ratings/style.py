@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit, log_expit
 
 from evalcore.errors import EstimationError
+from evalcore.ratings.logistic import expit, log_expit
 from evalcore.ratings.newton import FloatArray, minimise
 from evalcore.ratings.sandwich import Sandwich, pair_laplacian, sandwich_covariance
 

@@ -105,3 +105,81 @@ def test_a_negative_style_count_is_an_error_naming_style(tmp_path, battles):
     with pytest.raises(InvalidRecordError) as caught:
         read_battles(path)
     assert (caught.value.row, caught.value.field, caught.value.line) == (6, "style", 8)
+
+
+@pytest.mark.parametrize("kind", ["int32", "int64", "float64", "float32", "uint8"])
+def test_numpy_values_match_pyarrow_to_numpy_with_nulls_offsets_and_chunks(kind):
+    import pyarrow as pa
+
+    from evalcore.ratings.io import numpy_values
+
+    rng = np.random.default_rng(4)
+    chunks = []
+    for size in (0, 1, 9, 64, 333):
+        values = (rng.random(size) * 200).astype(kind)
+        nulls = rng.random(size) < 0.3
+        chunks.append(pa.array(values, mask=nulls).slice(size // 3))  # odd offsets
+    chunks.append(pa.array((rng.random(50) * 200).astype(kind)))  # no validity buffer
+    column = pa.chunked_array(chunks, type=chunks[0].type)
+    expected = np.concatenate([c.to_numpy(zero_copy_only=False).astype(np.float64) for c in chunks])
+    expected[np.isnan(expected)] = -1
+    got = numpy_values(column, np.float64, -1)
+    np.testing.assert_array_equal(got, expected)
+    start = sum(len(c) for c in chunks[:4])
+    single = numpy_values(chunks[4], np.float64, -1)  # one sliced array, not chunked
+    np.testing.assert_array_equal(single, expected[start : start + len(chunks[4])])
+
+
+def test_reading_a_csv_does_not_import_pandas(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "battles.csv"
+    path.write_text("model_a,model_b,winner,tstamp\na,b,model_a,1.5\nb,a,tie,\n", encoding="utf-8")
+    code = (
+        "import sys; from evalcore.ratings import read_battles; "
+        "read_battles(sys.argv[1], attributes=()); print('pandas' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
+
+
+def test_parquet_read_in_small_batches_matches_the_record_path(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from evalcore.ratings import io
+
+    rng = np.random.default_rng(5)
+    n = 500
+    records = []
+    for i in range(n):
+        a, b = rng.choice(["m1", "m2", "m3", "m4"], size=2, replace=False)
+        record = {
+            "model_a": str(a),
+            "model_b": str(b),
+            "winner": str(rng.choice(["model_a", "model_b", "tie", "tie (bothbad)"])),
+            "tstamp": None if i % 17 == 0 else float(i) + 0.25,
+            "language": None if i % 5 == 0 else str(rng.choice(["en", "de"])),
+            **{k: int(v) for k, v in STYLE.items()},
+            **{k: int(v) + i % 3 for k, v in STYLE_B.items()},
+        }
+        if i % 41 == 0:
+            record["tokens_b"] = None  # an invalid style row, skipped
+        records.append(record)
+    path = tmp_path / "battles.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=128)
+    monkeypatch.setattr(io, "PARQUET_BATCH_ROWS", 37)  # batches across row-group boundaries
+    columnar = read_battles(path, skip_invalid=True)
+    plain = BattleTable.from_records(records, skip_invalid=True)
+    assert columnar.models == plain.models
+    for name in ("model_a", "model_b", "outcome", "rows"):
+        np.testing.assert_array_equal(getattr(columnar, name), getattr(plain, name))
+    np.testing.assert_array_equal(columnar.tstamp, plain.tstamp)
+    np.testing.assert_array_equal(columnar.style, plain.style)
+    assert columnar.report.to_dict() == plain.report.to_dict()
+    language = columnar.attributes["language"]
+    expected = [plain.attributes["language"].value_at(r) for r in range(len(plain))]
+    assert [language.value_at(r) for r in range(len(columnar))] == expected

@@ -52,3 +52,70 @@ def test_strong_components_match_scipy_on_random_graphs():
         assert count == expected_count
         # Same partition, whatever the label numbering.
         assert len(set(zip(labels.tolist(), expected.tolist(), strict=True))) == count
+
+
+@pytest.mark.parametrize("strong", [True, False])
+def test_connectivity_fast_path_agrees_with_scipy_components(strong):
+    rng = np.random.default_rng(1)
+    m = 15
+    first, second = np.triu_indices(m, 1)
+    graph = ScoreGraph(m, first.astype(np.int64), second.astype(np.int64))
+    outcomes = set()
+    for density in np.linspace(0.05, 0.5, 60):
+        forward, backward = rng.random(first.size) < density, rng.random(first.size) < density
+        rows = np.concatenate([first[forward], second[backward]])
+        cols = np.concatenate([second[forward], first[backward]])
+        adjacency = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(m, m)).tocsr()
+        expected_count, expected = connected_components(
+            adjacency, directed=strong, connection="strong" if strong else "weak"
+        )
+        if strong:
+            count, labels = graph.strong_components(forward, backward)
+        else:
+            count, labels = graph.components(forward | backward)
+        assert count == expected_count
+        assert len(set(zip(labels.tolist(), expected.tolist(), strict=True))) == count
+        outcomes.add(count == 1)
+    assert outcomes == {True, False}  # both the fast path and the labelled path ran
+
+
+def test_pair_sums_are_bit_identical_to_sparse_incidence_products():
+    from scipy.sparse import csr_matrix
+
+    rng = np.random.default_rng(2)
+    m = 40
+    first, second = np.nonzero(rng.random((m, m)) < 0.2)
+    keep = first != second
+    first, second = first[keep].astype(np.int64), second[keep].astype(np.int64)
+    p = first.size
+    outcomes = PairOutcomes(model_names(m), first, second, np.ones((p, 3)))
+    incidence = outcomes.incidence
+    rows = np.repeat(np.arange(p), 2)
+    signed = csr_matrix(
+        (np.tile([1.0, -1.0], p), (rows, np.stack([first, second], axis=1).ravel())),
+        shape=(p, m),
+    )
+    for rounds in (1, 7, 100, 3):  # a smaller batch after a larger one reuses the bins
+        x = rng.normal(size=(rounds, m)) * 10.0 ** rng.integers(-3, 4, size=(rounds, m))
+        per_pair = rng.normal(size=(p, rounds)) * 10.0 ** rng.integers(-6, 6, size=(p, rounds))
+        np.testing.assert_array_equal(incidence.difference(x), signed @ x.T)
+        np.testing.assert_array_equal(incidence.signed(per_pair), (signed.T.tocsr() @ per_pair).T)
+        unsigned = abs(signed).T.tocsr()
+        np.testing.assert_array_equal(incidence.unsigned(per_pair), (unsigned @ per_pair).T)
+
+
+def test_logistic_functions_match_scipy():
+    from scipy.special import expit, log_expit, ndtri
+
+    from evalcore.ratings import logistic
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate(
+        [rng.normal(0, 4, 100_000), rng.normal(0, 300, 1000), [0.0, -0.0, 36.0, -36.0, 800, -800]]
+    )
+    # Bit-identical where numpy's exp/log1p are the C library's; allow a last-bit difference
+    # for a SIMD exp on other machines.
+    np.testing.assert_array_max_ulp(logistic.expit(x), expit(x), maxulp=2)
+    np.testing.assert_array_max_ulp(logistic.log_expit(x), log_expit(x), maxulp=2)
+    for p in (0.5, 0.75, 0.9, 0.95, 0.975, 0.995, 0.9995, 1e-6):
+        assert logistic.normal_quantile(p) == pytest.approx(float(ndtri(p)), rel=1e-15, abs=1e-15)
