@@ -97,6 +97,13 @@ class ServedModel:
         # Greedy generation of Llama-shaped and zoo models on CUDA goes through the static-cache,
         # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
         self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
+        # Chat answers (models_zoo.chat) of Llama-shaped models on CPU run token by token through
+        # the same decoder: a batch-1 step there costs ~0.6x the model's own forward (issue 15).
+        self.use_fast_chat = (
+            device.type == "cpu"
+            and _is_llama_shaped(model)
+            and getattr(model, "layer_streamer", None) is None
+        )
 
     @property
     def lock(self) -> threading.Lock:
