@@ -26,6 +26,13 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   step updates in place, and grouped-query attention folds the query groups into the query
   length instead of repeating the cache. About 12 kernels per layer instead of ~45.
 
+On CPU (no graphs; a batch-1 decode step streams every weight once, so it is bound by memory
+bandwidth and per-op overhead) the dense projections run on ``(in, out)`` copies of their weights,
+whose GEMV MKL reads ~25% faster than the ``(out, in)`` layout, and decode steps attend over the
+cache rows written so far instead of the whole static cache. :meth:`FastDecoder.start` and
+:meth:`FastDecoder.advance` decode token by token for callers that choose, stop and stream
+themselves (:mod:`models_zoo.chat`); :func:`stream_decoder` keeps one such decoder per model.
+
 Modules of another kind (a custom norm, a non-gated MLP, a CPU-offloaded model whose weights move
 every call) are called as they are. Sampling (temperature/top-k) happens outside the graph.
 Generation does not stop early at EOS: all rows run ``max_new_tokens`` steps and tokens after a
