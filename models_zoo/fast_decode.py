@@ -293,8 +293,9 @@ class _Projection:
             return int8_matmul.int8_linear(x, *self._int8_args())
         if self.transposed:
             assert self.weight_copy is not None
-            out = x @ self.weight_copy
-            return out if self.bias is None else out.add_(self.bias)
+            if self.bias is None:
+                return torch.mm(x, self.weight_copy)  # x is 2-D in the decoder
+            return torch.addmm(self.bias, x, self.weight_copy)
         return F.linear(x, self.weight(), self.bias)
 
     def add_to(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
