@@ -224,3 +224,14 @@ def test_sampled_fast_chat_answers_equal_the_plain_path(
         monkeypatch.setattr(chat_model, "use_fast_chat", use_fast)
         answers.append(chat._decode(chat_model, prompt, tokens, settings, (), None).token_ids)
     assert answers[0] == answers[1] and len(answers[0]) == 16
+
+
+def test_only_fp32_dense_llamas_on_cpu_take_the_fast_chat_path(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    path = make_tiny_chat_checkpoint(tmp_path_factory.mktemp("chat-dtypes") / "tiny-chat")
+    assert serving.load(path, device="cpu", dtype="float32").use_fast_chat
+    assert not serving.load(path, device="cpu", dtype="bfloat16").use_fast_chat
+    assert not serving.load(path, device="cpu", dtype="float32", quantize="int8").use_fast_chat
+    gpt2 = make_tiny_checkpoint(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2", arch="gpt2")
+    assert not serving.load(gpt2, device="cpu").use_fast_chat  # not Llama-shaped
