@@ -196,13 +196,17 @@ def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> tuple[int, 
             ids.add(value)
         elif isinstance(value, (list, tuple)):
             ids.update(int(item) for item in value)
-    vocabulary = tokenizer.get_vocab()
+    # Special tokens only: a marker the tokenizer splits into pieces is text, not a stop id.
+    # (Looked up one by one: get_vocab() builds a 49K-entry dict, ~0.1 s, before every answer.)
     special = set(getattr(tokenizer, "all_special_tokens", ())) | set(
         getattr(tokenizer, "added_tokens_encoder", {})
     )
     for marker in END_OF_TURN_TOKENS:
-        if marker in vocabulary and marker in special:
-            ids.add(int(vocabulary[marker]))
+        if marker not in special:
+            continue
+        token_id = tokenizer.convert_tokens_to_ids(marker)
+        if isinstance(token_id, int) and tokenizer.convert_ids_to_tokens(token_id) == marker:
+            ids.add(token_id)
     return tuple(sorted(ids))
 
 
@@ -238,26 +242,21 @@ def _decode(
     stops: tuple[int, ...],
     on_text: OnText | None,
 ) -> ChatAnswer:
-    model, device = served.model, served.device
-    cache_argument, last_logits_only = _forward_arguments(model)
-    generator = torch.Generator(device=device)
+    generator = torch.Generator(device=served.device)
     generator.manual_seed(settings.seed % 2**63)
-    cache = DynamicCache(config=model.config)
-    step_input = torch.tensor([tokens], device=device)
     stream = _TextStream(served.tokenizer, settings.stop, on_text)
     started, first_token_s, finish = time.perf_counter(), 0.0, "length"
-    for _ in range(settings.max_new_tokens):
-        step = {"input_ids": step_input, cache_argument: cache, "use_cache": True}
-        if last_logits_only:  # the prompt's other positions need no LM head
-            step["logits_to_keep"] = 1
-        logits = model(**step).logits[0, -1].float()
+    steps = _steps(served, tokens, settings.max_new_tokens)
+    logits = steps.start()
+    for count in range(1, settings.max_new_tokens + 1):
         token = _choose(logits, settings.temperature, generator)
         if not first_token_s:
             first_token_s = time.perf_counter() - started
         if token in stops or stream.add(token):
             finish = "stop"
             break
-        step_input = torch.tensor([[token]], device=device)
+        if count < settings.max_new_tokens:
+            logits = steps.advance(token)
     return ChatAnswer(
         text=stream.finish(),
         finish_reason=finish,
@@ -269,6 +268,52 @@ def _decode(
         stop_token_ids=stops,
         settings=settings,
     )
+
+
+def _steps(served: Any, tokens: list[int], max_new_tokens: int) -> _ModelSteps | _FastSteps:
+    if getattr(served, "use_fast_chat", False):
+        return _FastSteps(served, tokens, max_new_tokens)
+    return _ModelSteps(served, tokens)
+
+
+class _ModelSteps:
+    """Next-token logits from the model's own forward with a transformers ``DynamicCache``."""
+
+    def __init__(self, served: Any, tokens: list[int]) -> None:
+        self.model, self.device, self.tokens = served.model, served.device, tokens
+        self.cache_argument, self.last_logits_only = _forward_arguments(self.model)
+        self.cache = DynamicCache(config=self.model.config)
+
+    def start(self) -> torch.Tensor:
+        """``(V,)`` float logits after the prompt."""
+        return self._run(torch.tensor([self.tokens], device=self.device))
+
+    def advance(self, token: int) -> torch.Tensor:
+        """``(V,)`` float logits after ``token`` is appended."""
+        return self._run(torch.tensor([[token]], device=self.device))
+
+    def _run(self, input_ids: torch.Tensor) -> torch.Tensor:
+        step = {"input_ids": input_ids, self.cache_argument: self.cache, "use_cache": True}
+        if self.last_logits_only:  # the prompt's other positions need no LM head
+            step["logits_to_keep"] = 1
+        return self.model(**step).logits[0, -1].float()
+
+
+class _FastSteps:
+    """The same logits from :mod:`models_zoo.fast_decode`'s static-cache decoder (batch 1)."""
+
+    def __init__(self, served: Any, tokens: list[int], max_new_tokens: int) -> None:
+        from models_zoo import fast_decode
+
+        self.decoder = fast_decode.stream_decoder(served.model, len(tokens), max_new_tokens)
+        self.device, self.tokens, self.max_new_tokens = served.device, tokens, max_new_tokens
+
+    def start(self) -> torch.Tensor:
+        prompt = torch.tensor([self.tokens], device=self.device)
+        return self.decoder.start(prompt, self.max_new_tokens)[0].float()
+
+    def advance(self, token: int) -> torch.Tensor:
+        return self.decoder.advance(torch.tensor([token], device=self.device))[0].float()
 
 
 def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:

@@ -26,6 +26,13 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   step updates in place, and grouped-query attention folds the query groups into the query
   length instead of repeating the cache. About 12 kernels per layer instead of ~45.
 
+On CPU (no graphs; a batch-1 decode step streams every weight once, so it is bound by memory
+bandwidth and per-op overhead) the dense projections run on ``(in, out)`` copies of their weights,
+whose GEMV MKL reads ~25% faster than the ``(out, in)`` layout, and decode steps attend over the
+cache rows written so far instead of the whole static cache. :meth:`FastDecoder.start` and
+:meth:`FastDecoder.advance` decode token by token for callers that choose, stop and stream
+themselves (:mod:`models_zoo.chat`); :func:`stream_decoder` keeps one such decoder per model.
+
 Modules of another kind (a custom norm, a non-gated MLP, a CPU-offloaded model whose weights move
 every call) are called as they are. Sampling (temperature/top-k) happens outside the graph.
 Generation does not stop early at EOS: all rows run ``max_new_tokens`` steps and tokens after a
@@ -169,14 +176,18 @@ def hasattr_streamer(model: LlamaShaped) -> bool:
 class _Projection:
     """One or more Linear modules applied to the same input, as one matrix product.
 
-    ``dense``: plain ``nn.Linear`` (one module: its own weight; several: a concatenated copy);
+    ``dense``: plain ``nn.Linear`` (one module: its own weight; several: a concatenated copy;
+    ``transposed``: an ``(in, out)`` copy, which MKL's batch-1 GEMV on CPU reads ~25% faster
+    than the ``(out, in)`` layout: bench/RESULTS.md, issue 15);
     ``int8``: :class:`Int8BlockLinear` (codes concatenated, scales kept in the compute dtype, so
     the dequantisation is one mixed-dtype multiply, bit-equal to the module's own);
     ``module``: anything else, called as it is (outputs concatenated).
     Copies are refreshed in place when an original is updated in place (tensor version counter).
     """
 
-    def __init__(self, modules: Sequence[nn.Module], dtype: torch.dtype) -> None:
+    def __init__(
+        self, modules: Sequence[nn.Module], dtype: torch.dtype, *, transposed: bool = False
+    ) -> None:
         self.modules: list[Any] = list(modules)  # nn.Linear or Int8BlockLinear (duck-typed)
         self.dtype = dtype
         biases = {m.bias is None for m in self.modules if hasattr(m, "bias")}
@@ -190,7 +201,8 @@ class _Projection:
             self.kind = "int8"
         else:
             self.kind = "module"
-        self.weight_copy: torch.Tensor | None = None
+        self.transposed = transposed and self.kind == "dense"
+        self.weight_copy: torch.Tensor | None = None  # (out, in); transposed: (in, out)
         self.scales: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
         self.stamp = self._stamp()
@@ -221,8 +233,10 @@ class _Projection:
                 setattr(self, name, value)
 
         with torch.no_grad():
-            if self.kind == "dense" and len(self.modules) > 1:
-                put("weight_copy", torch.cat([m.weight for m in self.modules]))
+            if self.kind == "dense" and (len(self.modules) > 1 or self.transposed):
+                weights = [m.weight for m in self.modules]
+                weight = weights[0] if len(weights) == 1 else torch.cat(weights)  # (out, in)
+                put("weight_copy", weight.t().contiguous() if self.transposed else weight)
             if self.kind == "int8":
                 codes = [m.qweight for m in self.modules]
                 put("weight_copy", codes[0] if len(codes) == 1 else torch.cat(codes))
@@ -244,6 +258,9 @@ class _Projection:
     def weight(self) -> torch.Tensor:
         """``(out, in)`` weight in the compute dtype (a dequantising kernel for int8)."""
         if self.kind == "dense":
+            if self.transposed:
+                assert self.weight_copy is not None
+                return self.weight_copy.t()
             if len(self.modules) == 1:
                 return self.modules[0].weight
             assert self.weight_copy is not None
@@ -274,6 +291,11 @@ class _Projection:
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         if self._fused_int8(x):
             return int8_matmul.int8_linear(x, *self._int8_args())
+        if self.transposed:
+            assert self.weight_copy is not None
+            if self.bias is None:
+                return torch.mm(x, self.weight_copy)  # x is 2-D in the decoder
+            return torch.addmm(self.bias, x, self.weight_copy)
         return F.linear(x, self.weight(), self.bias)
 
     def add_to(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -282,6 +304,9 @@ class _Projection:
             return x + self(a)
         if self._fused_int8(a):  # residual added in the kernel's epilogue, in place
             return int8_matmul.int8_linear(a, *self._int8_args(), residual=x, out=x)
+        if self.transposed:
+            assert self.weight_copy is not None
+            return x.addmm_(a, self.weight_copy)
         return x.addmm_(a, self.weight().t())
 
 
@@ -333,11 +358,20 @@ class _LayerPlan:
 
 
 class _ModelPlan:
-    """How the decoder runs one model's modules; shared by its decoders (one weight copy)."""
+    """How the decoder runs one model's modules; shared by its decoders (one weight copy).
+
+    On CPU every dense projection runs on an ``(in, out)`` copy of its weight (see
+    :class:`_Projection`): one more copy of the model's dense weights, for faster decode steps.
+    """
 
     def __init__(self, model: LlamaShaped, dtype: torch.dtype) -> None:
         inner = model.model
         self.modules = self._modules(model)
+        transposed = inner.norm.weight.device.type == "cpu"
+
+        def projection(*modules: nn.Module) -> _Projection:
+            return _Projection(modules, dtype, transposed=transposed)
+
         self.layers = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
@@ -345,15 +379,15 @@ class _ModelPlan:
             self.layers.append(
                 _LayerPlan(
                     norm1=_rms_norm(layer.input_layernorm, dtype),
-                    qkv=_Projection([attn.q_proj, attn.k_proj, attn.v_proj], dtype),
-                    o=_Projection([attn.o_proj], dtype),
+                    qkv=projection(attn.q_proj, attn.k_proj, attn.v_proj),
+                    o=projection(attn.o_proj),
                     norm2=_rms_norm(layer.post_attention_layernorm, dtype),
-                    gate_up=_Projection([mlp.gate_proj, mlp.up_proj], dtype) if gated else None,
-                    down=_Projection([mlp.down_proj], dtype) if gated else None,
+                    gate_up=projection(mlp.gate_proj, mlp.up_proj) if gated else None,
+                    down=projection(mlp.down_proj) if gated else None,
                 )
             )
         self.final_norm = _rms_norm(inner.norm, dtype)
-        self.head = _Projection([model.lm_head], dtype)
+        self.head = projection(model.lm_head)
 
     @staticmethod
     def _modules(model: LlamaShaped) -> list[int]:
@@ -484,6 +518,26 @@ class _DilatedDecode:
         return out.reshape(B, H * D)
 
 
+@dataclass(frozen=True)
+class _Rotary:
+    """Rotary embedding of one pass: rotation matrices (decode steps) or cos/sin tables."""
+
+    rotation: torch.Tensor | None  # (B, D, D)
+    cos: torch.Tensor | None  # (B*T, 1, D)
+    sin: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class _StepInputs:
+    """What every layer of one forward pass shares."""
+
+    rotary: _Rotary
+    write_at: torch.Tensor  # (T,) cache indices of the new tokens
+    mask: torch.Tensor | None  # additive, (B, 1, G*T, visible keys)
+    gathered: tuple[torch.Tensor, torch.Tensor] | None  # LongNet decode step
+    visible: int | None  # cache rows attended over; None: all
+
+
 class FastDecoder:
     """Static-cache decoder for one model, batch size and maximum length.
 
@@ -526,6 +580,9 @@ class FastDecoder:
         self.step = (
             torch.compile(self._decode_step, dynamic=False) if compile_step else self._decode_step
         )
+        # CPU decode steps attend over the cache rows written so far, not the whole cache
+        # (fixed shapes only matter to CUDA graphs and compiled steps).
+        self.slice_cache = self.device.type == "cpu" and not compile_step
         shape = self.shape
         cache_shape = (batch_size, shape.kv_heads, max_length, shape.head_dim)
         self.keys = [
@@ -544,18 +601,20 @@ class FastDecoder:
         self.dilated = (
             _DilatedDecode(shape, self.dtype, self.device) if shape.schedule is not None else None
         )
-        # Decode-step state: fixed buffers, so a captured graph reads and advances them.
-        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
-        self.position = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
-        self.counters = torch.zeros(2, dtype=torch.long, device=self.device)
+        self._allocate_step_state()
+        self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
+
+    def _allocate_step_state(self) -> None:
+        """Decode-step state: fixed buffers, so a captured graph reads and advances them."""
+        B, L, device = self.batch_size, self.max_length, self.device
+        self.token = torch.zeros(B, 1, dtype=torch.long, device=device)
+        self.position = torch.zeros(B, 1, dtype=torch.long, device=device)
+        self.counters = torch.zeros(2, dtype=torch.long, device=device)
         self.write_at = self.counters[0:1]  # cache index of the step's token
         self.out_index = self.counters[1:2]  # column of ``out`` the greedy step writes
-        self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=self.device)
-        self.key_bias = torch.zeros(
-            batch_size, 1, 1, max_length, dtype=self.dtype, device=self.device
-        )
-        self.out = torch.zeros(batch_size, max_length, dtype=torch.long, device=self.device)
-        self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
+        self.key_valid = torch.zeros(B, L, dtype=torch.bool, device=device)
+        self.key_bias = torch.zeros(B, 1, 1, L, dtype=self.dtype, device=device)
+        self.out = torch.zeros(B, L, dtype=torch.long, device=device)
 
     def _forward(
         self,
@@ -563,6 +622,7 @@ class FastDecoder:
         positions: torch.Tensor,
         write_at: torch.Tensor,
         mask: torch.Tensor | None,
+        visible: int | None = None,
     ) -> torch.Tensor:
         """Run the model over new tokens, appending their keys/values to the cache.
 
@@ -575,67 +635,107 @@ class FastDecoder:
             mask: ``(B, 1, T, L)``: bool, True where a query may see a cache key, or additive
                 (0 / -inf) in the model's dtype; ``None``: an unpadded prompt at cache index 0
                 (causal attention over the new tokens alone, no mask tensor).
+            visible: attend over the first ``visible`` cache rows only (``mask`` hides every
+                later one); ``None``: over the whole cache.
 
         Returns:
             ``(B, V)`` logits of the last new token.
         """
-        inner, shape, plan = self.model.model, self.shape, self.plan
+        inner, plan = self.model.model, self.plan
         B, T = tokens.shape
-        H, Hkv, D = shape.heads, shape.kv_heads, shape.head_dim
-        G, L = H // Hkv, self.max_length
-        if mask is not None and mask.dtype == torch.bool:
-            bias = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device)
-            mask = bias.masked_fill_(~mask, float("-inf"))
-        if mask is not None and G > 1:  # query groups folded into the query length
-            mask = mask[:, :, None].expand(B, 1, G, T, L).reshape(B, 1, G * T, L)
+        step = _StepInputs(
+            rotary=self._rotary(positions),
+            write_at=write_at,
+            mask=self._attention_bias(mask, T, visible),
+            gathered=self.dilated.keys(positions) if T == 1 and self.dilated is not None else None,
+            visible=visible,
+        )
         x = inner.embed_tokens(tokens).to(self.dtype).reshape(B * T, -1).contiguous()
-        flat = positions.reshape(-1)
-        rotation = self.rotation[flat] if T == 1 and self.rotation is not None else None
-        cos = sin = None
-        if rotation is None:
-            cos, sin = self.cos[flat][:, None], self.sin[flat][:, None]  # (B*T, 1, D)
-        gathered = self.dilated.keys(positions) if T == 1 and self.dilated is not None else None
         streamer = getattr(self.model, "layer_streamer", None)  # models_zoo.offload
         for index, layer in enumerate(inner.layers):
             if streamer is not None:
                 streamer.before(layer)
-            attn, lp = layer.self_attn, plan.layers[index] if plan is not None else None
-            if lp is None:
-                h = layer.input_layernorm(x)
-                qkv = torch.cat([attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)], dim=-1)
-            else:
-                qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
-            heads = qkv.view(B * T, H + 2 * Hkv, D)
-            if rotation is not None:
-                rotated = torch.bmm(heads[:, : H + Hkv], rotation)  # q and k: (B*T, H+H_kv, D)
-            else:
-                assert cos is not None and sin is not None
-                rotated = _rotate(heads[:, : H + Hkv], cos, sin)
-            q = rotated[:, :H].view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-            k = rotated[:, H:].view(B, T, Hkv, D).transpose(1, 2)
-            v = heads[:, H + Hkv :].view(B, T, Hkv, D).transpose(1, 2)
-            self.keys[index].index_copy_(2, write_at, k)
-            self.values[index].index_copy_(2, write_at, v)
-            out = self._attend(q, k, v, index, mask, gathered)  # (B*T, H*D)
-            if lp is None:
-                x = x + attn.o_proj(out)
-                x = x + layer.mlp(layer.post_attention_layernorm(x))
-            else:
-                x = lp.o.add_to(x, out)
-                h = lp.norm2(x)
-                if lp.gate_up is None or lp.down is None:
-                    x = x + layer.mlp(h)
-                else:
-                    gate_up = lp.gate_up(h)  # (B*T, 2 I)
-                    width = gate_up.shape[-1] // 2
-                    act = F.silu(gate_up[:, :width]) * gate_up[:, width:]
-                    x = lp.down.add_to(x, act)
+            x = self._layer(index, x, B, T, step)
             if streamer is not None:
                 streamer.after(layer)
         last = x.view(B, T, -1)[:, -1]  # (B, C)
         if plan is None:
             return self.model.lm_head(inner.norm(last))  # (B, V)
         return plan.head(plan.final_norm(last))
+
+    def _attention_bias(
+        self, mask: torch.Tensor | None, T: int, visible: int | None
+    ) -> torch.Tensor | None:
+        """``mask`` (B, 1, T, L) as an additive bias over the visible keys, ``(B, 1, G*T, L')``."""
+        if mask is None:
+            return None
+        if visible is not None:
+            mask = mask[..., :visible]
+        if mask.dtype == torch.bool:
+            bias = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device)
+            mask = bias.masked_fill_(~mask, float("-inf"))
+        G = self.shape.heads // self.shape.kv_heads
+        if G > 1:  # query groups folded into the query length
+            B, L = mask.shape[0], mask.shape[-1]
+            mask = mask[:, :, None].expand(B, 1, G, T, L).reshape(B, 1, G * T, L)
+        return mask
+
+    def _rotary(self, positions: torch.Tensor) -> _Rotary:
+        """Decode steps: rotation matrices ``(B, D, D)`` while the table exists; else cos/sin
+        ``(B*T, 1, D)``."""
+        flat = positions.reshape(-1)
+        if positions.shape[1] == 1 and self.rotation is not None:
+            return _Rotary(self.rotation[flat], None, None)
+        return _Rotary(None, self.cos[flat][:, None], self.sin[flat][:, None])
+
+    def _layer(
+        self, index: int, x: torch.Tensor, B: int, T: int, step: _StepInputs
+    ) -> torch.Tensor:
+        """Decoder layer ``index`` over ``x`` (B*T, C); its keys/values go to the cache."""
+        layer = self.model.model.layers[index]
+        lp = self.plan.layers[index] if self.plan is not None else None
+        q, k, v = self._qkv(layer, lp, x, B, T, step.rotary)
+        self.keys[index].index_copy_(2, step.write_at, k)
+        self.values[index].index_copy_(2, step.write_at, v)
+        out = self._attend(q, k, v, index, step.mask, step.gathered, step.visible)  # (B*T, H*D)
+        if lp is None:
+            x = x + layer.self_attn.o_proj(out)
+            return x + layer.mlp(layer.post_attention_layernorm(x))
+        x = lp.o.add_to(x, out)
+        h = lp.norm2(x)
+        if lp.gate_up is None or lp.down is None:
+            return x + layer.mlp(h)
+        gate_up = lp.gate_up(h)  # (B*T, 2 I)
+        width = gate_up.shape[-1] // 2
+        return lp.down.add_to(x, F.silu(gate_up[:, :width]) * gate_up[:, width:])
+
+    def _qkv(
+        self,
+        layer: LlamaShaped,
+        lp: _LayerPlan | None,
+        x: torch.Tensor,
+        B: int,
+        T: int,
+        rotary: _Rotary,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated queries ``(B, H, T, D)`` and keys, and values ``(B, H_kv, T, D)``."""
+        H, Hkv, D = self.shape.heads, self.shape.kv_heads, self.shape.head_dim
+        if lp is None:
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            qkv = torch.cat([attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)], dim=-1)
+        else:
+            qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
+        heads = qkv.view(B * T, H + 2 * Hkv, D)
+        if rotary.rotation is not None:
+            rotated = torch.bmm(heads[:, : H + Hkv], rotary.rotation)  # q and k: (B*T, H+H_kv, D)
+        else:
+            assert rotary.cos is not None and rotary.sin is not None
+            rotated = _rotate(heads[:, : H + Hkv], rotary.cos, rotary.sin)
+        q = rotated[:, :H].view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = rotated[:, H:].view(B, T, Hkv, D).transpose(1, 2)
+        v = heads[:, H + Hkv :].view(B, T, Hkv, D).transpose(1, 2)
+        return q, k, v
 
     def _attend(
         self,
@@ -645,6 +745,7 @@ class FastDecoder:
         index: int,
         mask: torch.Tensor | None,
         gathered: tuple[torch.Tensor, torch.Tensor] | None,
+        visible: int | None = None,
     ) -> torch.Tensor:
         """Attention of ``q`` (B, H, T, D) over layer ``index``'s cache; returns (B*T, H*D).
 
@@ -652,7 +753,8 @@ class FastDecoder:
         an unpadded prompt (``mask`` None): causal attention over the new tokens alone (LongNet:
         :func:`models_zoo.attention.dilated_attention`, the fused kernel on CUDA); a LongNet decode
         step (``gathered``): dense attention over the keys its branches see (see
-        :class:`_DilatedDecode`); otherwise one SDPA call over the whole cache with ``mask``.
+        :class:`_DilatedDecode`); otherwise one SDPA call over the cache's first ``visible``
+        rows (default: all) with ``mask``.
         """
         B, H, T, D = q.shape
         Hkv = k.shape[1]
@@ -680,14 +782,16 @@ class FastDecoder:
             return self.dilated.attend(q, self.keys[index], self.values[index], *gathered)
         if G > 1:  # head h uses kv head h // G (transformers' repeat_kv)
             q = q.reshape(B, Hkv, G * T, D)
+        keys, values = self.keys[index][:, :, :visible], self.values[index][:, :, :visible]
         out = F.scaled_dot_product_attention(
-            q, self.keys[index], self.values[index], attn_mask=mask, scale=self.shape.scaling
+            q, keys, values, attn_mask=mask, scale=self.shape.scaling
         )  # (B, H_kv, G*T, D)
         return out.view(B, Hkv, G, T, D).permute(0, 3, 1, 2, 4).reshape(B * T, H * D)
 
     def _decode_step(self) -> torch.Tensor:
         self.key_bias.index_fill_(3, self.write_at, 0.0)
-        return self._forward(self.token, self.position, self.write_at, self.key_bias)
+        visible = int(self.write_at) + 1 if self.slice_cache else None  # no sync on CPU
+        return self._forward(self.token, self.position, self.write_at, self.key_bias, visible)
 
     def _greedy_step(self) -> None:
         """Decode step + argmax + state update: the whole greedy step stays on the device."""
@@ -737,39 +841,10 @@ class FastDecoder:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """New tokens ``(B, max_new_tokens)`` for left-padded ``input_ids``/``attention_mask``."""
-        B, T = input_ids.shape
-        if B != self.batch_size or T + max_new_tokens - 1 > self.max_length:
-            raise ValueError(
-                f"decoder built for batch {self.batch_size} and length {self.max_length}, got "
-                f"batch {B} with {T} prompt + {max_new_tokens} new tokens"
-            )
-        valid = attention_mask.to(self.device).bool()
-        unpadded = bool(valid.all())  # one host sync per call
-        if self.dilated is not None and not unpadded:
-            raise ValueError(
-                "LongNet segments are aligned to absolute positions: decode prompts of one "
-                "length per batch (no padding)"
-            )
+        valid = self._check(input_ids, attention_mask, max_new_tokens)
         kind = "plain" if do_sample else "greedy"
         graph = self._graph(kind) if self.use_cuda_graph and max_new_tokens > 1 else None
-        input_ids = input_ids.to(self.device)
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        self.key_valid.zero_()
-        self.key_valid[:, :T] = valid
-        cache_index = torch.arange(self.max_length, device=self.device)
-        if unpadded:  # causal attention over the prompt alone: no (B, T, L) mask
-            logits = self._forward(input_ids, positions, cache_index[:T], None)
-        else:
-            causal = cache_index[None, :] <= cache_index[:T, None]  # (T, L)
-            itself = cache_index[None, :] == cache_index[:T, None]
-            # Pad queries see only themselves: their rows stay finite and nobody reads them.
-            mask = (causal[None] & self.key_valid[:, None, :]) | itself[None]  # (B, T, L)
-            logits = self._forward(input_ids, positions, cache_index[:T], mask[:, None])
-        self.key_bias.zero_()
-        self.key_bias.masked_fill_(~self.key_valid[:, None, None, :], float("-inf"))
-        self.position.copy_(valid.long().sum(-1, keepdim=True))
-        self.write_at.fill_(T)
-        self.out_index.fill_(1)
+        logits = self._prefill(input_ids.to(self.device), valid)  # after capture: it resets
         token = _pick(logits, do_sample, temperature, top_k, generator)  # (B,)
         self.out[:, 0] = token
         self.token.copy_(token[:, None])
@@ -791,6 +866,80 @@ class FastDecoder:
             self.position.add_(1)
             self.counters.add_(1)
         return self.out[:, :max_new_tokens].clone()
+
+    @torch.no_grad()
+    def start(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        """Prefill unpadded prompts ``(B, T)`` for token-by-token decoding with :meth:`advance`.
+
+        Returns:
+            ``(B, V)`` logits of the first new token.
+
+        Raises:
+            ValueError: If the prompt and ``max_new_tokens`` do not fit this decoder.
+        """
+        valid = self._check(input_ids, torch.ones_like(input_ids), max_new_tokens)
+        return self._prefill(input_ids.to(self.device), valid)
+
+    @torch.no_grad()
+    def advance(self, token: torch.Tensor) -> torch.Tensor:
+        """Append the chosen tokens ``(B,)`` after :meth:`start`; returns the next ``(B, V)``
+        logits. Equal to :meth:`generate`'s steps (tested).
+
+        Raises:
+            ValueError: If the cache is full.
+        """
+        if self.use_cuda_graph:
+            raise ValueError(
+                "advance runs eager steps: build the decoder with use_cuda_graph=False"
+            )
+        if int(self.write_at) >= self.max_length:
+            raise ValueError(f"the cache holds {self.max_length} tokens and is full")
+        self.token.copy_(token.view(self.batch_size, 1))
+        logits = self.step()
+        self.position.add_(1)
+        self.counters.add_(1)
+        return logits
+
+    def _check(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
+    ) -> torch.Tensor:
+        """The mask as bool on the device, once shapes and padding are known to fit."""
+        B, T = input_ids.shape
+        if B != self.batch_size or T + max_new_tokens - 1 > self.max_length:
+            raise ValueError(
+                f"decoder built for batch {self.batch_size} and length {self.max_length}, got "
+                f"batch {B} with {T} prompt + {max_new_tokens} new tokens"
+            )
+        valid = attention_mask.to(self.device).bool()
+        if self.dilated is not None and not bool(valid.all()):
+            raise ValueError(
+                "LongNet segments are aligned to absolute positions: decode prompts of one "
+                "length per batch (no padding)"
+            )
+        return valid
+
+    def _prefill(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Run the prompt, fill the cache and set the step state; ``(B, V)`` last logits."""
+        T = input_ids.shape[1]
+        unpadded = bool(valid.all())  # one host sync per call
+        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        self.key_valid.zero_()
+        self.key_valid[:, :T] = valid
+        cache_index = torch.arange(self.max_length, device=self.device)
+        if unpadded:  # causal attention over the prompt alone: no (B, T, L) mask
+            logits = self._forward(input_ids, positions, cache_index[:T], None)
+        else:
+            causal = cache_index[None, :] <= cache_index[:T, None]  # (T, L)
+            itself = cache_index[None, :] == cache_index[:T, None]
+            # Pad queries see only themselves: their rows stay finite and nobody reads them.
+            mask = (causal[None] & self.key_valid[:, None, :]) | itself[None]  # (B, T, L)
+            logits = self._forward(input_ids, positions, cache_index[:T], mask[:, None])
+        self.key_bias.zero_()
+        self.key_bias.masked_fill_(~self.key_valid[:, None, None, :], float("-inf"))
+        self.position.copy_(valid.long().sum(-1, keepdim=True))
+        self.write_at.fill_(T)
+        self.out_index.fill_(1)
+        return logits
 
 
 def _pick(
@@ -814,6 +963,9 @@ _PLANS: weakref.WeakKeyDictionary[nn.Module, _ModelPlan] = weakref.WeakKeyDictio
 _DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool, bool], FastDecoder]] = (
     weakref.WeakKeyDictionary()
 )
+# One batch-1 decoder per model for token-by-token decoding (stream_decoder): a conversation
+# whose length moves across buckets replaces it instead of piling up caches.
+_STREAMS: weakref.WeakKeyDictionary[nn.Module, FastDecoder] = weakref.WeakKeyDictionary()
 
 
 def _model_plan(model: LlamaShaped, dtype: torch.dtype) -> _ModelPlan:
@@ -825,11 +977,70 @@ def _model_plan(model: LlamaShaped, dtype: torch.dtype) -> _ModelPlan:
 
 def clear_caches(model: LlamaShaped | None = None) -> None:
     """Drop cached decoders (KV caches, graphs) and weight copies, of ``model`` or of all."""
-    for cache in (_DECODERS, _PLANS):
+    caches: tuple[weakref.WeakKeyDictionary[nn.Module, Any], ...] = (_DECODERS, _STREAMS, _PLANS)
+    for cache in caches:
         if model is None:
             cache.clear()
         else:
             cache.pop(model, None)
+
+
+def _bucket(length: int) -> int:
+    return -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
+
+
+def _refresh(model: LlamaShaped) -> None:
+    """Refresh weight copies after in-place updates; drop everything if weights were replaced."""
+    plan = _PLANS.get(model)
+    if plan is not None and not plan.current(model):
+        clear_caches(model)  # modules or weights replaced: rebuild copies and graphs
+
+
+def stream_decoder(model: LlamaShaped, prompt_tokens: int, max_new_tokens: int) -> FastDecoder:
+    """A batch-1 eager decoder with room for ``prompt_tokens`` + ``max_new_tokens``, for
+    token-by-token decoding (:meth:`FastDecoder.start`, :meth:`FastDecoder.advance`).
+
+    Kept per model and length bucket; the weight copies are shared with :func:`generate_fast`.
+
+    Raises:
+        ValueError: For a model that is not Llama-shaped.
+    """
+    _llama_shape(model)
+    _refresh(model)
+    length = _bucket(prompt_tokens + max_new_tokens)
+    decoder = _STREAMS.get(model)
+    if decoder is None or decoder.max_length != length:
+        # Plain tensors even when called under inference_mode: generate_fast shares the plan
+        # and may refresh its copies in place outside inference mode.
+        with torch.inference_mode(False):
+            decoder = FastDecoder(model, batch_size=1, max_length=length, use_cuda_graph=False)
+        _STREAMS[model] = decoder
+    return decoder
+
+
+def _decoder(
+    model: LlamaShaped,
+    batch_size: int,
+    length: int,
+    use_cuda_graph: bool | None,
+    compile_step: bool,
+) -> FastDecoder:
+    """The cached decoder for this model, batch size, length bucket and step kind."""
+    if use_cuda_graph is None:
+        on_cuda = model.model.norm.weight.device.type == "cuda"
+        use_cuda_graph = on_cuda and not hasattr_streamer(model)
+    _refresh(model)
+    per_model = _DECODERS.setdefault(model, {})
+    key = (batch_size, length, use_cuda_graph, compile_step)
+    if key not in per_model:
+        per_model[key] = FastDecoder(
+            model,
+            batch_size=batch_size,
+            max_length=length,
+            use_cuda_graph=use_cuda_graph,
+            compile_step=compile_step,
+        )
+    return per_model[key]
 
 
 def generate_fast(
@@ -850,10 +1061,8 @@ def generate_fast(
     """Batched generation with a static KV cache (and a CUDA-graph decode step on CUDA).
 
     Greedy outputs of each row equal that row generated alone (left padding is exact). Decoders
-    (caches and captured graphs) are kept per model, batch size and length bucket, so repeated
-    calls of the same shape reuse the captured graph; weight copies (fused projections) are kept
-    per model, refreshed after in-place weight updates and rebuilt (with the decoders) when
-    modules or weight tensors are replaced.
+    (caches, captured graphs) are kept per model, batch size and length bucket; weight copies
+    per model, refreshed after in-place weight updates, rebuilt when weights are replaced.
 
     Args:
         model: a Llama-shaped causal LM in eval mode (module docstring).
@@ -877,30 +1086,13 @@ def generate_fast(
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     _llama_shape(model)
-    if isinstance(input_ids, torch.Tensor):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-    else:
+    if not isinstance(input_ids, torch.Tensor):
         input_ids, attention_mask = left_pad(input_ids, pad_token_id)
+    elif attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
     B, T = input_ids.shape
-    length = -(-(T + max_new_tokens) // LENGTH_BUCKET) * LENGTH_BUCKET
-    device = model.model.norm.weight.device
-    if use_cuda_graph is None:
-        use_cuda_graph = device.type == "cuda" and not hasattr_streamer(model)
-    plan = _PLANS.get(model)
-    if plan is not None and not plan.current(model):
-        clear_caches(model)  # modules or weights replaced: rebuild copies and graphs
-    per_model = _DECODERS.setdefault(model, {})
-    key = (B, length, use_cuda_graph, compile_step)
-    if key not in per_model:
-        per_model[key] = FastDecoder(
-            model,
-            batch_size=B,
-            max_length=length,
-            use_cuda_graph=use_cuda_graph,
-            compile_step=compile_step,
-        )
-    generated = per_model[key].generate(
+    decoder = _decoder(model, B, _bucket(T + max_new_tokens), use_cuda_graph, compile_step)
+    generated = decoder.generate(
         input_ids,
         attention_mask,
         max_new_tokens,
@@ -909,9 +1101,10 @@ def generate_fast(
         top_k=top_k,
         generator=generator,
     )
-    if eos_token_id is not None:
-        after_eos = (generated == eos_token_id).long().cumsum(-1) - (
-            generated == eos_token_id
-        ).long()
-        generated = generated.masked_fill(after_eos > 0, pad_token_id)
-    return generated
+    return generated if eos_token_id is None else _pad_after(generated, eos_token_id, pad_token_id)
+
+
+def _pad_after(generated: torch.Tensor, eos_token_id: int, pad_token_id: int) -> torch.Tensor:
+    """``generated`` with every token after a row's first EOS replaced by ``pad_token_id``."""
+    is_eos = (generated == eos_token_id).long()
+    return generated.masked_fill(is_eos.cumsum(-1) - is_eos > 0, pad_token_id)

@@ -32,7 +32,7 @@ from transformers.cache_utils import DynamicCache
 import models_zoo.registry  # noqa: F401  (registers the zoo architectures first)
 from models_zoo.checkpoint import read_model_card, weight_files, weights_digest
 from models_zoo.offload import apply_cpu_offload
-from models_zoo.quantization import quantize_model_int8
+from models_zoo.quantization import Int8BlockLinear, quantize_model_int8
 from models_zoo.scoring import PrefixTreeScorer
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,17 @@ class ServedModel:
         # Greedy generation of Llama-shaped and zoo models on CUDA goes through the static-cache,
         # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
         self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
+        # Chat answers (models_zoo.chat) of fp32 Llama-shaped models on CPU run token by token
+        # through the same decoder: a batch-1 step there costs ~0.6x the model's own forward. Not
+        # bf16 or int8 weights: on this CPU kind (AVX2, no native bf16) their decoder steps were
+        # 2-7x slower than the model's own (bench/RESULTS.md, issue 15).
+        self.use_fast_chat = (
+            device.type == "cpu"
+            and _is_llama_shaped(model)
+            and getattr(model, "layer_streamer", None) is None
+            and all(p.dtype == torch.float32 for p in model.parameters())
+            and not any(isinstance(m, Int8BlockLinear) for m in model.modules())
+        )
 
     @property
     def lock(self) -> threading.Lock:

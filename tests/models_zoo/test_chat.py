@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
 from models_zoo import chat, serving
 from models_zoo.testing import make_tiny_chat_checkpoint, make_tiny_checkpoint, tiny_chat_tokenizer
@@ -146,3 +147,91 @@ def test_settings_are_validated() -> None:
         chat.ChatSettings(max_new_tokens=0)
     with pytest.raises(ValueError):
         chat.ChatSettings(temperature=-1.0)
+
+
+TURNS = [
+    [{"role": "user", "content": "Say something."}],
+    CONVERSATION,
+    CONVERSATION
+    + [
+        {"role": "assistant", "content": "Red, and green too."},
+        {"role": "user", "content": "Which one do you like best, and why?"},
+    ],
+]
+
+
+def transformers_greedy(
+    served: serving.ServedModel, tokens: list[int], stops: list[int]
+) -> list[int]:
+    """transformers' own ``generate``: greedy, stopping at ``stops`` (not part of the answer)."""
+    ids = torch.tensor([tokens])
+    output = served.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=20,
+        do_sample=False,
+        eos_token_id=stops or None,
+        pad_token_id=0,
+    )
+    new = output[0, len(tokens) :].tolist()
+    ends = [i for i, token in enumerate(new) if token in stops]
+    return new[: ends[0]] if ends else new
+
+
+@pytest.mark.parametrize("turns", range(len(TURNS)))
+def test_fast_chat_decoding_gives_transformers_greedy_tokens(
+    chat_model: serving.ServedModel, monkeypatch: pytest.MonkeyPatch, turns: int
+) -> None:
+    assert chat_model.use_fast_chat  # a Llama on CPU: the static-cache decoder
+    messages = TURNS[turns]
+    prompt, tokens = chat.render_within(chat_model.tokenizer, messages, budget_tokens=400)
+    settings = chat.ChatSettings(max_new_tokens=20)
+    fast = chat._decode(chat_model, prompt, tokens, settings, (), None)  # nothing stops it
+    assert list(fast.token_ids) == transformers_greedy(chat_model, tokens, [])
+    # The model's own EOS / end-of-turn ids, as generate() applies them.
+    answer = chat.generate(chat_model, messages, settings)
+    stops = list(chat.stop_token_ids(chat_model.tokenizer))
+    assert list(answer.token_ids) == transformers_greedy(chat_model, tokens, stops)
+    # A token the model emits later, declared an end-of-turn id: both stop before it.
+    k = next(i for i in range(3, 20) if fast.token_ids[i] not in fast.token_ids[:i])
+    stop = fast.token_ids[k]
+    stopped = chat._decode(chat_model, prompt, tokens, settings, (stop,), None)
+    assert list(stopped.token_ids) == transformers_greedy(chat_model, tokens, [stop])
+    assert stopped.token_ids == fast.token_ids[:k] and stopped.finish_reason == "stop"
+    # The plain path (the model's own forward) streams the same text for a stop string.
+    marker = fast.text[len(fast.text) // 2 :][:3]
+    with_stop = chat.ChatSettings(max_new_tokens=20, stop=(marker,))
+    streamed: dict[bool, list[str]] = {True: [], False: []}
+    answers = {}
+    for use_fast in (True, False):
+        monkeypatch.setattr(chat_model, "use_fast_chat", use_fast)
+        answers[use_fast] = chat._decode(
+            chat_model, prompt, tokens, with_stop, (), streamed[use_fast].append
+        )
+    assert answers[True].token_ids == answers[False].token_ids
+    assert answers[True].text == answers[False].text == fast.text[: fast.text.find(marker)]
+    assert streamed[True] == streamed[False] and streamed[True]
+    assert answers[True].finish_reason == "stop"
+
+
+def test_sampled_fast_chat_answers_equal_the_plain_path(
+    chat_model: serving.ServedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = chat.ChatSettings(max_new_tokens=16, temperature=1.0, seed=3)
+    prompt, tokens = chat.render_within(chat_model.tokenizer, CONVERSATION, budget_tokens=400)
+    answers = []
+    for use_fast in (True, False):
+        monkeypatch.setattr(chat_model, "use_fast_chat", use_fast)
+        answers.append(chat._decode(chat_model, prompt, tokens, settings, (), None).token_ids)
+    assert answers[0] == answers[1] and len(answers[0]) == 16
+
+
+def test_only_fp32_dense_llamas_on_cpu_take_the_fast_chat_path(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    path = make_tiny_chat_checkpoint(tmp_path_factory.mktemp("chat-dtypes") / "tiny-chat")
+    assert serving.load(path, device="cpu", dtype="float32").use_fast_chat
+    assert not serving.load(path, device="cpu", dtype="bfloat16").use_fast_chat
+    assert not serving.load(path, device="cpu", dtype="float32", quantize="int8").use_fast_chat
+    gpt2 = make_tiny_checkpoint(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2", arch="gpt2")
+    assert not serving.load(gpt2, device="cpu").use_fast_chat  # not Llama-shaped

@@ -214,3 +214,59 @@ def test_compiled_graph_step_matches_eager() -> None:
     compiled = generate_fast(model, prompts, max_new_tokens=8, compile_step=True)
     eager = generate_fast(model, prompts, max_new_tokens=8, use_cuda_graph=False)
     assert torch.equal(compiled, eager)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_token_by_token_decoding_equals_generate_fast_and_transformers(kv_heads: int) -> None:
+    model = tiny_llama(seed=3, kv_heads=kv_heads)
+    for prompt in random_prompts((1, 7, 30), seed=12):
+        decoder = fast_decode.stream_decoder(model, len(prompt), 12)
+        logits = decoder.start(torch.tensor([prompt]), 12)
+        tokens = []
+        for _ in range(12):
+            tokens.append(int(logits[0].argmax()))
+            logits = decoder.advance(torch.tensor(tokens[-1:]))
+        assert tokens == generate_fast(model, [prompt], max_new_tokens=12)[0].tolist()
+        assert tokens == hf_greedy(model, prompt, 12)
+
+
+def test_cpu_steps_over_the_written_rows_equal_steps_over_the_whole_cache() -> None:
+    model = tiny_llama(seed=4, kv_heads=2)
+    prompt = torch.tensor(random_prompts((9,), seed=13))
+    logits = {}
+    for sliced in (True, False):
+        decoder = FastDecoder(model, batch_size=1, max_length=64)
+        decoder.slice_cache = sliced
+        decoder.start(prompt, 6)
+        logits[sliced] = torch.stack([decoder.advance(torch.tensor([t]))[0] for t in (5, 9, 2)])
+    torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
+
+
+def test_stream_decoder_is_one_per_model_and_refuses_a_full_cache() -> None:
+    model = tiny_llama(seed=5)
+    short = fast_decode.stream_decoder(model, 10, 20)
+    assert fast_decode.stream_decoder(model, 30, 40) is short  # same length bucket
+    longer = fast_decode.stream_decoder(model, 100, 100)
+    assert longer.max_length == 2 * fast_decode.LENGTH_BUCKET
+    assert fast_decode._STREAMS[model] is longer  # replaced, not kept beside the short one
+    decoder = FastDecoder(model, batch_size=1, max_length=8)
+    decoder.start(torch.tensor([[3, 4, 5]]), 6)
+    for token in range(5):
+        decoder.advance(torch.tensor([token]))
+    with pytest.raises(ValueError, match="full"):
+        decoder.advance(torch.tensor([1]))
+    with pytest.raises(ValueError, match="length 8"):
+        decoder.start(torch.tensor([[3, 4, 5]]), 7)
+
+
+def test_cpu_projections_use_in_out_copies_of_the_weights() -> None:
+    model = tiny_llama(kv_heads=2)
+    plan = FastDecoder(model, batch_size=1, max_length=8).plan
+    assert plan is not None
+    layer, attn = plan.layers[0], model.model.layers[0].self_attn
+    assert layer.qkv.transposed and layer.o.transposed and plan.head.transposed
+    assert layer.qkv.weight_copy is not None and layer.qkv.weight_copy.shape == (64, 64 + 2 * 32)
+    expected = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
+    assert torch.equal(layer.qkv.weight(), expected)
+    h, x = torch.randn(1, 64), torch.randn(1, 64)
+    torch.testing.assert_close(layer.o.add_to(x.clone(), h), x + attn.o_proj(h))
