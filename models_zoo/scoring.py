@@ -22,14 +22,18 @@ Invariant mode (``chunk_tokens`` > 0, the default of ``models_zoo.serving``): fl
 kernels give bits that depend on shapes (a prefix run as one pass or as two, a row padded or
 not, a head over 1 or 8 rows), so a score would move with the other requests of a call, the
 batch size and, on resume, with what was already cached. Here every input is cut at fixed
-multiples of ``chunk_tokens`` and at the end of its context; each chunk runs batch 1 on the cache
-of the chunks before it, and is shared by every input with the same tokens up to its end (the
-choices of one doc share their whole context); the scored positions of a chunk go
-through the head in rows of a fixed minimum count. Each request then gets the same kernel
-calls whatever else is scored with it: fp32 results are bit-identical for any batch size,
-order or subset (``tests/models_zoo/test_scoring.py``). The cost: contexts that share only a
-demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and leaves are not
-batched.
+multiples of ``chunk_tokens`` and at the end of its context; each chunk runs on the cache of
+the chunks before it, and is shared by every input with the same tokens up to its end (the
+choices of one doc share their whole context). Chunks of equal width at equal depth run as rows
+of one pass, each row on its own cache (at k = 0, the contexts of different docs), and the
+scored positions of a whole call go through the head together: on CPU (the tests check it) a
+GEMM row, an attention row and a layer-norm row come out the same whatever the other rows, once
+a pass has ``MIN_HEAD_ROWS`` rows. Each request then gets the same per-row arithmetic whatever
+else is scored with it: fp32 results are bit-identical for any batch size, order or subset, and
+equal to the request scored alone (``tests/models_zoo/test_scoring.py``, also on random token
+requests). The cost: contexts that share only a demonstration block recompute up to
+``chunk_tokens`` - 1 of its tokens, and chunks of different widths (context ends) never share a
+pass.
 """
 
 from __future__ import annotations
