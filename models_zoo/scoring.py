@@ -22,14 +22,18 @@ Invariant mode (``chunk_tokens`` > 0, the default of ``models_zoo.serving``): fl
 kernels give bits that depend on shapes (a prefix run as one pass or as two, a row padded or
 not, a head over 1 or 8 rows), so a score would move with the other requests of a call, the
 batch size and, on resume, with what was already cached. Here every input is cut at fixed
-multiples of ``chunk_tokens`` and at the end of its context; each chunk runs batch 1 on the cache
-of the chunks before it, and is shared by every input with the same tokens up to its end (the
-choices of one doc share their whole context); the scored positions of a chunk go
-through the head in rows of a fixed minimum count. Each request then gets the same kernel
-calls whatever else is scored with it: fp32 results are bit-identical for any batch size,
-order or subset (``tests/models_zoo/test_scoring.py``). The cost: contexts that share only a
-demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and leaves are not
-batched.
+multiples of ``chunk_tokens`` and at the end of its context; each chunk runs on the cache of
+the chunks before it, and is shared by every input with the same tokens up to its end (the
+choices of one doc share their whole context). Chunks of equal width at equal depth run as rows
+of one pass, each row on its own cache (at k = 0, the contexts of different docs), and the
+scored positions of a whole call go through the head together: on CPU (the tests check it) a
+GEMM row, an attention row and a layer-norm row come out the same whatever the other rows, once
+a pass has ``MIN_HEAD_ROWS`` rows. Each request then gets the same per-row arithmetic whatever
+else is scored with it: fp32 results are bit-identical for any batch size, order or subset, and
+equal to the request scored alone (``tests/models_zoo/test_scoring.py``, also on random token
+requests). The cost: contexts that share only a demonstration block recompute up to
+``chunk_tokens`` - 1 of its tokens, and chunks of different widths (context ends) never share a
+pass.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ TOKEN_BUDGET = 8192  # maximum padded tokens per forward batch
 # CPU GEMMs of fewer than 4 rows take another kernel (other rounding) than 4 or more, whose rows
 # are independent of the row count: head inputs are padded to at least this many rows.
 MIN_HEAD_ROWS = 4
+HEAD_ROWS = 512  # scored positions queued before invariant mode runs them through the head
 
 Request = tuple[list[int], int]  # (context + continuation tokens, continuation length)
 
@@ -100,6 +105,11 @@ class PrefixTreeScorer:
         self.chunk_tokens = chunk_tokens if prefix_cache and split_head else 0
         self.tokens_processed = 0
         self.greedy: list[bool] = []  # per request of the last ``score``: every token argmax
+        # Invariant mode's head queue: states of scored positions, their targets and owners.
+        self._head_states: list[torch.Tensor] = []
+        self._head_targets: list[int] = []
+        self._head_owners: list[int] = []
+        self._head_queued = 0
 
     def score(
         self, requests: Sequence[Request], *, batch_size: int, token_budget: int = TOKEN_BUDGET
@@ -110,70 +120,79 @@ class PrefixTreeScorer:
         sequences = _sequences(requests)
         with torch.inference_mode():
             if self.chunk_tokens:
-                self._score_chunks(sequences, 0, None, out, batch_size)
+                self._walk_chunks([(sequences, None)], 0, out, batch_size)
+                self._flush_head(out)
             else:
                 self._score_node(sequences, 0, None, out, (batch_size, token_budget))
         return out
 
-    def _score_chunks(
+    def _walk_chunks(
         self,
-        sequences: list[_Sequence],
+        nodes: list[tuple[list[_Sequence], Any]],
         depth: int,
-        cache: Any,
         out: list[float],
         batch_size: int,
     ) -> None:
-        """Invariant mode: run the next chunk of each input (up to the next multiple of
-        ``chunk_tokens``, or to its context's end if that comes first) once per distinct token
-        content, score the positions that fall in it, and recurse into the inputs that go on,
-        on the extended cache. The boundaries depend on an input's own tokens only; chunks of
-        equal length under one node run as rows of one batch (rows are computed independently
-        once a pass has ``MIN_HEAD_ROWS`` tokens, so short batches get copies of a row)."""
-        groups: dict[tuple[int, ...], list[_Sequence]] = {}
-        for sequence in sequences:
-            end = (depth // self.chunk_tokens + 1) * self.chunk_tokens
-            if depth < sequence.context_end < end:
-                end = sequence.context_end  # the choices of one context share all of it
-            groups.setdefault(sequence.tokens[depth:end], []).append(sequence)
-        by_length: dict[int, list[tuple[int, ...]]] = {}
-        for chunk in sorted(groups):
-            by_length.setdefault(len(chunk), []).append(chunk)
-        for _, chunks in sorted(by_length.items()):
-            for start in range(0, len(chunks), batch_size):
-                batch = chunks[start : start + batch_size]
-                self._run_chunks(batch, groups, depth, cache, out, batch_size)
+        """Invariant mode: run the next chunk of each input of ``nodes`` (sequences sharing
+        ``tokens[:depth]``, with its cache) up to the next multiple of ``chunk_tokens``, or to
+        its context's end if that comes first, once per distinct token content and node; queue
+        the positions that fall in it for the head, and walk the inputs that go on, on the
+        extended caches. The boundaries depend on an input's own tokens only. Chunks of equal
+        width run as rows of one batch whichever node they come from (each row reads its own
+        node's cache): rows are computed independently once a pass has ``MIN_HEAD_ROWS``
+        tokens, so short batches get copies of a row."""
+        by_width: dict[int, list[tuple[tuple[int, ...], list[_Sequence], Any]]] = {}
+        for sequences, cache in nodes:
+            groups: dict[tuple[int, ...], list[_Sequence]] = {}
+            for sequence in sequences:
+                end = (depth // self.chunk_tokens + 1) * self.chunk_tokens
+                if depth < sequence.context_end < end:
+                    end = sequence.context_end  # the choices of one context share all of it
+                groups.setdefault(sequence.tokens[depth:end], []).append(sequence)
+            for chunk, members in groups.items():
+                by_width.setdefault(len(chunk), []).append((chunk, members, cache))
+        for width, items in sorted(by_width.items()):
+            items.sort(key=lambda item: item[0])
+            for start in range(0, len(items), batch_size):
+                children = self._run_chunks(items[start : start + batch_size], depth, out)
+                if children:
+                    self._walk_chunks(children, depth + width, out, batch_size)
 
     def _run_chunks(
         self,
-        chunks: list[tuple[int, ...]],
-        groups: dict[tuple[int, ...], list[_Sequence]],
+        items: list[tuple[tuple[int, ...], list[_Sequence], Any]],
         depth: int,
-        cache: Any,
         out: list[float],
-        batch_size: int,
-    ) -> None:
-        width = len(chunks[0])
-        rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
-        padded = chunks + [chunks[0]] * (rows - len(chunks))
-        ids = torch.tensor(padded, device=self.device)
-        result = self.model.base_model(**self._inputs(ids, depth, cache, rows=rows), use_cache=True)
-        self.tokens_processed += width * len(chunks)
+    ) -> list[tuple[list[_Sequence], Any]]:
+        """One forward pass over equal-width chunks (each on its own node's cache); returns
+        the nodes one level down: the members that go on, with their row of the new cache."""
+        width = len(items[0][0])
+        rows = max(len(items), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
+        padded = items + [items[0]] * (rows - len(items))
+        ids = torch.tensor([chunk for chunk, _, _ in padded], device=self.device)
+        kwargs: dict[str, Any] = {"input_ids": ids}
+        if depth:
+            kwargs[self.cache_argument] = _stack_caches([cache for _, _, cache in padded])
+            positions = torch.arange(depth, depth + width, device=self.device)
+            kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
+        result = self.model.base_model(**kwargs, use_cache=True)
+        self.tokens_processed += width * len(items)
         child_cache = getattr(result, "cache", None) or result.past_key_values
-        for row, chunk in enumerate(chunks):
-            members = groups[chunk]
-            self._score_positions(result.last_hidden_state[row], members, depth, out)
+        children = []
+        for row, (_, members, _) in enumerate(items):
+            self._queue_positions(result.last_hidden_state[row], members, depth, out)
             longer = [s for s in members if len(s.tokens) > depth + width]
             if longer:
-                child = _row_cache(child_cache, row)
-                self._score_chunks(longer, depth + width, child, out, batch_size)
+                children.append((longer, _row_cache(child_cache, row)))
+        return children
 
-    def _score_positions(
+    def _queue_positions(
         self, hidden: torch.Tensor, members: list[_Sequence], start: int, out: list[float]
     ) -> None:
-        """Add the log-probabilities predicted at positions ``start ..`` of ``hidden`` (one
-        chunk's states) to the requests whose continuation tokens they predict."""
+        """Queue the states at positions ``start ..`` of ``hidden`` (one chunk's states) that
+        predict continuation tokens of ``members``; the head runs over many chunks at once."""
         width = hidden.shape[0]
-        cols, targets, owners = [], [], []
+        cols = []
         for sequence in members:
             end = len(sequence.tokens)  # the input position after the last one
             for index, cont in sequence.requests:
@@ -181,13 +200,27 @@ class PrefixTreeScorer:
                     position = end - len(cont) + offset
                     if start <= position < start + width:
                         cols.append(position - start)
-                        targets.append(token)
-                        owners.append(index)
-        if not cols:
+                        self._head_targets.append(token)
+                        self._head_owners.append(index)
+        if cols:
+            self._head_states.append(hidden[cols])
+            self._head_queued += len(cols)
+            if self._head_queued >= HEAD_ROWS:
+                self._flush_head(out)
+
+    def _flush_head(self, out: list[float]) -> None:
+        """Run the queued states through the LM head (in one GEMM of at least
+        ``MIN_HEAD_ROWS`` rows, whose rows do not depend on the row count) and score them."""
+        if not self._head_states:
             return
-        rows = cols + [cols[0]] * max(0, MIN_HEAD_ROWS - len(cols))
-        logits = self.model.get_output_embeddings()(hidden[rows])
+        states = torch.cat(self._head_states)
+        if len(states) < MIN_HEAD_ROWS:
+            states = torch.cat([states, states[:1].expand(MIN_HEAD_ROWS - len(states), -1)])
+        logits = self.model.get_output_embeddings()(states)
+        targets, owners = self._head_targets, self._head_owners
         self._add(logits[: len(targets)], targets, owners, out)
+        self._head_states, self._head_targets, self._head_owners = [], [], []
+        self._head_queued = 0
 
     def _score_node(
         self,
@@ -341,6 +374,19 @@ def _copy_cache(cache: Any, rows: int = 1) -> Any:
         if rows > 1:
             layer.keys = layer.keys.expand(rows, -1, -1, -1)
             layer.values = layer.values.expand(rows, -1, -1, -1)
+    return clone
+
+
+def _stack_caches(caches: list[Any]) -> Any:
+    """One ``DynamicCache`` whose rows are the given batch-1 caches (of equal length), for a
+    pass whose rows come from different nodes; rows of one cache are ``expand`` views."""
+    if all(cache is caches[0] for cache in caches):
+        return _copy_cache(caches[0], len(caches))
+    clone = copy.copy(caches[0])
+    clone.layers = [copy.copy(layer) for layer in caches[0].layers]
+    for index, layer in enumerate(clone.layers):
+        layer.keys = torch.cat([cache.layers[index].keys for cache in caches])
+        layer.values = torch.cat([cache.layers[index].values for cache in caches])
     return clone
 
 

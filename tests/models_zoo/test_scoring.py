@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from models_zoo import serving
+from models_zoo.scoring import PrefixTreeScorer
 
 DEMOS = "Passage: the fox jumps over the dog. Question: Is it true? Answer: yes\n\n" * 3
 
@@ -97,3 +100,49 @@ def test_invariant_mode_runs_a_shared_context_once(tiny_llama_dir: Path) -> None
     served.loglikelihood([(context, answer) for answer in answers])
     expected = context_tokens + sum(count - 1 for _, count in encoded)
     assert served.tokens_processed - before == expected
+
+
+def _random_requests(seed: int, vocab: int) -> list[tuple[list[int], int]]:
+    """Random token requests shaped like few-shot scoring: unrelated contexts of many lengths
+    (k = 0), contexts under a shared demonstration block (k > 0), several answers per context,
+    answers of one to four tokens."""
+    rng = random.Random(seed)
+    demos = [rng.randrange(vocab) for _ in range(rng.randrange(20, 90))]
+    requests = []
+    for doc in range(24):
+        context = [rng.randrange(vocab) for _ in range(rng.randrange(1, 120))]
+        if doc % 2:
+            context = demos + context
+        for _ in range(rng.randrange(1, 4)):
+            answer = [rng.randrange(vocab) for _ in range(rng.randrange(1, 5))]
+            requests.append((context + answer, len(answer)))
+    return requests
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_model_dir"])
+@pytest.mark.parametrize("chunk_tokens", [8, 64])
+def test_invariant_chunks_batched_across_contexts_equal_each_request_alone(
+    fixture: str, chunk_tokens: int, request: pytest.FixtureRequest
+) -> None:
+    # Equal-width chunks of different contexts share a pass and the scored positions of a
+    # call share one head GEMM: each request's fp32 score must equal its score computed alone.
+    served = serving.load(request.getfixturevalue(fixture), device="cpu")
+    model = served.model
+    argument = (
+        "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    )
+
+    def scorer(**options: Any) -> PrefixTreeScorer:
+        return PrefixTreeScorer(model, cache_argument=argument, **options)
+
+    for seed in (0, 1):
+        requests = _random_requests(seed, model.config.vocab_size)
+        together = scorer(chunk_tokens=chunk_tokens).score(requests, batch_size=32)
+        assert (
+            scorer(chunk_tokens=chunk_tokens).score(requests[::-1], batch_size=5)
+            == (together[::-1])
+        )
+        alone = [scorer(chunk_tokens=chunk_tokens).score([r], batch_size=1)[0] for r in requests]
+        assert together == alone
+        plain = scorer(prefix_cache=False).score(requests, batch_size=8)
+        assert together == pytest.approx(plain, abs=1e-5)
