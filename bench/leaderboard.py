@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import statistics
 import sys
@@ -144,11 +145,16 @@ def load_board(models: int, votes: int, *, category: str, prefix: str, seed: int
     return contestants
 
 
+def _copy_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def load_vote_log(contestants: list[Any], votes: int, seed: int) -> None:
     """The same kind of votes as arena Battle + Vote rows and their leaderboard Outcome rows,
     written with COPY."""
     import numpy as np
     from django.db import connection
+    from django.db.models import JSONField
     from django.utils import timezone
 
     from arena.models import Battle, Vote
@@ -161,7 +167,11 @@ def load_vote_log(contestants: list[Any], votes: int, seed: int) -> None:
     results = rng.choice(4, votes, p=[0.4, 0.4, 0.12, 0.08])  # evalcore Outcome values
     now = timezone.now()
     battle_columns = [f.column for f in Battle._meta.concrete_fields]
-    defaults = {f.column: f.get_default() for f in Battle._meta.concrete_fields}
+    # COPY's text format takes JSON columns (the chat and style fields of a battle) as JSON text.
+    defaults = {
+        f.column: _copy_json(f.get_default()) if isinstance(f, JSONField) else f.get_default()
+        for f in Battle._meta.concrete_fields
+    }
     defaults.update(status="voted", created_at=now)
     battle_ids = [uuid.uuid4() for _ in range(votes)]
     with connection.cursor() as cursor:

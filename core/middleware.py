@@ -9,7 +9,6 @@ which PostgreSQL would refuse in a lookup. Pages outside ``/api/`` keep Django's
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 
@@ -20,8 +19,6 @@ from django.views import csrf, defaults
 
 from core.exceptions import error_body
 from core.text import has_unstorable
-
-logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 # A status that reaches the middleware without a JSON body gets this code.

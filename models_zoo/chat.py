@@ -12,6 +12,12 @@ Stopping. Generation ends at the model's EOS id, at every end-of-turn id the tok
 of the answer, and never reach a streaming callback either: text that could still become a stop
 string is held back until it cannot.
 
+Context. The prompt gets the model's context less ``max_new_tokens``; older exchanges are
+dropped to fit. A model whose context is barely longer than ``max_new_tokens`` (the demo's
+128-token models at the arena's 128) still answers a last message that fits with at least
+:data:`MIN_ANSWER_TOKENS` to spare: its answer is shortened to the room left, and the record
+says so (``max_new_tokens``).
+
 Every answer carries the sha256 of the rendered prompt and the generation settings, so what
 was asked can be reproduced and audited.
 """
@@ -28,6 +34,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache
 
+MIN_ANSWER_TOKENS = 16  # the least room an answer keeps when the last message is long
 PLAIN_FORMAT = "plain: each message's content followed by a blank line ('\\n\\n')"
 ROLES = ("system", "user", "assistant")
 # End-of-turn markers of common chat formats; used when the tokenizer has them as one token.
@@ -175,6 +182,30 @@ def render_within(
         rest, dropped = rest[2:], dropped + 2  # the oldest user message and its answer
 
 
+def fit_context(
+    tokenizer: Any, messages: Sequence[Message], *, context: int, max_new_tokens: int
+) -> tuple[RenderedPrompt, list[int]]:
+    """The prompt for a model of ``context`` tokens, leaving ``max_new_tokens`` for the answer.
+
+    Older exchanges are dropped first (:func:`render_within`). When even the last user message
+    (with a leading system message) leaves less than ``max_new_tokens``, it is kept alone if it
+    leaves :data:`MIN_ANSWER_TOKENS` (or ``max_new_tokens``, if fewer): the caller shortens the
+    answer to the room left.
+
+    Raises:
+        ContextTooLong: The last message does not fit even so.
+    """
+    try:
+        return render_within(tokenizer, messages, budget_tokens=max(1, context - max_new_tokens))
+    except ContextTooLong:
+        conversation = validate_messages(messages)
+        kept = (conversation[:1] if conversation[0]["role"] == "system" else []) + conversation[-1:]
+        floor = min(max_new_tokens, MIN_ANSWER_TOKENS)
+        prompt, tokens = render_within(tokenizer, kept, budget_tokens=max(1, context - floor))
+        dropped = len(conversation) - len(kept)
+        return dataclasses.replace(prompt, dropped_messages=dropped), tokens
+
+
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of ``text``; special-token strings (``<|im_start|>``) map to their ids, and no
     BOS/EOS is added (chat templates write their own)."""
@@ -227,8 +258,12 @@ def generate(
         ContextTooLong: The last message does not fit the model's context.
     """
     tokenizer, model = served.tokenizer, served.model
-    budget = max(1, served.max_length - settings.max_new_tokens)
-    prompt, tokens = render_within(tokenizer, messages, budget_tokens=budget)
+    prompt, tokens = fit_context(
+        tokenizer, messages, context=served.max_length, max_new_tokens=settings.max_new_tokens
+    )
+    room = served.max_length - len(tokens)
+    if room < settings.max_new_tokens:
+        settings = dataclasses.replace(settings, max_new_tokens=room)
     stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
     with served.lock, torch.inference_mode():
         return _decode(served, prompt, tokens, settings, stops, on_text)

@@ -9,7 +9,6 @@ under the 5-minute budget.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from models_zoo.checkpoint import read_model_card
+from models_zoo.markers import marker_matches, write_marker
 from models_zoo.train import TrainSettings, train
 
 logger = logging.getLogger(__name__)
@@ -94,10 +94,7 @@ def ensure_demo_checkpoints(
                 "training demo contestant %s (%s, %d steps)", spec.name, spec.arch, spec.steps
             )
             _train_single_threaded(spec.settings(root, progress))
-            marker = directory / COMPLETE_MARKER
-            marker.write_text(
-                json.dumps(dataclasses.asdict(spec), sort_keys=True), encoding="utf-8"
-            )
+            write_marker(directory / COMPLETE_MARKER, dataclasses.asdict(spec))
         card = read_model_card(directory)
         assert card is not None, f"{directory} has a completion marker but no model card"
         checkpoints.append(DemoCheckpoint(name=spec.name, path=directory, card=card))
@@ -117,11 +114,4 @@ def _train_single_threaded(settings: TrainSettings) -> None:
 
 
 def _is_complete(directory: Path, spec: DemoSpec) -> bool:
-    marker = directory / COMPLETE_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return False
-    return bool(recorded == dataclasses.asdict(spec))
+    return marker_matches(directory / COMPLETE_MARKER, dataclasses.asdict(spec))

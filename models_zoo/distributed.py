@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -63,8 +62,6 @@ from models_zoo.attention import (
 
 if TYPE_CHECKING:  # transformers is heavy; attention-only users (the bench) never need it
     from models_zoo.dilated_transformer import LongNetForCausalLM
-
-logger = logging.getLogger(__name__)
 
 Group = dist.ProcessGroup | None
 

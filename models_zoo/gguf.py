@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import logging
 import shutil
 import struct
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from models_zoo.markers import marker_matches, write_marker
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +141,7 @@ def smollm2_gguf_path() -> Path:
 
 def is_converted(directory: Path, source: Path) -> bool:
     """Whether ``directory`` holds a finished conversion of ``source`` (same name and size)."""
-    marker = Path(directory) / CONVERTED_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return False
-    return bool(recorded == _source_facts(source))
+    return marker_matches(Path(directory) / CONVERTED_MARKER, _source_facts(source))
 
 
 def _forget_quantization(model: Any) -> None:
@@ -211,6 +205,6 @@ def convert(
     if directory.exists():
         shutil.rmtree(directory)
     save_checkpoint(model, tokenizer, directory, card)
-    (directory / CONVERTED_MARKER).write_text(json.dumps(_source_facts(source)), "utf-8")
+    write_marker(directory / CONVERTED_MARKER, _source_facts(source))
     logger.info("converted %s in %.1f s", source.name, time.perf_counter() - started)
     return directory

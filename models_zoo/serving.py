@@ -506,12 +506,6 @@ def load(
         return _CACHE[key]
 
 
-def clear_cache() -> None:
-    """Forget every loaded model (tests, or a worker freeing memory)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
 def _load_uncached(
     path: Path,
     device: torch.device,

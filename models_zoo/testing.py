@@ -165,6 +165,17 @@ CHAT_TEMPLATE = (
 )
 
 
+def _save_fewshot_tokenizer(
+    out: Path, corpus: Iterable[str] | None, vocab_size: int, positions: int, *, llama_style: bool
+) -> PreTrainedTokenizerFast:
+    """Train the few-shot tokenizer and save it to ``out`` (created) for ``positions`` tokens."""
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _fewshot_tokenizer(corpus, vocab_size, llama_style=llama_style)
+    tokenizer.model_max_length = positions
+    tokenizer.save_pretrained(out)
+    return tokenizer
+
+
 def _fewshot_tokenizer(
     corpus: Iterable[str] | None, vocab_size: int, *, llama_style: bool
 ) -> PreTrainedTokenizerFast:
@@ -210,10 +221,7 @@ def make_tiny_llama(
     """Write a random-init Llama whose locally trained tokenizer adds BOS (as Llama's does)
     and carries a chat template, to ``out_dir``; loads offline, also in lm-eval."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _fewshot_tokenizer(corpus, vocab_size, llama_style=True)
-    tokenizer.model_max_length = positions
-    tokenizer.save_pretrained(out)
+    tokenizer = _save_fewshot_tokenizer(out, corpus, vocab_size, positions, llama_style=True)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -255,10 +263,7 @@ def make_tiny_causal_lm(
         ``out_dir`` as a Path.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    wrapped = _fewshot_tokenizer(corpus, vocab_size, llama_style=False)
-    wrapped.model_max_length = positions
-    wrapped.save_pretrained(out)
+    wrapped = _save_fewshot_tokenizer(out, corpus, vocab_size, positions, llama_style=False)
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(wrapped),

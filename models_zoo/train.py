@@ -154,6 +154,15 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The tokenizer trained on the corpus and the corpus's tokens, split for training."""
+
+    tokenizer: PreTrainedTokenizerBase
+    train_tokens: torch.Tensor
+    validation_tokens: torch.Tensor
+
+
 def train(settings: TrainSettings) -> TrainResult:
     """Train one model as described by ``settings`` and save it to ``settings.out``.
 
@@ -164,28 +173,65 @@ def train(settings: TrainSettings) -> TrainResult:
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    text = load_corpus(settings.corpus)
+    data = prepare_data(settings.corpus, preset)
+
+    model = build_model(settings.arch, preset, data.tokenizer)
+    model.to(device)  # type: ignore[arg-type]
+    optimizer = make_optimizer(settings.optimizer, model, preset.lr, settings.weight_decay)
+    schedule = lr_schedule(settings, preset)
+    started = time.perf_counter()
+    losses = run_steps(model, optimizer, data.train_tokens, settings, schedule, device, generator)
+    wall_time = time.perf_counter() - started
+    model.eval()
+    validation_loss = evaluate(model, data.validation_tokens, preset, device, settings.seed)
+
+    card = training_card(
+        settings, model, optimizer, schedule, losses, validation_loss, wall_time, device
+    )
+    save_checkpoint(model.cpu(), data.tokenizer, settings.out, card)
+    return TrainResult(path=settings.out, card=card, losses=losses)
+
+
+def prepare_data(corpus: Path | None, preset: Preset) -> TrainingData:
+    """Train the tokenizer on the corpus, tokenize it and hold out its tail for validation.
+
+    Raises:
+        ValueError: when the held-out part is too short for one validation window.
+    """
+    text = load_corpus(corpus)
     tokenizer = train_tokenizer(text, preset.vocab_size)
     tokens = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
     split = int(tokens.numel() * (1 - VALIDATION_FRACTION))
     train_tokens, validation_tokens = tokens[:split], tokens[split:]
     if validation_tokens.numel() <= preset.seq_len + 1:
         raise ValueError(f"corpus too small: {tokens.numel()} tokens for seq_len {preset.seq_len}")
+    return TrainingData(tokenizer, train_tokens, validation_tokens)
 
-    model = build_model(settings.arch, preset, tokenizer)
-    model.to(device)  # type: ignore[arg-type]
-    optimizer = make_optimizer(settings.optimizer, model, preset.lr, settings.weight_decay)
-    warmup_steps = min(preset.warmup_steps, settings.steps)
-    schedule: dict[str, Any] = {
+
+def lr_schedule(settings: TrainSettings, preset: Preset) -> dict[str, Any]:
+    """The learning-rate schedule of a run, as :func:`run_steps` follows it and the card records it."""
+    return {
         "name": "linear_warmup_cosine",
         "peak_lr": preset.lr,
-        "warmup_steps": warmup_steps,
+        "warmup_steps": min(preset.warmup_steps, settings.steps),
         "total_steps": settings.steps,
         "min_lr_ratio": settings.min_lr_ratio,
     }
+
+
+def run_steps(
+    model: DecoderForCausalLM,
+    optimizer: torch.optim.Optimizer,
+    train_tokens: torch.Tensor,
+    settings: TrainSettings,
+    schedule: dict[str, Any],
+    device: torch.device,
+    generator: torch.Generator,
+) -> list[float]:
+    """The optimisation loop: ``settings.steps`` steps on random windows; returns their losses."""
+    preset = PRESETS[settings.preset]
     autocast = device.type == "cuda"
     losses: list[float] = []
-    started = time.perf_counter()
     model.train()
     bar = Progress(
         range(settings.steps),
@@ -195,7 +241,7 @@ def train(settings: TrainSettings) -> TrainResult:
     for step in bar:
         factor = cosine_with_warmup(
             step,
-            warmup_steps=warmup_steps,
+            warmup_steps=schedule["warmup_steps"],
             total_steps=settings.steps,
             min_ratio=settings.min_lr_ratio,
         )
@@ -211,19 +257,29 @@ def train(settings: TrainSettings) -> TrainResult:
         optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    wall_time = time.perf_counter() - started
-    model.eval()
-    validation_loss = evaluate(model, validation_tokens, preset, device, settings.seed)
+    return losses
 
-    parameters = model.num_parameters()
-    card = ModelCard.for_training(
+
+def training_card(
+    settings: TrainSettings,
+    model: DecoderForCausalLM,
+    optimizer: torch.optim.Optimizer,
+    schedule: dict[str, Any],
+    losses: list[float],
+    validation_loss: float,
+    wall_time: float,
+    device: torch.device,
+) -> ModelCard:
+    """The model card of a finished run: size, tokens, optimizer, schedule and its losses."""
+    preset = PRESETS[settings.preset]
+    return ModelCard.for_training(
         name=settings.name or settings.out.name,
         architecture=model.config.model_type,
-        parameters=parameters,
+        parameters=model.num_parameters(),
         training_tokens=settings.steps * preset.batch_size * preset.seq_len,
         optimizer=optimizer_description(settings, optimizer),
         lr_schedule=schedule,
-        precision="bf16-autocast" if autocast else "fp32",
+        precision="bf16-autocast" if device.type == "cuda" else "fp32",
         steps=settings.steps,
         extra={
             "preset": settings.preset,
@@ -238,8 +294,6 @@ def train(settings: TrainSettings) -> TrainResult:
             "device": str(device),
         },
     )
-    save_checkpoint(model.cpu(), tokenizer, settings.out, card)
-    return TrainResult(path=settings.out, card=card, losses=losses)
 
 
 @torch.no_grad()

@@ -130,10 +130,6 @@ class JobStep(models.Model):
         return f"{self.job_id}/{self.name} ({self.status})"
 
     @property
-    def is_complete(self) -> bool:
-        return self.status in (self.Status.FINISHED, self.Status.SKIPPED)
-
-    @property
     def duration_s(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None

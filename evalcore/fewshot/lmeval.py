@@ -281,26 +281,22 @@ class DocView:
     features: frozenset[str]
 
     def text(self, doc: Mapping[str, Any]) -> Any:
-        spec = self.task.doc_to_text
-        if isinstance(spec, int) or not isinstance(spec, str):
-            return spec
-        if spec in self.features:
-            return doc[spec]
-        rendered = render(spec, doc)
-        if rendered.isdigit() and self.task.doc_to_choice is not None:
-            return ast.literal_eval(rendered)
-        return rendered
+        return self._resolve(self.task.doc_to_text, doc, lists=False)
 
     def target(self, doc: Mapping[str, Any]) -> Any:
-        spec = self.task.doc_to_target
-        if isinstance(spec, int | list) or not isinstance(spec, str):
+        return self._resolve(self.task.doc_to_target, doc, lists=True)
+
+    def _resolve(self, spec: Any, doc: Mapping[str, Any], *, lists: bool) -> Any:
+        """A ``doc_to_*`` value: a literal as it stands, a column's value, or a template rendered
+        on ``doc`` (digits become a choice index; with ``lists``, ``[...]`` becomes a list)."""
+        if not isinstance(spec, str):
             return spec
         if spec in self.features:
             return doc[spec]
         rendered = render(spec, doc)
         if rendered.isdigit() and self.task.doc_to_choice is not None:
             return ast.literal_eval(rendered)
-        if len(rendered) >= 2 and rendered[0] == "[" and rendered[-1] == "]":
+        if lists and len(rendered) >= 2 and rendered[0] == "[" and rendered[-1] == "]":
             try:
                 return ast.literal_eval(rendered)
             except (SyntaxError, ValueError):

@@ -36,12 +36,8 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "wic": ("accuracy",),
     "wsc": ("accuracy",),
 }
-FEWNLU_TASKS = tuple(TASK_METRICS)
-LM_EVAL_METRICS = (
-    "acc",
-    "acc_norm",
-    "perplexity",
-)  # tasks with "kind": "lm_eval"  # the seven tasks of the FewNLU average (no ReCoRD)
+FEWNLU_TASKS = tuple(TASK_METRICS)  # the seven tasks of the FewNLU average (no ReCoRD)
+LM_EVAL_METRICS = ("acc", "acc_norm", "perplexity")  # tasks with "kind": "lm_eval"
 
 
 class ResultsSchemaError(ValueError):

@@ -92,6 +92,26 @@ def test_two_turn_battle_each_model_continues_its_own_conversation(
     assert closed.status_code == 409 and closed.json()["error"]["code"] == "battle_closed"
 
 
+def test_models_whose_context_is_the_answer_length_still_answer(
+    api: ArenaClient,
+    chat_contestants: list[Contestant],
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # make run: the trained demo models have a 128-token context, ARENA_MAX_NEW_TOKENS is 128;
+    # battles with them used to fail (ContextTooLong, "room for 1 before its answer").
+    from models_zoo.testing import TINY_CONTEXT
+
+    settings.ARENA_MAX_NEW_TOKENS = TINY_CONTEXT
+    battle_id = _start(api, django_capture_on_commit_callbacks)
+    data = api.get(f"/api/arena/battles/{battle_id}").json()
+    assert data["status"] == "ready"
+    assert data["answer_a"] is not None and data["answer_b"] is not None
+    battle = Battle.objects.get(pk=battle_id)
+    for record in (battle.generation_a, battle.generation_b):
+        assert record["prompt_tokens"] + record["max_new_tokens"] == TINY_CONTEXT
+
+
 def test_partial_text_is_visible_while_an_answer_streams(
     api: ArenaClient,
     chat_contestants: list[Contestant],

@@ -142,6 +142,38 @@ def test_older_turns_are_dropped_to_fit_the_context() -> None:
         chat.render_within(tokenizer, long_history, budget_tokens=3)
 
 
+def test_a_context_no_longer_than_max_new_tokens_still_answers(
+    chat_model: serving.ServedModel,
+) -> None:
+    # make run's trained demo models have a 128-token context and the arena asks for 128 new
+    # tokens: every battle with one of them failed with ContextTooLong (room for 1 token).
+    answer = chat.generate(
+        chat_model, CONVERSATION, chat.ChatSettings(max_new_tokens=chat_model.max_length)
+    )
+    assert answer.prompt.dropped_messages == 2  # only the last message is kept
+    assert answer.prompt.text == chat.render(chat_model.tokenizer, CONVERSATION[2:]).text
+    room = chat_model.max_length - answer.prompt_tokens
+    assert answer.settings.max_new_tokens == room == answer.record()["max_new_tokens"]
+    assert 0 < answer.new_tokens <= room
+
+
+def test_a_last_message_that_leaves_no_room_to_answer_is_refused(
+    chat_model: serving.ServedModel,
+) -> None:
+    tokenizer = chat_model.tokenizer
+    single = [{"role": "user", "content": "word " * 40}]
+    length = len(chat.encode(tokenizer, chat.render(tokenizer, single).text))
+    context = length + chat.MIN_ANSWER_TOKENS
+    prompt, tokens = chat.fit_context(tokenizer, single, context=context, max_new_tokens=100)
+    assert len(tokens) == length and prompt.dropped_messages == 0
+    with pytest.raises(chat.ContextTooLong):
+        chat.fit_context(tokenizer, single, context=context - 1, max_new_tokens=100)
+    # Where the answer fits in full, the prompt keeps max_new_tokens free as before.
+    with pytest.raises(chat.ContextTooLong):
+        chat.fit_context(tokenizer, single, context=length + 3, max_new_tokens=4)
+    assert chat.fit_context(tokenizer, single, context=length + 4, max_new_tokens=4)[1] == tokens
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError):
         chat.ChatSettings(max_new_tokens=0)
