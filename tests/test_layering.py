@@ -220,3 +220,38 @@ def test_no_import_cycles_in_the_project() -> None:
 
 def test_cycle_check_finds_a_cycle() -> None:
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+MAX_FUNCTION_LINES = 60
+# GPU kernels keep their bodies whole (one Triton program reads best as one function).
+LONG_FUNCTIONS_ALLOWED_UNDER = (ROOT / "models_zoo" / "kernels",)
+
+
+def long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``name (lines)`` of every function or method in ``path`` longer than ``limit`` lines."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_no_product_function_is_longer_than_sixty_lines() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}: {', '.join(found)}"
+        for path in project_modules().values()
+        if not path.is_relative_to(LONG_FUNCTIONS_ALLOWED_UNDER[0])
+        for found in [long_functions(path)]
+        if found
+    ]
+    assert offenders == []
+
+
+def test_length_check_counts_a_long_function(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    source = tmp_path / "long.py"
+    source.write_text(f"def short():\n    return 1\n\n\ndef long():\n{body}\n", encoding="utf-8")
+    assert long_functions(source) == [f"long ({MAX_FUNCTION_LINES + 1} lines)"]
