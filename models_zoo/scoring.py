@@ -109,7 +109,6 @@ class PrefixTreeScorer:
         self._head_states: list[torch.Tensor] = []
         self._head_targets: list[int] = []
         self._head_owners: list[int] = []
-        self._head_queued = 0
 
     def score(
         self, requests: Sequence[Request], *, batch_size: int, token_budget: int = TOKEN_BUDGET
@@ -170,12 +169,8 @@ class PrefixTreeScorer:
         rows = max(len(items), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
         padded = items + [items[0]] * (rows - len(items))
         ids = torch.tensor([chunk for chunk, _, _ in padded], device=self.device)
-        kwargs: dict[str, Any] = {"input_ids": ids}
-        if depth:
-            kwargs[self.cache_argument] = _stack_caches([cache for _, _, cache in padded])
-            positions = torch.arange(depth, depth + width, device=self.device)
-            kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
-        result = self.model.base_model(**kwargs, use_cache=True)
+        caches = [cache for _, _, cache in padded] if depth else None
+        result = self.model.base_model(**self._inputs(ids, depth, caches), use_cache=True)
         self.tokens_processed += width * len(items)
         child_cache = getattr(result, "cache", None) or result.past_key_values
         children = []
@@ -204,8 +199,7 @@ class PrefixTreeScorer:
                         self._head_owners.append(index)
         if cols:
             self._head_states.append(hidden[cols])
-            self._head_queued += len(cols)
-            if self._head_queued >= HEAD_ROWS:
+            if len(self._head_targets) >= HEAD_ROWS:
                 self._flush_head(out)
 
     def _flush_head(self, out: list[float]) -> None:
@@ -220,7 +214,6 @@ class PrefixTreeScorer:
         targets, owners = self._head_targets, self._head_owners
         self._add(logits[: len(targets)], targets, owners, out)
         self._head_states, self._head_targets, self._head_owners = [], [], []
-        self._head_queued = 0
 
     def _score_node(
         self,
@@ -248,17 +241,20 @@ class PrefixTreeScorer:
 
     def _extend(self, cache: Any, tokens: tuple[int, ...], start: int) -> Any:
         """A new cache holding ``cache`` followed by the KV states of ``tokens``."""
-        kwargs = self._inputs(torch.tensor([tokens], device=self.device), start, cache, rows=1)
+        caches = None if cache is None else [cache]
+        kwargs = self._inputs(torch.tensor([tokens], device=self.device), start, caches)
         result = self.model.base_model(**kwargs, use_cache=True)
         self.tokens_processed += len(tokens)
         return getattr(result, "cache", None) or result.past_key_values
 
-    def _inputs(self, ids: torch.Tensor, start: int, cache: Any, *, rows: int) -> dict[str, Any]:
+    def _inputs(self, ids: torch.Tensor, start: int, caches: list[Any] | None) -> dict[str, Any]:
+        """Forward arguments for ``ids`` (rows, width) at positions ``start ..``; row ``i``
+        continues ``caches[i]`` (batch-1 caches of length ``start``), or no cache."""
         kwargs: dict[str, Any] = {"input_ids": ids}
-        if cache is not None:
+        if caches is not None:
             # The forward pass appends to the cache it is given: each call gets its own copy.
-            kwargs[self.cache_argument] = _copy_cache(cache, rows)
-            width = ids.shape[1]
+            kwargs[self.cache_argument] = _stack_caches(caches)
+            rows, width = ids.shape
             positions = torch.arange(start, start + width, device=self.device)
             kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
         return kwargs
@@ -271,7 +267,8 @@ class PrefixTreeScorer:
         for row, sequence in enumerate(batch):
             suffix = sequence.tokens[depth:]
             ids[row, : len(suffix)] = torch.tensor(suffix)
-        kwargs = self._inputs(ids.to(self.device), depth, cache, rows=len(batch))
+        caches = None if cache is None else [cache] * len(batch)
+        kwargs = self._inputs(ids.to(self.device), depth, caches)
         kwargs["use_cache"] = cache is not None
         self.tokens_processed += sum(len(s.tokens) - depth for s in batch)
         rows, cols, targets, owners = _targets(batch, depth)
