@@ -308,7 +308,7 @@ def _parquet_rows(path: str | Path) -> list[dict[str, Any]]:
 def _read_parquet_battles(
     path: str | Path, columns: list[str], attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable:
-    _, _, pq = _pyarrow()
+    pa, pc, pq = _pyarrow()
     missing = [name for name in REQUIRED_FIELDS if name not in columns]
     if missing:
         raise InvalidInputError(
@@ -325,12 +325,10 @@ def _read_parquet_battles(
     table, tstamp, style, tstamp_not_numeric = _parquet_in_batches(reader, categorical, numeric)
     if tstamp_not_numeric:
         raise InvalidInputError(f"column 'tstamp' of {str(path)!r} must be numeric (unix seconds)")
-    pa, pc, _ = _pyarrow()
     encoded = {name: _encode_arrow(table.column(name), pa, pc) for name in categorical}
     del table
     n_rows = reader.metadata.num_rows
-    if style is not None:  # absent style columns stay NaN: an invalid row
-        style = None if np.isnan(style).all() else style.reshape(n_rows, 2, len(STYLE_NAMES))
+    style = None if style is None else _style_sides(style)  # absent columns stay NaN: invalid
     return BattleTable.from_columns(n_rows, encoded, tstamp, skip_invalid=skip_invalid, style=style)
 
 
@@ -364,8 +362,7 @@ def _parquet_in_batches(
             tstamp_not_numeric |= bool(invalid.any())
         for name in styled:
             values, invalid = _arrow_numbers(batch.column(name), pa, pc)
-            values[invalid | ~np.isfinite(values) | (values < 0)] = np.nan
-            style[start:stop, STYLE_COLUMNS.index(name)] = values  # type: ignore[index]
+            style[start:stop, STYLE_COLUMNS.index(name)] = _counts(values, invalid)  # type: ignore[index]
         batches.append(batch.select(categorical))
         start = stop
     schema = reader.schema_arrow
@@ -544,12 +541,21 @@ def _style_block(n_rows: int, present: Sequence[str], numbers: Any) -> Any:
     style = np.full((n_rows, len(STYLE_COLUMNS)), np.nan)
     for k, name in enumerate(STYLE_COLUMNS):
         if name in present:
-            values, invalid = numbers(name)
-            style[:, k] = values
-            style[invalid | ~np.isfinite(values) | (values < 0), k] = np.nan
+            style[:, k] = _counts(*numbers(name))
+    return _style_sides(style)
+
+
+def _counts(values: Any, invalid: Any) -> Any:
+    """A style column's counts, NaN (in place) where not a number, not finite or negative."""
+    values[invalid | ~np.isfinite(values) | (values < 0)] = np.nan
+    return values
+
+
+def _style_sides(style: Any) -> Any:
+    """(N, len(STYLE_COLUMNS)) counts as (N, 2, K); None when no cell holds a count."""
     if np.isnan(style).all():
         return None
-    return style.reshape(n_rows, 2, len(STYLE_NAMES))
+    return style.reshape(style.shape[0], 2, len(STYLE_NAMES))
 
 
 SAMPLE_BYTES = 1 << 16
