@@ -101,10 +101,12 @@ class ServedModel:
         # through the same decoder: a batch-1 step there costs ~0.6x the model's own forward. Not
         # bf16 or int8 weights: on this CPU kind (AVX2, no native bf16) their decoder steps were
         # 2-7x slower than the model's own (bench/RESULTS.md, issue 15).
+        from models_zoo.fast_decode import hasattr_streamer
+
         self.use_fast_chat = (
             device.type == "cpu"
             and _is_llama_shaped(model)
-            and getattr(model, "layer_streamer", None) is None
+            and not hasattr_streamer(model)
             and all(p.dtype == torch.float32 for p in model.parameters())
             and not any(isinstance(m, Int8BlockLinear) for m in model.modules())
         )
