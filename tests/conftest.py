@@ -14,6 +14,13 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def service_reachable(url: str | None, default_port: int) -> bool:
     if not url:
         return False

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_or_skip, service_reachable
+from tests.conftest import free_port, require_or_skip, service_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
@@ -59,12 +59,6 @@ def postgres_bin() -> Path | None:
             return Path(folder)
     found = shutil.which("pg_ctl")
     return Path(found).parent if found and shutil.which("initdb") else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

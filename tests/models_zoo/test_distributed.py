@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from models_zoo.distributed import (
     shard_bounds,
     split_branches,
 )
+from tests.conftest import free_port
 
 # (N, segment_lengths, dilation_rates, causal): odd N, shards straddling segments, r not
 # dividing w (3 and 8, 6 and 16), w > N, a gathered r = 1 branch, a local-only schedule, and a
@@ -145,13 +145,6 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module", params=[2, 4], ids=["world2", "world4"])
