@@ -73,14 +73,10 @@ def generate_answer(
     return GeneratedAnswer(text=answer.text.strip(), record=record)
 
 
-def generate_answers(contestant: Contestant, prompts: Sequence[str], *, seed: int) -> list[str]:
-    """One single-turn answer per prompt (pool pre-generation, submissions)."""
-    return [answer.text for answer in generate_answer_records(contestant, prompts, seed=seed)]
-
-
 def generate_answer_records(
     contestant: Contestant, prompts: Sequence[str], *, seed: int
 ) -> list[GeneratedAnswer]:
+    """One single-turn answer per prompt (pool pre-generation, submissions)."""
     return [
         generate_answer(contestant, [{"role": "user", "content": prompt}], seed=seed)
         for prompt in prompts

@@ -14,11 +14,14 @@ Then, on the device:
    bf16 weights as safetensors, (b) a zoo LongNet model; each is submitted through
    ``POST /api/models`` (``checkpoint_path``: the 1B's 2.5 GB exceed the upload limit) and its
    job followed through ``GET /api/jobs/<id>`` to ``active``;
+   A prompt pool (``POOL_PROMPTS``, ``manage.py load_prompt_set``) is loaded first, so each
+   job's ``arena_answers`` step answers it on the GPU (the CUDA-graph chat decoder);
 4. an arena battle between them is created through ``POST /api/arena/battles`` and polled until
    both answers are there.
-Printed last: a table of per-step wall time, GPU peak memory (nvidia-smi sampled every 0.2 s
-over the step's interval), the step's own detail (tokens/s of the arena answers, few-shot work),
-the energy the accounting recorded, and the job's recorded steps.
+Printed last: a table of the job's recorded steps with their wall time, the GPU peak the worker
+recorded for the step (``torch.cuda.max_memory_allocated``) beside nvidia-smi's whole-card peak
+(sampled every 0.2 s), few-shot requests/s and tokens/s and arena answer tokens/s (the step's
+recorded outcome), then the energy and cost the accounting recorded.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ WHEELS = [
     "uritemplate==4.2.0", "redis==8.1.0",
 ]  # fmt: skip
 PORT = 8765
+POOL_PROMPTS = [
+    "Write one sentence about a GPU worker.", "What is the capital of France?",
+    "Explain dilated attention in two sentences.", "Give three uses of a hash map.",
+    "Translate 'good morning' into Spanish.", "What is 17 times 23?",
+    "Name a prime number larger than 100.", "Summarise the rules of chess in one line.",
+]  # fmt: skip
 BASE = f"http://127.0.0.1:{PORT}"
 
 
@@ -208,6 +217,7 @@ def main() -> None:
         "LADDER_SUBMISSION_ALLOWED_ROOTS": str(checkpoints),
         "ARENA_RATE_LIMITS_ENABLED": "false",
         "ARENA_TEMPERATURE": "0",
+        "ARENA_MAX_NEW_TOKENS": "64",
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
@@ -217,6 +227,13 @@ def main() -> None:
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
     timings["migrate"] = time.perf_counter() - started
+    pool_file = var / "pool.jsonl"
+    pool_file.parent.mkdir(parents=True, exist_ok=True)
+    pool_file.write_text("".join(json.dumps({"text": text}) + "\n" for text in POOL_PROMPTS))
+    subprocess.run(
+        [*manage, "load_prompt_set", str(pool_file), "--name", "gpu-bench"], check=True, env=env,
+        cwd=ROOT,
+    )  # fmt: skip
     token = subprocess.run(
         [*manage, "create_api_token", "gpu-bench"], check=True, env=env, cwd=ROOT,
         capture_output=True, text=True,
@@ -288,15 +305,18 @@ def main() -> None:
         f"cuda, few-shot RTE/CB/COPA x 1 split x 32 examples)"
     )
     report()
-    report("| model | step | status | wall s | GPU peak MiB (nvidia-smi) | detail |")
-    report("|---|---|---|---|---|---|")
+    report("| model | step | status | wall s | GPU peak MiB (worker, torch) | GPU MiB (nvidia-smi, "
+           "card) | rate | detail |")  # fmt: skip
+    report("|---|---|---|---|---|---|---|---|")
     for name, job in jobs.items():
         for step in job["steps"]:
             start, end = stamp(step["started_at"]), stamp(step["finished_at"])
             detail_text = str(step.get("detail", ""))[:160].replace("|", "/").replace("\n", " ")
+            outcome = step.get("outcome") or {}
             report(
                 f"| {name} | {step['name']} | {step['status']} | {step['duration_s'] or 0:.2f} | "
-                f"{sampler.peak(start, end):,.0f} | {detail_text} |"
+                f"{outcome.get('gpu_peak_mib', float('nan')):,.0f} | "
+                f"{sampler.peak(start, end):,.0f} | {rate_text(outcome)} | {detail_text} |"
             )
     report()
     report("| model | job status | attempts | wall s | GPU s | tokens | energy kWh | source | "
@@ -326,6 +346,16 @@ def main() -> None:
         (args.out.parent / "worker_tail.log").write_text(
             "".join((logs / "worker.log").read_text().splitlines(keepends=True)[-200:])
         )
+
+
+def rate_text(outcome: dict[str, Any]) -> str:
+    """The step's recorded throughput: few-shot requests/s and tokens/s, answer tokens/s."""
+    parts = []
+    for key, unit in (("requests", "requests"), ("tokens", "tokens"), ("new_tokens", "tokens")):
+        if f"{key}_per_s" in outcome:
+            parts.append(f"{outcome[key]:,} {unit} in {outcome['seconds']:.2f} s = "
+                         f"{outcome[f'{key}_per_s']:,.0f}/s")  # fmt: skip
+    return "; ".join(parts)
 
 
 def gpu_name() -> str:

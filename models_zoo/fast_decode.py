@@ -878,24 +878,29 @@ class FastDecoder:
             ValueError: If the prompt and ``max_new_tokens`` do not fit this decoder.
         """
         valid = self._check(input_ids, torch.ones_like(input_ids), max_new_tokens)
+        if self.use_cuda_graph:  # captured before the prefill, which then resets the state
+            self._graph("plain")
         return self._prefill(input_ids.to(self.device), valid)
 
     @torch.no_grad()
     def advance(self, token: torch.Tensor) -> torch.Tensor:
         """Append the chosen tokens ``(B,)`` after :meth:`start`; returns the next ``(B, V)``
-        logits. Equal to :meth:`generate`'s steps (tested).
+        logits. Equal to :meth:`generate`'s steps (tested); on CUDA a replay of the captured
+        step, whose logits are copied out of the graph's buffer.
 
         Raises:
             ValueError: If the cache is full.
         """
-        if self.use_cuda_graph:
-            raise ValueError(
-                "advance runs eager steps: build the decoder with use_cuda_graph=False"
-            )
         if int(self.write_at) >= self.max_length:
             raise ValueError(f"the cache holds {self.max_length} tokens and is full")
         self.token.copy_(token.view(self.batch_size, 1))
-        logits = self.step()
+        if self.use_cuda_graph:
+            graph, buffer = self.graphs["plain"]  # captured by start()
+            graph.replay()
+            assert buffer is not None  # the plain graph returns its logits buffer
+            logits = buffer.clone()
+        else:
+            logits = self.step()
         self.position.add_(1)
         self.counters.add_(1)
         return logits
@@ -997,8 +1002,9 @@ def _refresh(model: LlamaShaped) -> None:
 
 
 def stream_decoder(model: LlamaShaped, prompt_tokens: int, max_new_tokens: int) -> FastDecoder:
-    """A batch-1 eager decoder with room for ``prompt_tokens`` + ``max_new_tokens``, for
-    token-by-token decoding (:meth:`FastDecoder.start`, :meth:`FastDecoder.advance`).
+    """A batch-1 decoder with room for ``prompt_tokens`` + ``max_new_tokens``, for
+    token-by-token decoding (:meth:`FastDecoder.start`, :meth:`FastDecoder.advance`): eager on
+    the CPU, the captured CUDA-graph step on a GPU.
 
     Kept per model and length bucket; the weight copies are shared with :func:`generate_fast`.
 
@@ -1013,7 +1019,7 @@ def stream_decoder(model: LlamaShaped, prompt_tokens: int, max_new_tokens: int) 
         # Plain tensors even when called under inference_mode: generate_fast shares the plan
         # and may refresh its copies in place outside inference mode.
         with torch.inference_mode(False):
-            decoder = FastDecoder(model, batch_size=1, max_length=length, use_cuda_graph=False)
+            decoder = FastDecoder(model, batch_size=1, max_length=length)
         _STREAMS[model] = decoder
     return decoder
 

@@ -50,6 +50,7 @@ class FewshotLM:
         self.min_prefix_tokens = min_prefix_tokens
         self.invariant = invariant
         self.tokens_processed = 0  # tokens this adapter ran (shared prefixes count once)
+        self.requests_scored = 0  # (context, continuation) pairs scored
         self.name = served.path.name
         self.path = str(served.path)
         self.digest = "sha256:" + served.digest
@@ -69,6 +70,7 @@ class FewshotLM:
         if self._trimmer is not None:
             tails = {context: self._trimmer.tail(context) for context, _ in pairs}
             pairs = [(tails[context], continuation) for context, continuation in pairs]
+        self.requests_scored += len(pairs)
         before = self.served.tokens_processed
         scores = self.served.loglikelihood(
             pairs,

@@ -97,13 +97,13 @@ class ServedModel:
         # Greedy generation of Llama-shaped and zoo models on CUDA goes through the static-cache,
         # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
         self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
-        # Chat answers (models_zoo.chat) of fp32 Llama-shaped models on CPU run token by token
-        # through the same decoder: a batch-1 step there costs ~0.6x the model's own forward. Not
-        # bf16 or int8 weights: on this CPU kind (AVX2, no native bf16) their decoder steps were
+        # Chat answers (models_zoo.chat) run token by token through the same decoder: on CUDA
+        # its captured step; on CPU only for fp32 Llama-shaped models, where a batch-1 step costs
+        # ~0.6x the model's own forward. Not bf16 or int8 weights there: their decoder steps were
         # 2-7x slower than the model's own (bench/RESULTS.md, issue 15).
         from models_zoo.fast_decode import hasattr_streamer
 
-        self.use_fast_chat = (
+        self.use_fast_chat = self.use_fast_decode or (
             device.type == "cpu"
             and _is_llama_shaped(model)
             and not hasattr_streamer(model)

@@ -28,7 +28,7 @@ from django.utils import timezone
 from contestants.models import Contestant
 from contestants.services import record_evaluation
 from core.exceptions import DomainError
-from core.text import storable_text
+from core.text import storable_json, storable_text
 from submissions.accounting import Meter, Prices, Usage, co2e_g, cost_usd
 from submissions.checkpoint import CheckpointFacts, inspect_checkpoint
 from submissions.gguf import CONVERTED_NAME, GGUF_NAME, convert_gguf
@@ -145,8 +145,11 @@ def run_step(run: Run, name: str) -> None:
             attempts=F("attempts") + 1,
             detail="",
         )
+    cuda = _gpu_peak_counter()
     try:
         outcome = STEPS[name](run)
+        if cuda is not None:
+            outcome.data["gpu_peak_mib"] = round(cuda.max_memory_allocated() / 2**20, 1)
     except (LeaseLost, StepFailed):
         raise
     except Exception as error:  # noqa: BLE001 - any step error fails the job with its reason
@@ -161,6 +164,18 @@ def run_step(run: Run, name: str) -> None:
             detail=outcome.detail[:2000],
             outcome=outcome.data,
         )
+
+
+def _gpu_peak_counter() -> Any:
+    """``torch.cuda`` with its peak-memory counter reset, on a GPU worker; else None."""
+    if not str(settings.LADDER_WORKER_DEVICE).startswith("cuda"):
+        return None
+    import torch  # worker side only; the web process never runs a step
+
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda
 
 
 def validate_step(run: Run) -> Outcome:
@@ -245,15 +260,24 @@ def fewshot_step(run: Run) -> Outcome:
     if not tasks:
         return Outcome(f"skipped: {reason}", {"reason": reason}, skipped=True)
     model = fewshot_model(run.served_model())
+    started = time.monotonic()
     document = run_fewshot_tasks(model, tasks, data_dir, lambda text: run.progress("fewshot", text))
+    seconds = time.monotonic() - started
     job = EvaluationJob.objects.get(pk=run.job_id)
     result = store_benchmark_result(
         contestant=run.contestant, document=document, source="pipeline", job=job
     )
-    work = document.get("provenance", {}).get("tokens_processed")
-    run.tokens += int(work or 0)
+    work = int(document.get("provenance", {}).get("tokens_processed") or 0)
+    run.tokens += work
     average = "n/a" if result.average is None else f"{result.average:.3f}"
-    return Outcome(f"{len(tasks)} tasks, average {average}", {"tasks": tasks})
+    data = {"tasks": tasks, **_rates("requests", model.requests_scored, seconds)}
+    data.update(_rates("tokens", work, seconds))
+    return Outcome(f"{len(tasks)} tasks, average {average}", data)
+
+
+def _rates(what: str, count: int, seconds: float) -> dict[str, Any]:
+    """``{what: count, "seconds": s, what_per_s: rate}`` for a step's recorded outcome."""
+    return {what: count, "seconds": seconds, f"{what}_per_s": count / max(seconds, 1e-9)}
 
 
 def run_fewshot_for(contestant: Contestant) -> int | None:
@@ -323,29 +347,36 @@ ARENA_BATCH = 16
 
 def arena_answers_step(run: Run) -> Outcome:
     """Answers to every pooled prompt, so pool-mode battles can include the model at once."""
-    from arena.generation import generate_answers  # worker side: imports models_zoo
+    from arena.generation import generate_answer_records  # worker side: imports models_zoo
     from arena.models import PooledAnswer, Prompt
 
     missing = list(Prompt.objects.order_by("id").exclude(answers__contestant=run.contestant))
     max_new_tokens = _arena_max_new_tokens()
+    new_tokens, seconds = 0, 0.0
     for start in range(0, len(missing), ARENA_BATCH):
         run.progress("arena_answers", f"{start} of {len(missing)} pooled prompts answered")
         chunk = missing[start : start + ARENA_BATCH]
-        texts = generate_answers(run.contestant, [p.text for p in chunk], seed=0)
-        run.tokens += _count_tokens(run, [p.text + t for p, t in zip(chunk, texts, strict=True)])
+        started = time.monotonic()
+        records = generate_answer_records(run.contestant, [p.text for p in chunk], seed=0)
+        seconds += time.monotonic() - started
+        new_tokens += sum(int(answer.record.get("new_tokens") or 0) for answer in records)
+        pairs = list(zip(chunk, records, strict=True))
+        run.tokens += _count_tokens(run, [p.text + answer.text for p, answer in pairs])
         PooledAnswer.objects.bulk_create(
             [
                 PooledAnswer(
                     prompt=p,
                     contestant=run.contestant,
-                    text=storable_text(t),
+                    text=storable_text(answer.text),
+                    generation=storable_json(answer.record),
                     max_new_tokens=max_new_tokens,
                 )
-                for p, t in zip(chunk, texts, strict=True)
+                for p, answer in pairs
             ],
             ignore_conflicts=True,
         )
-    return Outcome(f"{len(missing)} pooled prompts answered", {"answers": len(missing)})
+    data = {"answers": len(missing), **_rates("new_tokens", new_tokens, seconds)}
+    return Outcome(f"{len(missing)} pooled prompts answered", data)
 
 
 def _arena_max_new_tokens() -> int:

@@ -65,7 +65,10 @@ class StepSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JobStep
-        fields = ["name", "status", "started_at", "finished_at", "duration_s", "attempts", "detail"]
+        fields = [
+            "name", "status", "started_at", "finished_at", "duration_s", "attempts", "detail",
+            "outcome",
+        ]  # fmt: skip
 
 
 class JobSerializer(serializers.ModelSerializer):

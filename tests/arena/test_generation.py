@@ -78,7 +78,7 @@ def test_redelivered_generation_task_is_a_no_op(
     def must_not_run(*args: object, **kwargs: object) -> list[str]:
         raise AssertionError("generated again")
 
-    monkeypatch.setattr(arena.generation, "generate_answers", must_not_run)
+    monkeypatch.setattr(arena.generation, "generate_answer_records", must_not_run)
     services.generate_battle_answers(battle_id=battle.pk)
     battle.refresh_from_db()
     assert battle.status == Battle.Status.READY

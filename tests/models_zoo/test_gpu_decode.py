@@ -83,3 +83,40 @@ def test_zoo_bf16_int8_longnet_graph_equals_eager() -> None:
     graphed = generate_fast(model, ids, max_new_tokens=24)
     eager = generate_fast(model, ids, max_new_tokens=24, use_cuda_graph=False)
     assert torch.equal(graphed, eager)
+
+
+@pytest.mark.parametrize("arch", ["chat-llama", "dense", "longnet"])
+def test_cuda_chat_answers_through_the_graph_step_equal_the_plain_path(
+    arch: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models_zoo import chat, serving
+    from models_zoo.testing import make_tiny_chat_checkpoint, make_tiny_checkpoint
+
+    folder = tmp_path_factory.mktemp(f"cuda-chat-{arch}") / arch
+    if arch == "chat-llama":
+        path = make_tiny_chat_checkpoint(folder)
+    else:
+        path = make_tiny_checkpoint(folder, arch=arch)
+    served = serving.load(path, device="cuda", dtype="float32")
+    assert served.use_fast_chat  # CUDA: the captured decode step
+    messages = [{"role": "user", "content": "Name a colour."}]
+    prompt, tokens = chat.render_within(served.tokenizer, messages, budget_tokens=400)
+    for settings in (
+        chat.ChatSettings(max_new_tokens=24),
+        chat.ChatSettings(max_new_tokens=24, temperature=1.0, seed=5),
+    ):
+        answers, streamed = {}, {True: [], False: []}
+        for use_fast in (True, False):
+            monkeypatch.setattr(served, "use_fast_chat", use_fast)
+            answers[use_fast] = chat._decode(
+                served, prompt, tokens, settings, (), streamed[use_fast].append
+            )
+        assert answers[True].token_ids == answers[False].token_ids
+        assert len(answers[True].token_ids) == 24
+        assert streamed[True] == streamed[False]
+    # A second answer reuses the captured graph of the same length bucket.
+    monkeypatch.setattr(served, "use_fast_chat", True)
+    again = chat._decode(served, prompt, tokens, chat.ChatSettings(max_new_tokens=24), (), None)
+    first = chat._decode(served, prompt, tokens, chat.ChatSettings(max_new_tokens=24), (), None)
+    assert again.token_ids == first.token_ids
+    clear_caches()

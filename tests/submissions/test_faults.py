@@ -233,9 +233,11 @@ def arena_answers_with_nul_are_stored(tiny_checkpoint: Path, user: User, monkeyp
     from submissions import pipeline, services
     from submissions.checkpoint import inspect_checkpoint
 
-    monkeypatch.setattr(
-        generation, "generate_answers", lambda contestant, prompts, seed: ["a\x00b"] * len(prompts)
-    )
+    def nul_answers(contestant: Contestant, prompts: list[str], seed: int) -> list[Any]:
+        record = {"new_tokens": 3, "note": "x\x00y"}
+        return [generation.GeneratedAnswer(text="a\x00b", record=record) for _ in prompts]
+
+    monkeypatch.setattr(generation, "generate_answer_records", nul_answers)
     facts = inspect_checkpoint(tiny_checkpoint)
     contestant = Contestant.objects.create(
         name="nul-writer", checkpoint_path=str(tiny_checkpoint), owner=user, serving={"device": "cpu"},
@@ -249,9 +251,12 @@ def arena_answers_with_nul_are_stored(tiny_checkpoint: Path, user: User, monkeyp
     assert token is not None
     run = pipeline.Run(job.pk, token, contestant, pipeline.Meter(pipeline.prices()))
     run.model = type("Served", (), {"tokenizer": None, "device": "cpu"})()  # no torch load
-    assert pipeline.arena_answers_step(run).data == {"answers": 2}
-    texts = set(PooledAnswer.objects.filter(contestant=contestant).values_list("text", flat=True))
-    assert texts == {"a\ufffdb"}
+    data = pipeline.arena_answers_step(run).data
+    assert (data["answers"], data["new_tokens"]) == (2, 6)
+    assert data["new_tokens_per_s"] > 0
+    stored = PooledAnswer.objects.filter(contestant=contestant)
+    assert set(stored.values_list("text", flat=True)) == {"a\ufffdb"}
+    assert {answer.generation["note"] for answer in stored} == {"x\ufffdy"}
 
 
 def test_arena_answers_step_stores_model_output_with_nul(

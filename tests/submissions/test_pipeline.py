@@ -42,6 +42,7 @@ def fake_fewshot(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     def run(model: Any, tasks: list[str], data_dir: Any, report: Any) -> dict[str, Any]:
         calls.append(tasks)
         report("task 1 of 2: cb")
+        model.loglikelihood([("Is it", " yes"), ("Is it", " no"), ("Or", " maybe")])  # counted
         document = results_document()
         document["provenance"] = {"tokens_processed": 1234}
         return document
@@ -93,6 +94,10 @@ def test_pipeline_runs_every_step_and_activates_the_model(
     assert contestant.evaluation.fewshot_average == 0.525
     assert BenchmarkResult.objects.get().job_id == job.pk
     assert fake_fewshot == [["cb", "rte"]]
+    fewshot = JobStep.objects.get(job=job, name="fewshot").outcome
+    assert (fewshot["requests"], fewshot["tokens"]) == (3, 1234)
+    assert fewshot["requests_per_s"] == pytest.approx(3 / fewshot["seconds"], rel=1e-9)
+    assert "gpu_peak_mib" not in fewshot  # a CPU worker
     assert job.device == "cpu"
     assert job.wall_time_s > 0 and job.cpu_seconds > 0 and job.gpu_seconds == 0
     assert job.tokens_processed >= 1234
@@ -229,9 +234,15 @@ def test_arena_step_answers_every_pooled_prompt_once(
     for text in ("Hello?", "What is two plus two?"):
         Prompt.objects.create(prompt_set=pool, text=text, digest=text)
     assert run(job) == "finished"
-    assert PooledAnswer.objects.filter(contestant_id=job.contestant_id).count() == 2
+    answers = PooledAnswer.objects.filter(contestant_id=job.contestant_id)
+    assert answers.count() == 2
+    assert all(1 <= answer.generation["new_tokens"] <= 4 for answer in answers)
+    outcome = JobStep.objects.get(job=job, name="arena_answers").outcome
+    assert outcome["answers"] == 2
+    assert outcome["new_tokens"] == sum(answer.generation["new_tokens"] for answer in answers)
+    assert outcome["new_tokens_per_s"] > 0 and outcome["seconds"] >= 0
     run_again = pipeline.Run(job.pk, "x", job.contestant, pipeline.Meter(pipeline.prices()))
-    assert pipeline.arena_answers_step(run_again).data == {"answers": 0}  # idempotent
+    assert pipeline.arena_answers_step(run_again).data["answers"] == 0  # idempotent
 
 
 def test_evaluate_task_runs_the_pipeline_in_eager_mode(
