@@ -41,7 +41,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
     return float(same.all(dim=1).float().mean()), float(prefix.mean()), float(same.float().mean())
 
 
-def prompts_from(tokenizer: object, count: int, length: int) -> torch.Tensor:
+def prompts_from(tokenizer: object, count: int, length: int, device: str) -> torch.Tensor:
     """``count`` prompts of ``length`` tokens cut from the corpus tail (held out in training)."""
     from models_zoo.corpus import default_corpus_text
 
@@ -49,14 +49,14 @@ def prompts_from(tokenizer: object, count: int, length: int) -> torch.Tensor:
     ids = tokenizer(text[-len(text) // 10 :])["input_ids"]  # type: ignore[operator]
     stride = max(1, (len(ids) - length) // count)
     rows = [ids[i * stride : i * stride + length] for i in range(count)]
-    return torch.tensor(rows, device="cuda")
+    return torch.tensor(rows, device=device)
 
 
-def decode_all(path: Path, prompts: torch.Tensor, new: int) -> dict[str, torch.Tensor]:
+def decode_all(path: Path, prompts: torch.Tensor, new: int, device: str) -> dict[str, torch.Tensor]:
     """Greedy tokens of the four decoders for ``prompts``."""
     out: dict[str, torch.Tensor] = {}
     for dtype in ("float32", "bfloat16"):
-        served = load(path, device="cuda", dtype=dtype)
+        served = load(path, device=device, dtype=dtype)
         model = served.model
         width = prompts.shape[1]
         own = model.generate(prompts, max_new_tokens=new, min_new_tokens=new, do_sample=False)
@@ -65,8 +65,13 @@ def decode_all(path: Path, prompts: torch.Tensor, new: int) -> dict[str, torch.T
         out[f"{tag} graph"] = generate_fast(model, prompts, max_new_tokens=new)
         clear_caches()
         del served, model
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
     return out
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else "CPU"
 
 
 def main() -> None:
@@ -77,12 +82,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke run of the script")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     lines = [
-        f"{datetime.date.today()} on {torch.cuda.get_device_name()}: greedy agreement, "
+        f"{datetime.date.today()} on {device_name(args.device)}: greedy agreement, "
         f"{args.prompts} prompts x {args.prompt_tokens} tokens, {args.new} new tokens",
         "",
         "| model | train loss (last 20 steps) | pair | rows all equal | mean equal prefix | equal tokens |",
@@ -95,13 +101,13 @@ def main() -> None:
         else:
             settings = TrainSettings(
                 arch=arch, preset="small", steps=args.train_steps, out=work / arch,
-                device="cuda", progress=False,
+                device=args.device, progress=False,
             )  # fmt: skip
             result = train(settings)
             path, loss = result.path, sum(result.losses[-20:]) / len(result.losses[-20:])
         served = load(path, device="cpu")
-        prompts = prompts_from(served.tokenizer, args.prompts, args.prompt_tokens)
-        tokens = decode_all(path, prompts, args.new)
+        prompts = prompts_from(served.tokenizer, args.prompts, args.prompt_tokens, args.device)
+        tokens = decode_all(path, prompts, args.new, args.device)
         for a, b in (("fp32 own", "fp32 graph"), ("fp32 own", "bf16 own"),
                      ("fp32 own", "bf16 graph"), ("bf16 own", "bf16 graph")):  # fmt: skip
             rows, prefix, share = agreement(tokens[a], tokens[b])
