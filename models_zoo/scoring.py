@@ -285,7 +285,7 @@ class PrefixTreeScorer:
         """Add each row's target log-probability to its owner; note non-greedy tokens."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         index = torch.tensor(targets, device=self.device)
-        picked = logprobs[torch.arange(len(targets)), index]
+        picked = logprobs[torch.arange(len(targets), device=index.device), index]
         hits = (logprobs.argmax(dim=-1) == index).tolist()
         for owner, value, hit in zip(owners, picked.tolist(), hits, strict=True):
             out[owner] += value

@@ -217,24 +217,38 @@ def make_tiny_llama(
     vocab_size: int = 400,
     seed: int = 0,
     corpus: Iterable[str] | None = None,
+    kv_heads: int | None = None,
+    intermediate: int | None = None,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write a random-init Llama whose locally trained tokenizer adds BOS (as Llama's does)
-    and carries a chat template, to ``out_dir``; loads offline, also in lm-eval."""
+    and carries a chat template, to ``out_dir``; loads offline, also in lm-eval.
+
+    ``kv_heads`` (grouped-query attention; default ``heads``) and ``intermediate`` (default
+    ``2 * hidden``) shape bench models; ``device`` is where the weights are initialised (a
+    GPU makes a 1B model in seconds) and ``dtype`` how they are saved.
+    """
     out = Path(out_dir)
     tokenizer = _save_fewshot_tokenizer(out, corpus, vocab_size, positions, llama_style=True)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
-        intermediate_size=hidden * 2,
+        intermediate_size=intermediate or hidden * 2,
         num_hidden_layers=layers,
         num_attention_heads=heads,
+        num_key_value_heads=kv_heads or heads,
         max_position_embeddings=positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
-    LlamaForCausalLM(config).save_pretrained(out)
+    with torch.device(device):
+        model = LlamaForCausalLM(config)
+    for parameter in model.parameters():  # (PreTrainedModel.to's wrapper defeats mypy)
+        parameter.data = parameter.data.to(dtype)
+    model.save_pretrained(out)
     return out
 
 
