@@ -98,9 +98,9 @@ class ServedModel:
         # CUDA-graph decoder (models_zoo.fast_decode); tests switch it on for CPU as well.
         self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
         # Chat answers (models_zoo.chat) of fp32 Llama-shaped models on CPU run token by token
-        # through the same decoder: a batch-1 step there costs ~0.6x the model's own forward. Not
-        # bf16 or int8 weights: on this CPU kind (AVX2, no native bf16) their decoder steps were
-        # 2-7x slower than the model's own (bench/RESULTS.md, issue 15).
+        # through the same decoder: a batch-1 step there costs ~0.45x the model's own forward
+        # (the packed-panel GEMV of models_zoo.kernels.cpu_gemv). Not bf16 or int8 weights:
+        # their decoder steps were 2-7x slower than the model's own (bench/RESULTS.md, issue 15).
         from models_zoo.fast_decode import hasattr_streamer
 
         self.use_fast_chat = (
