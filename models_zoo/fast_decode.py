@@ -27,9 +27,11 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   length instead of repeating the cache. About 12 kernels per layer instead of ~45.
 
 On CPU (no graphs; a batch-1 decode step streams every weight once, so it is bound by memory
-bandwidth and per-op overhead) the dense projections run on ``(in, out)`` copies of their weights,
-whose GEMV MKL reads ~25% faster than the ``(out, in)`` layout, and decode steps attend over the
-cache rows written so far instead of the whole static cache. :meth:`FastDecoder.start` and
+bandwidth and per-op overhead) the dense float32 projections run on copies of their weights packed
+into 64-column panels, read by the AVX-512 GEMV of :mod:`models_zoo.kernels.cpu_gemv` at close to
+the memory bandwidth (~1.6x MKL's sgemv); without that kernel (no C compiler or no AVX-512F) on
+``(in, out)`` copies, whose GEMV MKL reads ~25% faster than the ``(out, in)`` layout. Decode steps
+attend over the cache rows written so far instead of the whole static cache. :meth:`FastDecoder.start` and
 :meth:`FastDecoder.advance` decode token by token for callers that choose, stop and stream
 themselves (:mod:`models_zoo.chat`); :func:`stream_decoder` keeps one such decoder per model.
 
@@ -52,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models_zoo.kernels import int8_matmul
+from models_zoo.kernels import cpu_gemv, int8_matmul
 from models_zoo.quantization import Int8BlockLinear
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ LlamaShaped = Any
 
 
 LENGTH_BUCKET = 128  # cache lengths are rounded up to this, so one graph serves many requests
+# Rows up to which packed CPU projections run the GEMV kernel; longer inputs (prefill) are
+# compute-bound and run as one batched product over the panels (as fast as MKL's sgemm there).
+GEMV_ROWS = 8
 GRAPH_WARMUP_STEPS = 2
 
 
@@ -177,8 +182,10 @@ class _Projection:
     """One or more Linear modules applied to the same input, as one matrix product.
 
     ``dense``: plain ``nn.Linear`` (one module: its own weight; several: a concatenated copy;
-    ``transposed``: an ``(in, out)`` copy, which MKL's batch-1 GEMV on CPU reads ~25% faster
-    than the ``(out, in)`` layout: bench/RESULTS.md, issue 15);
+    ``transposed``: on CPU, float32 weights packed into 64-column panels for
+    :mod:`models_zoo.kernels.cpu_gemv` (~1.6x MKL's batch-1 GEMV), or, without that kernel,
+    an ``(in, out)`` copy, which MKL's GEMV reads ~25% faster than ``(out, in)``: bench/
+    RESULTS.md, issue 15);
     ``int8``: :class:`Int8BlockLinear` (codes concatenated, scales kept in the compute dtype, so
     the dequantisation is one mixed-dtype multiply, bit-equal to the module's own);
     ``module``: anything else, called as it is (outputs concatenated).
@@ -201,8 +208,16 @@ class _Projection:
             self.kind = "int8"
         else:
             self.kind = "module"
-        self.transposed = transposed and self.kind == "dense"
+        self.out_features = sum(int(getattr(m, "out_features", 0)) for m in self.modules)
+        self.packed = (
+            transposed
+            and self.kind == "dense"
+            and dtype == torch.float32
+            and cpu_gemv.is_available()
+        )
+        self.transposed = transposed and self.kind == "dense" and not self.packed
         self.weight_copy: torch.Tensor | None = None  # (out, in); transposed: (in, out)
+        self.panels: torch.Tensor | None = None  # packed: cpu_gemv.pack of the (out, in) weight
         self.scales: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
         self.stamp = self._stamp()
@@ -233,7 +248,9 @@ class _Projection:
                 setattr(self, name, value)
 
         with torch.no_grad():
-            if self.kind == "dense" and (len(self.modules) > 1 or self.transposed):
+            if self.kind == "dense" and self.packed:
+                put("panels", cpu_gemv.pack(torch.cat([m.weight for m in self.modules])))
+            elif self.kind == "dense" and (len(self.modules) > 1 or self.transposed):
                 weights = [m.weight for m in self.modules]
                 weight = weights[0] if len(weights) == 1 else torch.cat(weights)  # (out, in)
                 put("weight_copy", weight.t().contiguous() if self.transposed else weight)
@@ -258,6 +275,9 @@ class _Projection:
     def weight(self) -> torch.Tensor:
         """``(out, in)`` weight in the compute dtype (a dequantising kernel for int8)."""
         if self.kind == "dense":
+            if self.panels is not None:  # (P, in, 64) -> (out, in)
+                full = self.panels.transpose(1, 2).reshape(-1, self.panels.shape[1])
+                return full[: self.out_features]
             if self.transposed:
                 assert self.weight_copy is not None
                 return self.weight_copy.t()
@@ -285,7 +305,21 @@ class _Projection:
         assert self.weight_copy is not None and self.scales is not None
         return self.weight_copy, self.scales, self.modules[0].in_features
 
+    def _packed(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ W.T`` (+= into ``out``) from the packed panels: the kernel for decode steps,
+        one batched product over the panels for longer inputs (prefill)."""
+        assert self.panels is not None
+        if x.shape[0] <= GEMV_ROWS:
+            return cpu_gemv.matmul(x.contiguous(), self.panels, self.out_features, out=out)
+        M = x.shape[0]
+        full = torch.matmul(x, self.panels).transpose(0, 1).reshape(M, -1)  # (M, P*64)
+        product = full[:, : self.out_features]
+        return product if out is None else out.add_(product)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.panels is not None:
+            product = self._packed(x)
+            return product if self.bias is None else product.add_(self.bias)
         if self.kind == "module":
             outs = [m(x) for m in self.modules]
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
@@ -302,6 +336,8 @@ class _Projection:
         """``x + self(a)``, in place in ``x`` (one GEMM with beta=1) where possible."""
         if self.kind == "module" or self.bias is not None:
             return x + self(a)
+        if self.panels is not None and x.is_contiguous():  # accumulated in the kernel
+            return self._packed(a, out=x)
         if self._fused_int8(a):  # residual added in the kernel's epilogue, in place
             return int8_matmul.int8_linear(a, *self._int8_args(), residual=x, out=x)
         if self.transposed:

@@ -99,8 +99,9 @@ class ServedModel:
         self.use_fast_decode = device.type == "cuda" and (_is_llama_shaped(model) or self._is_zoo)
         # Chat answers (models_zoo.chat) run token by token through the same decoder: on CUDA
         # its captured step; on CPU only for fp32 Llama-shaped models, where a batch-1 step costs
-        # ~0.6x the model's own forward. Not bf16 or int8 weights there: their decoder steps were
-        # 2-7x slower than the model's own (bench/RESULTS.md, issue 15).
+        # ~0.45x the model's own forward (the packed-panel GEMV of models_zoo.kernels.cpu_gemv).
+        # Not bf16 or int8 weights there: their decoder steps were 2-7x slower than the model's
+        # own (bench/RESULTS.md, issue 15).
         from models_zoo.fast_decode import hasattr_streamer
 
         self.use_fast_chat = self.use_fast_decode or (

@@ -8,6 +8,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from models_zoo import fast_decode
 from models_zoo.fast_decode import FastDecoder, generate_fast, left_pad
+from models_zoo.kernels import cpu_gemv
 from models_zoo.quantization import quantize_model_int8
 
 VOCAB = 97
@@ -259,14 +260,49 @@ def test_stream_decoder_is_one_per_model_and_refuses_a_full_cache() -> None:
         decoder.start(torch.tensor([[3, 4, 5]]), 7)
 
 
-def test_cpu_projections_use_in_out_copies_of_the_weights() -> None:
+@pytest.mark.parametrize("kernel", [True, False])
+def test_cpu_projections_use_packed_panels_or_in_out_copies_of_the_weights(
+    monkeypatch: pytest.MonkeyPatch, kernel: bool
+) -> None:
+    if kernel and not cpu_gemv.is_available():
+        pytest.skip("the panel GEMV kernel needs cc and AVX-512F")
+    monkeypatch.setattr(cpu_gemv, "is_available", lambda: kernel)
     model = tiny_llama(kv_heads=2)
     plan = FastDecoder(model, batch_size=1, max_length=8).plan
     assert plan is not None
     layer, attn = plan.layers[0], model.model.layers[0].self_attn
-    assert layer.qkv.transposed and layer.o.transposed and plan.head.transposed
-    assert layer.qkv.weight_copy is not None and layer.qkv.weight_copy.shape == (64, 64 + 2 * 32)
+    for projection in (layer.qkv, layer.o, plan.head):
+        assert (projection.packed, projection.transposed) == (kernel, not kernel)
+    if kernel:
+        assert layer.qkv.panels is not None and layer.qkv.panels.shape == (2, 64, 64)
+    else:
+        assert layer.qkv.weight_copy is not None
+        assert layer.qkv.weight_copy.shape == (64, 64 + 2 * 32)
     expected = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
     assert torch.equal(layer.qkv.weight(), expected)
-    h, x = torch.randn(1, 64), torch.randn(1, 64)
-    torch.testing.assert_close(layer.o.add_to(x.clone(), h), x + attn.o_proj(h))
+    for rows in (1, fast_decode.GEMV_ROWS + 1):  # the kernel, then the batched product
+        h, x = torch.randn(rows, 64), torch.randn(rows, 64)
+        torch.testing.assert_close(layer.o.add_to(x.clone(), h), x + attn.o_proj(h))
+        torch.testing.assert_close(
+            layer.qkv(h), torch.cat([attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)], dim=-1)
+        )
+
+
+@pytest.mark.skipif(not cpu_gemv.is_available(), reason="needs cc and AVX-512F")
+def test_cpu_decoding_with_the_gemv_kernel_equals_decoding_with_torch_mm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: dict[tuple[bool, int], torch.Tensor] = {}
+    for kernel in (True, False):
+        monkeypatch.setattr(cpu_gemv, "is_available", lambda kernel=kernel: kernel)
+        model = tiny_llama(seed=6, kv_heads=2)  # a fresh model: no plan shared between runs
+        for prompt in random_prompts((3, 20), seed=14):
+            decoder = FastDecoder(model, batch_size=1, max_length=64)
+            logits = [decoder.start(torch.tensor([prompt]), 10)[0]]
+            for _ in range(9):
+                logits.append(decoder.advance(logits[-1].argmax()[None])[0])
+            runs[kernel, len(prompt)] = torch.stack(logits)
+    for length in (3, 20):
+        packed, plain = runs[True, length], runs[False, length]
+        assert torch.equal(packed.argmax(-1), plain.argmax(-1))
+        torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
