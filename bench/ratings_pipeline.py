@@ -215,11 +215,14 @@ finally:
 """
 
 
-def cli_end_to_end(path: Path, rounds: int, source: Path | None = None) -> dict[str, Any]:
+def cli_end_to_end(
+    path: Path, rounds: int, source: Path | None = None, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The CLI in a fresh interpreter: wall seconds, CPU seconds (all threads), peak RSS, and
     the output CSV text (to compare the trees' results byte for byte)."""
     out = path.with_suffix(".ratings.csv")
     arguments = [str(path), "--bootstrap", str(rounds), "--interval", "sandwich", "-o", str(out)]
+    arguments += extra
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -467,6 +470,10 @@ def compare_trees(args: Any) -> str:
                 run = in_subprocess(files[mode], stage, args.rounds, source)
                 if mode != "style":
                     run["cli"] = cli_end_to_end(files[mode], args.rounds, source)
+                if mode != "style" and source is None and number == 0:
+                    # the old sampler, which must reproduce the baseline's bytes
+                    legacy = ("--bootstrap-sampler", "1")
+                    run["cli_v1"] = cli_end_to_end(files[mode], args.rounds, None, legacy)
                 runs.setdefault((tree, mode), []).append(run)
         loads.append(os.getloadavg())
         print(f"run {number + 1} of {args.repeat} done, load {loads[-1]}", flush=True)
@@ -515,7 +522,10 @@ def comparison_report(
         note = f"- {mode}: largest |rating difference| {gap:.3g} points"
         if mode != "style":
             same = base["cli"]["csv"] == this["cli"]["csv"]
-            note += f"; CLI output CSV {'byte-identical' if same else 'DIFFERS'}"
+            note += f"; CLI output CSV {'byte-identical' if same else 'differs'}"
+            if "cli_v1" in this:
+                same = base["cli"]["csv"] == this["cli_v1"]["csv"]
+                note += f" (with --bootstrap-sampler 1: {'byte-identical' if same else 'DIFFERS'})"
             for key in ("width_bootstrap", "width_sandwich"):
                 note += f"; {key} {base[key]:.6f} vs {this[key]:.6f}"
         lines.append(note)

@@ -38,6 +38,7 @@ from core.exceptions import DomainError
 from core.queue import enqueue
 from evalcore.errors import EmptyInputError, EvalcoreError
 from evalcore.ratings import BattleTable, RatingParams
+from evalcore.ratings.sampling import CURRENT_SAMPLER
 from leaderboard import ratings, services
 from leaderboard.exceptions import NothingToPublish, UnknownPublishJob, from_engine
 from leaderboard.export import EXTRA_COLUMNS, release_csv
@@ -64,6 +65,9 @@ def default_params(**overrides: Any) -> RatingParams:
         DomainError: ``invalid_parameter`` naming the bad field.
     """
     merged = {
+        # New releases draw their bootstrap with the current sampler; a recorded release
+        # without the key used version 1 (RatingParams.from_dict), so it still verifies.
+        "bootstrap_sampler": CURRENT_SAMPLER,
         **settings.LEADERBOARD_DEFAULT_RATING_PARAMS,
         **settings.LEADERBOARD_RATING_PARAMS,
         **overrides,

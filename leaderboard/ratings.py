@@ -22,6 +22,7 @@ from evalcore.ratings import (
     compute_ratings,
     rate_battles,
 )
+from evalcore.ratings.sampling import LEGACY_SAMPLER
 from evalcore.types import Outcome
 from leaderboard.export import EXTRA_COLUMNS, release_csv
 
@@ -241,6 +242,7 @@ def cli_arguments(params: Mapping[str, Any], category: str = "") -> list[str]:
         f"--method={params['method']}",
         f"--bootstrap={params['bootstrap_rounds']}",
         f"--seed={params['seed']}",
+        f"--bootstrap-sampler={params.get('bootstrap_sampler', LEGACY_SAMPLER)}",
         f"--ties={params['ties']}",
         f"--min-votes={params['min_votes']}",
         f"--ridge={params['ridge']!r}",

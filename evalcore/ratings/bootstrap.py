@@ -21,15 +21,15 @@ cannot bound it) without shifting everyone else. These rounds are counted in the
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from evalcore.ratings.bradley_terry import (
-    CELLS,
     PairOutcomes,
     StrengthFit,
     make_objective,
@@ -40,6 +40,12 @@ from evalcore.ratings.graph import main_component
 from evalcore.ratings.newton import FloatArray, NewtonResult, chord_inverse, minimise, refine
 from evalcore.ratings.params import Method
 from evalcore.ratings.progress import ProgressBar
+from evalcore.ratings.sampling import (
+    LEGACY_SAMPLER,
+    ROUNDS_PER_STREAM,
+    draw_cells_v1,
+    draw_cells_v2,
+)
 
 BATCH_ROUNDS = 100  # rounds solved together at most
 BATCH_PAIR_ROUNDS = 2_000_000  # and at most this many pair × round values per array (16 MB)
@@ -64,6 +70,7 @@ def bootstrap_strengths(
     ridge: float,
     rounds: int,
     seed: int,
+    sampler: int = LEGACY_SAMPLER,
     progress: bool = False,
 ) -> BootstrapDraws:
     """Refit ``rounds`` multinomial resamples of the outcome cells.
@@ -74,10 +81,11 @@ def bootstrap_strengths(
         method: ``"bt"`` or ``"davidson"``.
         ridge: the prior of the point fit, reused in every round.
         rounds: number of resamples.
-        seed: seeds ``numpy.random.default_rng``; the same seed gives the same draws.
+        seed: seeds the draws; the same seed (and sampler) gives the same draws.
+        sampler: the version of the draws (:mod:`evalcore.ratings.sampling`): 1, one stream
+            drawn on one helper thread; 2, a stream per round, batches drawn on two threads.
         progress: show a progress bar on stderr.
     """
-    rng = np.random.default_rng(seed)
     start = point.strengths if point.log_tie is None else np.append(point.strengths, point.log_tie)
     m = outcomes.n_models
     full_data = make_objective(method, outcomes, outcomes.cells[None])
@@ -88,74 +96,77 @@ def bootstrap_strengths(
     unbounded = np.zeros(m, dtype=np.int64)
     degenerate = unconverged = 0
     batch = max(1, min(BATCH_ROUNDS, BATCH_PAIR_ROUNDS // max(outcomes.first.size, 1)))
-    sizes = [min(batch, rounds - low) for low in range(0, rounds, batch)]
+    if sampler != LEGACY_SAMPLER:  # version 2's batches start its streams
+        batch = max(ROUNDS_PER_STREAM, batch - batch % ROUNDS_PER_STREAM)
+    draw = _batch_drawer(outcomes, seed, sampler)
+    workers = 1 if sampler == LEGACY_SAMPLER else 2
+    lows = list(range(0, rounds, batch))
     with (
         ProgressBar(total=rounds, description="bootstrap", enabled=progress) as bar,
-        ThreadPoolExecutor(max_workers=1) as drawer,
+        ThreadPoolExecutor(max_workers=workers) as drawer,
     ):
-        # One thread draws the next batch (numpy releases the GIL while sampling) while this
-        # one refits the current batch. The draws come from the one generator in round order,
-        # so they depend only on the seed and the round index, never on batching or timing.
-        pending = drawer.submit(draw_cells, outcomes, rng, sizes[0])
-        for number, low in enumerate(range(0, rounds, batch)):
-            size = sizes[number]
-            cells = pending.result()
-            if number + 1 < len(sizes):
-                pending = drawer.submit(draw_cells, outcomes, rng, sizes[number + 1])
+        # Helpers draw the next batches (numpy sampling releases the GIL) while this thread
+        # refits; the draws depend only on the seed and the round (see _batch_drawer).
+        pending: deque[Future[FloatArray]] = deque()
+        for number, low in enumerate(lows):
+            while len(pending) < workers and number + len(pending) < len(lows):
+                ahead = lows[number + len(pending)]
+                pending.append(drawer.submit(draw, ahead, min(batch, rounds - ahead)))
+            cells = pending.popleft().result()
             penalty, gauge, fallback = _round_regularisation(outcomes, cells, method, ridge)
-            objective = make_objective(method, outcomes, cells)
-            x, converged = np.tile(start, (size, 1)), np.ones(size, dtype=bool)
-            for rows, solve in ((~fallback, _refine_with(inverse)), (fallback, minimise)):
-                if rows.any():
-                    result = solve(objective.subset(rows), x[rows], penalty[rows])
-                    x[rows], converged[rows] = result.x, result.converged
-            strengths[low : low + size] = _align(x[:, :m], point.strengths, gauge)
+            x, converged = _refit(method, outcomes, cells, start, penalty, fallback, inverse)
+            strengths[low : low + cells.shape[0]] = _align(x[:, :m], point.strengths, gauge)
             degenerate += int(np.count_nonzero(fallback))
             unbounded += np.count_nonzero(~gauge, axis=0)
             unconverged += int(np.count_nonzero(~converged))
-            bar.update(size)
+            bar.update(cells.shape[0])
     unbounded_models = {outcomes.models[i]: int(unbounded[i]) for i in np.flatnonzero(unbounded)}
     return BootstrapDraws(strengths, degenerate, unbounded_models, unconverged)
+
+
+def _refit(
+    method: Method,
+    outcomes: PairOutcomes,
+    cells: FloatArray,
+    start: FloatArray,
+    penalty: FloatArray,
+    fallback: NDArray[np.bool_],
+    inverse: FloatArray,
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Refit a batch of rounds from the full-data optimum: the chord method, or damped Newton
+    for the rounds without a finite MLE. Returns (B, K) parameters and which converged."""
+    size = cells.shape[0]
+    objective = make_objective(method, outcomes, cells)
+    x, converged = np.tile(start, (size, 1)), np.ones(size, dtype=bool)
+    for rows, solve in ((~fallback, _refine_with(inverse)), (fallback, minimise)):
+        if rows.any():
+            result = solve(objective.subset(rows), x[rows], penalty[rows])
+            x[rows], converged[rows] = result.x, result.converged
+    return x, converged
 
 
 def _refine_with(inverse: FloatArray) -> Callable[..., NewtonResult]:
     return lambda objective, x, penalty: refine(objective, x, penalty, inverse)
 
 
-def draw_cells(outcomes: PairOutcomes, rng: np.random.Generator, rounds: int) -> FloatArray:
-    """``rounds`` resamples of the cells, shape (rounds, P, 3), each Multinomial(N, cells / N).
+def _batch_drawer(
+    outcomes: PairOutcomes, seed: int, sampler: int
+) -> Callable[[int, int], FloatArray]:
+    """``draw(first_round, rounds)`` → (rounds, P, 3) cells of the given sampler version.
 
-    Sampled exactly, but about twice as fast as ``Generator.multinomial`` (whose cost is one
-    sequential binomial per cell): draw independent Poisson(N·p) counts, i.e. T i.i.d. votes with
-    T ~ Poisson(N), then drop T − N of those votes chosen uniformly without replacement, or add
-    N − T fresh votes. Either way N i.i.d. votes remain, which is the multinomial.
+    Version 1 draws from its one generator in call order (one worker, batches submitted in
+    round order); version 2's streams are fixed by the round index alone.
     """
-    flat = outcomes.cells.ravel()
-    nonzero = np.flatnonzero(flat)
-    total = int(round(float(flat.sum())))
-    expected = flat[nonzero]
-    cumulative = np.cumsum(expected / total)
-    draws = np.zeros((rounds, flat.size))
-    for r in range(rounds):
-        draws[r, nonzero] = _resample(rng, expected, cumulative, total)
-    return draws.reshape(rounds, outcomes.first.size, CELLS)
+    if sampler == LEGACY_SAMPLER:
+        rng = np.random.default_rng(seed)
+        return lambda first_round, rounds: draw_cells(outcomes, rng, rounds)
+    return lambda first_round, rounds: draw_cells_v2(outcomes.cells, seed, first_round, rounds)
 
 
-def _resample(
-    rng: np.random.Generator, expected: FloatArray, cumulative: FloatArray, total: int
-) -> NDArray[np.int64]:
-    counts = rng.poisson(expected)
-    drawn = int(counts.sum())
-    if drawn > total:  # drop drawn − total of the votes (positions in cell order)
-        dropped = rng.choice(drawn, size=drawn - total, replace=False)
-        cells = np.searchsorted(np.cumsum(counts), dropped, side="right")
-        counts -= np.bincount(cells, minlength=counts.size)
-    elif drawn < total:  # add total − drawn fresh votes
-        cells = np.searchsorted(
-            cumulative, rng.random(total - drawn) * cumulative[-1], side="right"
-        )
-        counts += np.bincount(cells, minlength=counts.size)
-    return counts
+def draw_cells(outcomes: PairOutcomes, rng: np.random.Generator, rounds: int) -> FloatArray:
+    """Version 1's next ``rounds`` resamples of the cells from ``rng``, shape (rounds, P, 3),
+    each Multinomial(N, cells / N) (see :func:`evalcore.ratings.sampling.draw_cells_v1`)."""
+    return draw_cells_v1(outcomes.cells, rng, rounds)
 
 
 def percentile_interval(draws: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:

@@ -25,6 +25,7 @@ from evalcore.ratings.params import (
     parse_anchor,
 )
 from evalcore.ratings.result import RatingsResult
+from evalcore.ratings.sampling import CURRENT_SAMPLER, SAMPLERS
 
 OUTPUT_FORMATS = ("csv", "json", "table")
 
@@ -50,6 +51,13 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds (0: none)"
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument(
+        "--bootstrap-sampler",
+        type=int,
+        choices=SAMPLERS,
+        default=CURRENT_SAMPLER,
+        help="version of the bootstrap draws (1: releases made before versions existed)",
+    )
     parser.add_argument("--anchor", metavar="MODEL=RATING", help="shift so MODEL gets RATING")
     parser.add_argument(
         "--min-votes", type=int, default=0, metavar="N", help="hide models with fewer votes"
@@ -135,6 +143,7 @@ def params_from_args(args: argparse.Namespace) -> RatingParams:
         method=args.method,
         bootstrap_rounds=args.bootstrap,
         seed=args.seed,
+        bootstrap_sampler=args.bootstrap_sampler,
         anchor=parse_anchor(args.anchor) if args.anchor else None,
         ties=args.ties,
         min_votes=args.min_votes,

@@ -98,6 +98,7 @@ def _bootstrap_bounds(
         ridge=params.ridge,
         rounds=params.bootstrap_rounds,
         seed=params.seed,
+        sampler=params.bootstrap_sampler,
         progress=progress,
     )
     diagnostics["bootstrap"] = {

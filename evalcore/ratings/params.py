@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from evalcore.errors import InvalidParameterError
+from evalcore.ratings.sampling import CURRENT_SAMPLER, LEGACY_SAMPLER, SAMPLERS
 
 Method = Literal["bt", "elo", "davidson"]
 TiePolicy = Literal["half", "exclude_bothbad"]
@@ -28,6 +29,12 @@ class RatingParams:
             Davidson's tie parameter, ``"elo"`` online Elo in time order.
         bootstrap_rounds: rounds for the percentile intervals; 0 skips them (CIs are NaN).
         seed: seed of the bootstrap generator; same seed, same intervals.
+        bootstrap_sampler: version of the counts bootstrap's random draws
+            (:mod:`~evalcore.ratings.sampling`; online Elo's replay bootstrap has one): 2 (new parameter sets) draws every round from
+            its own stream, two threads at once; 1 is one sequential stream. Both have the exact
+            law of resampling the votes; they give different draws. A recorded parameter set
+            without this key predates the versions and used 1 (:meth:`from_dict`), so it still
+            recomputes byte for byte.
         anchor: ``(model, rating)``: shift every rating so ``model`` gets ``rating``. Applied
             after the bootstrap, so it moves all bounds by the same constant.
         ties: ``"half"``: ``tie`` and ``tie (bothbad)`` are both half a win each way (ties in
@@ -63,6 +70,7 @@ class RatingParams:
     method: Method = "bt"
     bootstrap_rounds: int = 1000
     seed: int = 0
+    bootstrap_sampler: int = CURRENT_SAMPLER
     anchor: tuple[str, float] | None = None
     ties: TiePolicy = "half"
     min_votes: int = 0
@@ -86,6 +94,11 @@ class RatingParams:
         _check_choice("ties", self.ties, TIE_POLICIES)
         _check_int("bootstrap_rounds", self.bootstrap_rounds, minimum=0)
         _check_int("seed", self.seed, minimum=0)
+        if self.bootstrap_sampler not in SAMPLERS or isinstance(self.bootstrap_sampler, bool):
+            raise InvalidParameterError(
+                "bootstrap_sampler",
+                f"must be one of {', '.join(map(str, SAMPLERS))}; got {self.bootstrap_sampler!r}",
+            )
         _check_int("min_votes", self.min_votes, minimum=0)
         _check_choice("below_min_votes_policy", self.below_min_votes_policy, BELOW_MIN_VOTES)
         _check_choice("interval", self.interval, INTERVALS)
@@ -150,7 +163,8 @@ class RatingParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RatingParams:
-        """Rebuild from :meth:`to_dict` output; missing keys take the defaults.
+        """Rebuild from :meth:`to_dict` output; missing keys take the defaults, except
+        ``bootstrap_sampler``: a parameter set recorded without it used version 1.
 
         Raises:
             InvalidParameterError: an unknown key or an invalid value.
@@ -159,7 +173,7 @@ class RatingParams:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidParameterError(unknown[0], "is not a rating parameter")
-        values = dict(data)
+        values = {"bootstrap_sampler": LEGACY_SAMPLER, **data}
         anchor = values.get("anchor")
         if isinstance(anchor, Mapping):
             values["anchor"] = (anchor.get("model"), anchor.get("rating"))

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 from contestants.models import Contestant
 from leaderboard import publishing
 from leaderboard.models import PairCount, Release
+from leaderboard.ratings import cli_arguments
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +72,22 @@ def test_same_counts_in_another_database_order_give_the_same_release(
     assert again is not None
     assert again.input_digest == first.input_digest
     assert again.csv_text == first.csv_text
+
+
+def test_new_releases_record_the_current_sampler_and_old_ones_still_verify(
+    counts: None,
+) -> None:
+    """A release recorded before the sampler versions (no ``bootstrap_sampler`` key) was drawn
+    with version 1 and recomputes byte for byte; new releases record version 2."""
+    new = publishing.publish_release()
+    assert new is not None and new.params["bootstrap_sampler"] == 2
+    assert new.params["bootstrap_rounds"] > 0
+    old = publishing.publish_release(params=publishing.default_params(bootstrap_sampler=1))
+    assert old is not None and old.csv_text != new.csv_text  # other draws, other bounds
+    recorded = {k: v for k, v in old.params.items() if k != "bootstrap_sampler"}
+    Release.objects.filter(pk=old.pk).update(params=recorded)
+    stored = Release.objects.get(pk=old.pk)
+    assert publishing.verify_release(release=stored).ok
+    assert "--bootstrap-sampler=1" in cli_arguments(stored.params)
+    assert "--bootstrap-sampler=2" in cli_arguments(new.params)
+    assert publishing.verify_release(release=Release.objects.get(pk=new.pk)).ok
