@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLEAN = {
     k: v
     for k, v in os.environ.items()
-    if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
+    if k
+    not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "OMP_WAIT_POLICY")
 }
 
 
@@ -68,6 +69,18 @@ def test_celery_worker_with_bad_setting_gives_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "ladder: configuration error: DEBUG must be 'true' or 'false', got 'maybe'"
     ]
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_a_celery_process_lets_idle_openmp_threads_sleep(given: str | None, expected: str) -> None:
+    code = (
+        "import os, sys; sys.argv[0] = 'celery'; import config.celery;"
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    env = {} if given is None else {"OMP_WAIT_POLICY": given}
+    result = start([sys.executable, "-c", code], **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
 
 
 def test_production_profile_uses_postgres_and_redis() -> None:
