@@ -179,7 +179,9 @@ def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, float, float]:
     return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_fewglue(model: Any, args: argparse.Namespace, limits: dict[str, int]) -> list[dict]:
+def run_fewglue(
+    model: Any, args: argparse.Namespace, limits: dict[str, int]
+) -> list[dict[str, Any]]:
     """Ladder's Multi-Splits runs, one task at a time (each with its own doc limit)."""
     from evalcore.fewshot.runner import run_fewshot
 
