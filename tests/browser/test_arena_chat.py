@@ -18,6 +18,7 @@ from arena.models import Battle
 from contestants.models import Contestant
 
 ROOT = Path(__file__).resolve().parents[2]
+PROMPT = "Write a long, detailed story about three fruits."
 # Either side's answer has text on the page while it is still being generated.
 STREAMING_JS = """() => ['a', 'b'].some(side => {
   const body = document.querySelector(`.answer-body[data-side="${side}"]`);
@@ -27,9 +28,12 @@ STREAMING_JS = """() => ['a', 'b'].some(side => {
 
 
 @pytest.fixture
-def short_streamed_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Worker settings (read from the environment it inherits): short answers, 1 thread."""
-    monkeypatch.setenv("ARENA_MAX_NEW_TOKENS", "40")
+def streamed_answer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker settings (read from the environment it inherits): answers long enough to be seen
+    streaming (the page polls every 0.8 s at most, and a short answer from the fast CPU decoder
+    is done in well under a second), partial text written every 0.1 s, 1 thread."""
+    monkeypatch.setenv("ARENA_MAX_NEW_TOKENS", "160")
+    monkeypatch.setenv("ARENA_STREAM_INTERVAL_S", "0.1")
     monkeypatch.setenv("LADDER_WORKER_TORCH_THREADS", "1")
 
 
@@ -66,7 +70,7 @@ def _wait_for_both_answers(page: Any) -> None:
 @pytest.mark.slow
 @pytest.mark.real_worker
 def test_two_turn_battle_streams_then_votes_and_reveals(
-    short_streamed_answers: None,
+    streamed_answer_settings: None,
     smollm2_contestants: list[Contestant],
     celery_worker_process: subprocess.Popen[str],
     live_server: Any,
@@ -75,7 +79,7 @@ def test_two_turn_battle_streams_then_votes_and_reveals(
 ) -> None:
     names = [contestant.name for contestant in smollm2_contestants]
     page.goto(live_server.url + "/arena/")
-    page.fill("#prompt", "Name three fruits.")
+    page.fill("#prompt", PROMPT)
     page.click("#start-battle")
     page.wait_for_url(re.compile(r".*/arena/[0-9a-f-]{36}/$"))
     page.wait_for_function(STREAMING_JS, timeout=240_000)
@@ -83,14 +87,14 @@ def test_two_turn_battle_streams_then_votes_and_reveals(
     _wait_for_both_answers(page)
     assert not any(name in page.content() for name in names)
 
-    page.fill("#follow-up", "Which of them is the sweetest?")
+    page.fill("#follow-up", "Now tell the same story again, with much more detail.")
     page.click("#send-follow-up")
     page.wait_for_selector(".earlier-turn")  # the page reloads with turn 1 above
     page.wait_for_function(STREAMING_JS, timeout=240_000)
     page.screenshot(path=str(artifacts_dir / "streaming-turn2.png"), full_page=True)
     _wait_for_both_answers(page)
     html = page.content()
-    assert "Turn 2" in html and "Name three fruits." in html
+    assert "Turn 2" in html and PROMPT in html
     assert not any(name in html for name in names), "a model name reached the page before the vote"
 
     page.keyboard.press("2")  # "B is better"
