@@ -460,14 +460,34 @@ def load_prompt_set(
     return prompt_set, len(new)
 
 
+def answer_pooled_prompts(contestant: Contestant, prompts: list[Prompt]) -> list[Any]:
+    """Generate ``contestant``'s answers to ``prompts`` (worker side) and store them in the
+    pool (an answer already there is kept); returns the ``GeneratedAnswer`` records."""
+    from arena.generation import generate_answer_records
+
+    made = generate_answer_records(contestant, [p.text for p in prompts], seed=0)
+    PooledAnswer.objects.bulk_create(
+        [
+            PooledAnswer(
+                prompt=prompt,
+                contestant=contestant,
+                text=storable_text(answer.text),
+                generation=storable_json(answer.record),
+                max_new_tokens=int(settings.ARENA_MAX_NEW_TOKENS),
+            )
+            for prompt, answer in zip(prompts, made, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    return made
+
+
 def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
     """Generate every active contestant's missing answers to pooled prompts (worker side).
 
     Idempotent and resumable: answers are saved per batch, and existing ones are skipped.
     Returns the number of answers added.
     """
-    from arena.generation import generate_answer_records
-
     prompts = Prompt.objects.order_by("id")
     if prompt_set_id is not None:
         prompts = prompts.filter(prompt_set_id=prompt_set_id)
@@ -477,19 +497,7 @@ def pregenerate_pool(*, prompt_set_id: int | None = None) -> int:
         try:
             for start in range(0, len(missing), POOL_BATCH_SIZE):
                 chunk = missing[start : start + POOL_BATCH_SIZE]
-                made = generate_answer_records(contestant, [p.text for p in chunk], seed=0)
-                answers = [
-                    PooledAnswer(
-                        prompt=prompt,
-                        contestant=contestant,
-                        text=storable_text(answer.text),
-                        generation=storable_json(answer.record),
-                        max_new_tokens=int(settings.ARENA_MAX_NEW_TOKENS),
-                    )
-                    for prompt, answer in zip(chunk, made, strict=True)
-                ]
-                PooledAnswer.objects.bulk_create(answers, ignore_conflicts=True)
-                added += len(answers)
+                added += len(answer_pooled_prompts(contestant, chunk))
                 logger.info(
                     "pool: %s: %d of %d missing answers generated",
                     contestant.name,

@@ -28,7 +28,6 @@ from django.utils import timezone
 from contestants.models import Contestant
 from contestants.services import record_evaluation
 from core.exceptions import DomainError
-from core.text import storable_json, storable_text
 from submissions.accounting import Meter, Prices, Usage, co2e_g, cost_usd
 from submissions.checkpoint import CheckpointFacts, inspect_checkpoint
 from submissions.gguf import CONVERTED_NAME, GGUF_NAME, convert_gguf
@@ -347,40 +346,22 @@ ARENA_BATCH = 16
 
 def arena_answers_step(run: Run) -> Outcome:
     """Answers to every pooled prompt, so pool-mode battles can include the model at once."""
-    from arena.generation import generate_answer_records  # worker side: imports models_zoo
-    from arena.models import PooledAnswer, Prompt
+    from arena.models import Prompt
+    from arena.services import answer_pooled_prompts  # worker side: imports models_zoo
 
     missing = list(Prompt.objects.order_by("id").exclude(answers__contestant=run.contestant))
-    max_new_tokens = _arena_max_new_tokens()
     new_tokens, seconds = 0, 0.0
     for start in range(0, len(missing), ARENA_BATCH):
         run.progress("arena_answers", f"{start} of {len(missing)} pooled prompts answered")
         chunk = missing[start : start + ARENA_BATCH]
         started = time.monotonic()
-        records = generate_answer_records(run.contestant, [p.text for p in chunk], seed=0)
+        records = answer_pooled_prompts(run.contestant, chunk)
         seconds += time.monotonic() - started
         new_tokens += sum(int(answer.record.get("new_tokens") or 0) for answer in records)
-        pairs = list(zip(chunk, records, strict=True))
+        pairs = zip(chunk, records, strict=True)
         run.tokens += _count_tokens(run, [p.text + answer.text for p, answer in pairs])
-        PooledAnswer.objects.bulk_create(
-            [
-                PooledAnswer(
-                    prompt=p,
-                    contestant=run.contestant,
-                    text=storable_text(answer.text),
-                    generation=storable_json(answer.record),
-                    max_new_tokens=max_new_tokens,
-                )
-                for p, answer in pairs
-            ],
-            ignore_conflicts=True,
-        )
     data = {"answers": len(missing), **_rates("new_tokens", new_tokens, seconds)}
     return Outcome(f"{len(missing)} pooled prompts answered", data)
-
-
-def _arena_max_new_tokens() -> int:
-    return int(settings.ARENA_MAX_NEW_TOKENS)
 
 
 def _count_tokens(run: Run, texts: list[str]) -> int:
