@@ -159,14 +159,8 @@ def _batch_drawer(
     """
     if sampler == LEGACY_SAMPLER:
         rng = np.random.default_rng(seed)
-        return lambda first_round, rounds: draw_cells(outcomes, rng, rounds)
+        return lambda first_round, rounds: draw_cells_v1(outcomes.cells, rng, rounds)
     return lambda first_round, rounds: draw_cells_v2(outcomes.cells, seed, first_round, rounds)
-
-
-def draw_cells(outcomes: PairOutcomes, rng: np.random.Generator, rounds: int) -> FloatArray:
-    """Version 1's next ``rounds`` resamples of the cells from ``rng``, shape (rounds, P, 3),
-    each Multinomial(N, cells / N) (see :func:`evalcore.ratings.sampling.draw_cells_v1`)."""
-    return draw_cells_v1(outcomes.cells, rng, rounds)
 
 
 def percentile_interval(draws: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:

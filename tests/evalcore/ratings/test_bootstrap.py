@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import chisquare
 
 from evalcore.ratings import PairCounts, RatingParams, compute_ratings
-from evalcore.ratings.bootstrap import draw_cells
 from evalcore.ratings.bradley_terry import PairOutcomes, fit_strengths
+from evalcore.ratings.sampling import draw_cells_v1
 from tests.evalcore.ratings.synthetic import model_names, simulate
 
 RATING_PER_NAT = 400 / math.log(10)
@@ -46,7 +46,7 @@ def test_each_round_is_a_resample_of_the_votes_with_replacement():
     tallies = [tuple(np.bincount(votes[p], minlength=6)) for p in picks]
     law = Counter(tallies)
     rounds = 20_000
-    ours = draw_cells(outcomes, np.random.default_rng(0), rounds).reshape(rounds, -1)
+    ours = draw_cells_v1(outcomes.cells, np.random.default_rng(0), rounds).reshape(rounds, -1)
     seen = Counter(tuple(int(v) for v in row) for row in ours)
     assert set(seen) <= set(law)
     keys = sorted(law)

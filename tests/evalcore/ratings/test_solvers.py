@@ -8,10 +8,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from evalcore.ratings import PairCounts
-from evalcore.ratings.bootstrap import draw_cells
 from evalcore.ratings.bradley_terry import PairOutcomes, fit_strengths, make_objective
 from evalcore.ratings.graph import ScoreGraph
 from evalcore.ratings.newton import chord_inverse, minimise, refine
+from evalcore.ratings.sampling import draw_cells_v1
 from tests.evalcore.ratings.synthetic import model_names, simulate
 
 
@@ -24,7 +24,7 @@ def test_chord_refinement_matches_full_newton(method):
     )
     point = fit_strengths(outcomes, method=method, ridge=0.0)
     start = point.strengths if point.log_tie is None else np.append(point.strengths, point.log_tie)
-    cells = draw_cells(outcomes, np.random.default_rng(0), 40)
+    cells = draw_cells_v1(outcomes.cells, np.random.default_rng(0), 40)
     objective = make_objective(method, outcomes, cells)
     starts, ridge = np.tile(start, (40, 1)), np.zeros((40, start.size))
     reference = make_objective(method, outcomes, outcomes.cells[None]).derivatives(start[None])[1][
