@@ -13,7 +13,8 @@ RESULTS=/tmp/serving-results
 mkdir -p "$OUT" "$RESULTS"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 PYTEST=(python3 -m pytest -q -p no:django -o addopts="" -m gpu)
-stage() { echo "== $(date -u +%T) $*"; }
+# Each stage first packs what the earlier ones wrote: a run cut off at its limit still returns it.
+stage() { tar -C "$RESULTS" -cf "$OUT/results.tar" .; echo "== $(date -u +%T) $*"; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv
 stage "kernel tests"
@@ -38,4 +39,3 @@ timeout 200 python3 bench/serving.py --size 8b --rows ours ours-unfused hf-compi
     --batches 1 64 --hf-compile-batches 64 --step-repeats 2 --repeats 2 \
     --out "$RESULTS/serving_8b.md"
 stage "done"
-tar -C "$RESULTS" -cf "$OUT/results.tar" .
