@@ -624,6 +624,8 @@ def run_row(
     name: str,
     fn: Callable[[], torch.Tensor],
 ) -> None:
+    gc.collect()  # an earlier row's decoder (a reference cycle) must not count in this peak
+    torch.cuda.empty_cache()
     try:
         seconds, peak, out = timed(fn, 1 if name.startswith("hf dynamic") else args.repeats)
     except Exception as error:  # a failing baseline must not lose the other rows
