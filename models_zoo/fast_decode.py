@@ -640,18 +640,7 @@ class FastDecoder:
         # Prefill rotates with cos/sin (as the model does); decode steps with one batched
         # product by a per-position rotation matrix while that table stays small.
         self.cos, self.sin = _cos_sin(shape, max_length, self.dtype, self.device)
-        usable = (
-            self.plan is not None
-            and shape.schedule is None
-            and decode_kernels.is_available(self.cos, shape.head_dim)
-        )
-        self.fused = usable if fused_kernels is None else fused_kernels and usable
-        # Key splits of the decode attention kernel (1 unless rows x heads are too few).
-        self.splits = (
-            decode_kernels.attention_splits(batch_size * shape.kv_heads, max_length, self.device)
-            if self.fused
-            else 1
-        )
+        self.fused, self.splits = self._fused_kernels(fused_kernels)
         table_bytes = max_length * shape.head_dim**2 * torch.finfo(self.dtype).bits // 8
         self.rotation = (
             _rotation_table(shape, max_length, self.dtype, self.device)
@@ -663,6 +652,20 @@ class FastDecoder:
         )
         self._allocate_step_state()
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
+
+    def _fused_kernels(self, wanted: bool | None) -> tuple[bool, int]:
+        """Whether the layers run through :mod:`models_zoo.kernels.decode`, and the key splits
+        of its decode attention (1 unless rows x heads are too few to fill the GPU)."""
+        usable = (
+            self.plan is not None
+            and self.shape.schedule is None
+            and decode_kernels.is_available(self.cos, self.shape.head_dim)
+        )
+        fused = usable if wanted is None else wanted and usable
+        if not fused:
+            return False, 1
+        programs = self.batch_size * self.shape.kv_heads
+        return True, decode_kernels.attention_splits(programs, self.max_length, self.device)
 
     def _allocate_step_state(self) -> None:
         """Decode-step state: fixed buffers, so a captured graph reads and advances them."""
