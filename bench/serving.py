@@ -12,7 +12,10 @@ batch 1, 8 and 64 (``--batches``). Rows (same weights, same run; ``--rows``):
 - ``hf-compile``: ``cache_implementation="static"`` with transformers' automatic
   ``torch.compile`` (its fastest configuration), run last (batch 64 first): each batch size
   compiles anew;
-- optional: ``ours-eager``, ``hf-static`` (no compile), ``hf-dynamic``, ``ours-compile``.
+- optional: ``ours-eager``, ``hf-static`` (no compile), ``hf-dynamic``, ``ours-compile``,
+  ``ours-unfused`` (the graph decoder without the fused Triton layer kernels of
+  ``models_zoo.kernels.decode``: the previous round's step, for a same-run comparison; it also
+  adds a ``bf16-unfused`` row to the decode-step table).
 tokens/s counts new tokens only (prefill included in the time); memory is the peak allocated
 during the call. Results are printed as they come (a partial run still reports).
 
@@ -135,7 +138,7 @@ def read_bytes(model: LlamaForCausalLM) -> int:
 
 
 def step_rows(
-    models: list[tuple[str, LlamaForCausalLM]],
+    models: list[tuple[str, LlamaForCausalLM, bool | None]],
     batches: list[int],
     out: Path | None,
     bandwidth: float,
@@ -150,14 +153,16 @@ def step_rows(
         out,
     )
     report("|---|---|---|---|---|---|---|---|---|", out)
-    for name, model in models:
+    for name, model, fused in models:
         weights = read_bytes(model)
         config = model.config
         parameters = sum(p.numel() for p in model.parameters())
         for batch in batches:
             ids = torch.randint(1, config.vocab_size, (batch, PROMPT), device="cuda")
             mask = torch.ones_like(ids)
-            decoder = fast_decode.FastDecoder(model, batch_size=batch, max_length=PROMPT + NEW)
+            decoder = fast_decode.FastDecoder(
+                model, batch_size=batch, max_length=PROMPT + NEW, fused_kernels=fused
+            )
             prefill = median_seconds(
                 lambda d=decoder, i=ids, m=mask: d.generate(i, m, 1), step_repeats
             )
@@ -232,7 +237,10 @@ def report(line: str, out: Path | None) -> None:
             handle.write(line + "\n")
 
 
-ALL_ROWS = ("ours", "int8", "hf-compile", "ours-eager", "hf-static", "hf-dynamic", "ours-compile")
+ALL_ROWS = (
+    "ours", "int8", "hf-compile", "ours-eager", "hf-static", "hf-dynamic", "ours-compile",
+    "ours-unfused",
+)  # fmt: skip
 
 
 def main() -> None:
@@ -259,6 +267,9 @@ def main() -> None:
         help="only: the zoo's LongNet vs dense model decoding at these contexts",
     )
     parser.add_argument("--kernels", action="store_true", help="only: int8 kernel vs cuBLAS")
+    parser.add_argument(
+        "--layer-kernels", action="store_true", help="only: fused layer kernels vs unfused ops"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     SIZE = args.size
@@ -269,6 +280,9 @@ def main() -> None:
         return
     if args.kernels:
         kernel_rows(args, bandwidth)
+        return
+    if args.layer_kernels:
+        layer_kernel_rows(args, bandwidth)
         return
     model = build_model(0)
     vocab = model.config.vocab_size
@@ -302,7 +316,11 @@ def main() -> None:
             args.out,
         )
     if not args.skip_steps:
-        models = [("bf16", model)] + ([("int8", int8)] if int8 is not None else [])
+        models: list[tuple[str, LlamaForCausalLM, bool | None]] = [("bf16", model, None)]
+        if "ours-unfused" in args.rows:
+            models.append(("bf16-unfused", model, False))
+        if int8 is not None:
+            models.append(("int8", int8, None))
         step_rows(models, args.batches, args.out, bandwidth, peak, args.profile, args.step_repeats)
         report("", args.out)
     report(
@@ -340,6 +358,7 @@ def main() -> None:
                 ),
             ),
             "hf-dynamic": ("hf dynamic", lambda m=model, ids=ids: hf_generate(m, ids)),
+            "ours-unfused": ("ours unfused (graph)", unfused_call(model, ids)),
         }
         for key in args.rows:
             if key in table:
@@ -370,6 +389,23 @@ def main() -> None:
         return
     for batch, name, fn in sorted(late, key=lambda row: -row[0]):  # batch 64 first
         run_row(args, references, batch, name, fn)
+
+
+def unfused_call(model: LlamaForCausalLM, ids: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """``generate_fast``'s call on a decoder without the fused layer kernels (built on first
+    use, kept for the row's repeats like generate_fast's cached decoders)."""
+    decoders: list[fast_decode.FastDecoder] = []
+
+    def call() -> torch.Tensor:
+        if not decoders:
+            decoders.append(
+                fast_decode.FastDecoder(
+                    model, batch_size=ids.shape[0], max_length=PROMPT + NEW, fused_kernels=False
+                )
+            )
+        return decoders[0].generate(ids, torch.ones_like(ids), NEW)
+
+    return call
 
 
 def kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
@@ -419,6 +455,86 @@ def kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
                     args.out,
                 )
             torch.cuda.empty_cache()
+
+
+def layer_kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
+    """The fused layer kernels (models_zoo.kernels.decode) vs the ops they replace, one decode
+    step of one layer, cache of PROMPT + NEW rows with the mean valid count (PROMPT + NEW / 2)
+    written; floor = bytes the fused kernel must move over the measured copy bandwidth."""
+    report(
+        f"\n{datetime.date.today()} on {torch.cuda.get_device_name()}: fused layer kernels vs the "
+        f"unfused ops, one layer's decode step, bf16, median of do_bench; copy "
+        f"{bandwidth / 1e12:.2f} TB/s\n",
+        args.out,
+    )
+    report("| size | batch | op | unfused us | fused us | speed-up | fused floor us |", args.out)
+    report("|---|---|---|---|---|---|---|", args.out)
+    for size in ("134m", "1b", "8b"):
+        for batch in args.batches:
+            for op, slow, fast, floor in layer_kernel_case(size, batch, bandwidth):
+                report(
+                    f"| {size} | {batch} | {op} | {slow:.1f} | {fast:.1f} | {slow / fast:.2f}x | "
+                    f"{floor:.2f} |",
+                    args.out,
+                )
+
+
+def layer_kernel_case(
+    size: str, batch: int, bandwidth: float
+) -> list[tuple[str, float, float, float]]:
+    """(op, unfused us, fused us, fused floor us) for one size and batch."""
+    from triton.testing import do_bench
+
+    from models_zoo.kernels import decode as dk
+
+    def bench(fn: Callable[[], object]) -> float:
+        return float(do_bench(fn, warmup=25, rep=100, return_mode="median")) * 1e3
+
+    shape = SIZES[size]
+    H, Hkv = int(shape["num_attention_heads"]), int(shape["num_key_value_heads"])
+    D, inter = int(shape["hidden_size"]) // H, int(shape["intermediate_size"])
+    G, bf16, L, valid = H // Hkv, torch.bfloat16, PROMPT + NEW, PROMPT + NEW // 2
+    keys = torch.randn(batch, Hkv, L, D, device="cuda", dtype=bf16)
+    values = torch.randn_like(keys)
+    q = torch.randn(batch, H, D, device="cuda", dtype=bf16)
+    bias = torch.full((batch, L), float("-inf"), device="cuda", dtype=bf16)
+    bias[:, :valid] = 0
+    last = torch.tensor([valid - 1], device="cuda")
+    # The unfused decoder: query groups folded into the query length, mask over all L rows.
+    mask = bias[:, None, None].expand(batch, 1, G, L).reshape(batch, 1, G, L)
+    q4 = q.view(batch, Hkv, G, D)
+    rows = [(
+        "attention",
+        bench(lambda: F.scaled_dot_product_attention(q4, keys, values, attn_mask=mask)),
+        bench(lambda: dk.decode_attention(q, keys, values, bias, last, D**-0.5)),
+        (2 * batch * Hkv * valid * D * 2 + q.numel() * 4) / bandwidth * 1e6,
+    )]  # fmt: skip
+    qkv = torch.randn(batch, (H + 2 * Hkv) * D, device="cuda", dtype=bf16)
+    positions = torch.full((batch,), valid - 1, device="cuda")
+    cos = torch.randn(L, D, device="cuda", dtype=bf16)
+    sin = torch.randn_like(cos)
+    rotation = torch.randn(batch, D, D, device="cuda", dtype=bf16)
+
+    def rotary_unfused() -> None:
+        heads = qkv.view(batch, H + 2 * Hkv, D)
+        rotated = torch.bmm(heads[:, : H + Hkv], rotation)
+        keys.index_copy_(2, last, rotated[:, H:, None])
+        values.index_copy_(2, last, heads[:, H + Hkv :, None])
+
+    rows.append((
+        "rotary + cache write",
+        bench(rotary_unfused),
+        bench(lambda: dk.rotary_to_cache(qkv, positions, cos, sin, keys, values, last, H)),
+        (qkv.numel() * 2 + batch * H * D * 2 + 2 * batch * Hkv * D * 2) / bandwidth * 1e6,
+    ))  # fmt: skip
+    gate_up = torch.randn(batch, 2 * inter, device="cuda", dtype=bf16)
+    rows.append((
+        "SwiGLU",
+        bench(lambda: F.silu(gate_up[:, :inter]) * gate_up[:, inter:]),
+        bench(lambda: dk.swiglu(gate_up)),
+        gate_up.numel() * 3 / bandwidth * 1e6,
+    ))  # fmt: skip
+    return rows
 
 
 ZOO_SIZES = {"vocab_size": 32000, "hidden_size": 2048, "num_hidden_layers": 8,
@@ -508,6 +624,8 @@ def run_row(
     name: str,
     fn: Callable[[], torch.Tensor],
 ) -> None:
+    gc.collect()  # an earlier row's decoder (a reference cycle) must not count in this peak
+    torch.cuda.empty_cache()
     try:
         seconds, peak, out = timed(fn, 1 if name.startswith("hf dynamic") else args.repeats)
     except Exception as error:  # a failing baseline must not lose the other rows

@@ -25,6 +25,11 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   the output projections (``addmm_``), attention is one SDPA call with an additive mask that the
   step updates in place, and grouped-query attention folds the query groups into the query
   length instead of repeating the cache. About 12 kernels per layer instead of ~45.
+- on CUDA, dense-attention models run their layers through the Triton kernels of
+  :mod:`models_zoo.kernels.decode` instead: rotary + K/V cache write in one kernel (prefill
+  too), a grouped-query decode attention kernel that reads only the cache rows written so far
+  (the row count is read on the device, so the captured graph follows it), and a fused SwiGLU:
+  9 kernels per layer. LongNet's decode step keeps its gathered-key SDPA.
 
 On CPU (no graphs; a batch-1 decode step streams every weight once, so it is bound by memory
 bandwidth and per-op overhead) the dense float32 projections run on copies of their weights packed
@@ -55,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models_zoo.kernels import cpu_gemv, int8_matmul
+from models_zoo.kernels import decode as decode_kernels
 from models_zoo.quantization import Int8BlockLinear
 
 logger = logging.getLogger(__name__)
@@ -567,9 +573,11 @@ class _Rotary:
 class _StepInputs:
     """What every layer of one forward pass shares."""
 
-    rotary: _Rotary
+    rotary: _Rotary | None  # None: the fused rotary kernel reads cos/sin itself
+    positions: torch.Tensor  # (B*T,) rotary positions
     write_at: torch.Tensor  # (T,) cache indices of the new tokens
     mask: torch.Tensor | None  # additive, (B, 1, G*T, visible keys)
+    decode_bias: torch.Tensor | None  # fused decode step: the additive key mask (B, L)
     gathered: tuple[torch.Tensor, torch.Tensor] | None  # LongNet decode step
     visible: int | None  # cache rows attended over; None: all
 
@@ -585,6 +593,9 @@ class FastDecoder:
             (off for a CPU-offloaded model, whose weights move every call).
         compile_step: ``torch.compile`` the decode step (fuses its elementwise kernels) before
             it is captured; costs a compile per batch size and length bucket.
+        fused_kernels: run the layers through :mod:`models_zoo.kernels.decode` (rotary + cache
+            write, decode attention over the written rows, SwiGLU; Triton); default: where
+            they apply (CUDA, dense attention, a power-of-two head dim, Triton importable).
     """
 
     def __init__(
@@ -595,6 +606,7 @@ class FastDecoder:
         max_length: int,
         use_cuda_graph: bool | None = None,
         compile_step: bool = False,
+        fused_kernels: bool | None = None,
     ) -> None:
         self.model = model
         self.shape = _llama_shape(model)
@@ -628,10 +640,11 @@ class FastDecoder:
         # Prefill rotates with cos/sin (as the model does); decode steps with one batched
         # product by a per-position rotation matrix while that table stays small.
         self.cos, self.sin = _cos_sin(shape, max_length, self.dtype, self.device)
+        self.fused, self.splits = self._fused_kernels(fused_kernels)
         table_bytes = max_length * shape.head_dim**2 * torch.finfo(self.dtype).bits // 8
         self.rotation = (
             _rotation_table(shape, max_length, self.dtype, self.device)
-            if table_bytes <= ROTATION_TABLE_BYTES
+            if table_bytes <= ROTATION_TABLE_BYTES and not self.fused
             else None
         )
         self.dilated = (
@@ -639,6 +652,20 @@ class FastDecoder:
         )
         self._allocate_step_state()
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
+
+    def _fused_kernels(self, wanted: bool | None) -> tuple[bool, int]:
+        """Whether the layers run through :mod:`models_zoo.kernels.decode`, and the key splits
+        of its decode attention (1 unless rows x heads are too few to fill the GPU)."""
+        usable = (
+            self.plan is not None
+            and self.shape.schedule is None
+            and decode_kernels.is_available(self.cos, self.shape.head_dim)
+        )
+        fused = usable if wanted is None else wanted and usable
+        if not fused:
+            return False, 1
+        programs = self.batch_size * self.shape.kv_heads
+        return True, decode_kernels.attention_splits(programs, self.max_length, self.device)
 
     def _allocate_step_state(self) -> None:
         """Decode-step state: fixed buffers, so a captured graph reads and advances them."""
@@ -679,10 +706,13 @@ class FastDecoder:
         """
         inner, plan = self.model.model, self.plan
         B, T = tokens.shape
+        fused_step = self.fused and T == 1 and mask is not None
         step = _StepInputs(
-            rotary=self._rotary(positions),
+            rotary=None if self.fused else self._rotary(positions),
+            positions=positions.reshape(-1),
             write_at=write_at,
-            mask=self._attention_bias(mask, T, visible),
+            mask=None if fused_step else self._attention_bias(mask, T, visible),
+            decode_bias=self._decode_bias(mask) if fused_step else None,
             gathered=self.dilated.keys(positions) if T == 1 and self.dilated is not None else None,
             visible=visible,
         )
@@ -716,6 +746,15 @@ class FastDecoder:
             mask = mask[:, :, None].expand(B, 1, G, T, L).reshape(B, 1, G * T, L)
         return mask
 
+    def _decode_bias(self, mask: torch.Tensor | None) -> torch.Tensor:
+        """A decode step's ``(B, 1, 1, L)`` key mask as the ``(B, L)`` additive bias of the
+        fused attention kernel (the decoder's own ``key_bias`` is already additive)."""
+        assert mask is not None and mask.shape[1:3] == (1, 1)
+        if mask.dtype == torch.bool:
+            bias = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device)
+            mask = bias.masked_fill_(~mask, float("-inf"))
+        return mask.view(mask.shape[0], mask.shape[-1])
+
     def _rotary(self, positions: torch.Tensor) -> _Rotary:
         """Decode steps: rotation matrices ``(B, D, D)`` while the table exists; else cos/sin
         ``(B*T, 1, D)``."""
@@ -730,6 +769,9 @@ class FastDecoder:
         """Decoder layer ``index`` over ``x`` (B*T, C); its keys/values go to the cache."""
         layer = self.model.model.layers[index]
         lp = self.plan.layers[index] if self.plan is not None else None
+        if self.fused and lp is not None:
+            return self._fused_layer(layer, lp, index, x, B, T, step)
+        assert step.rotary is not None
         q, k, v = self._qkv(layer, lp, x, B, T, step.rotary)
         self.keys[index].index_copy_(2, step.write_at, k)
         self.values[index].index_copy_(2, step.write_at, v)
@@ -744,6 +786,39 @@ class FastDecoder:
         gate_up = lp.gate_up(h)  # (B*T, 2 I)
         width = gate_up.shape[-1] // 2
         return lp.down.add_to(x, F.silu(gate_up[:, :width]) * gate_up[:, width:])
+
+    def _fused_layer(
+        self,
+        layer: LlamaShaped,
+        lp: _LayerPlan,
+        index: int,
+        x: torch.Tensor,
+        B: int,
+        T: int,
+        step: _StepInputs,
+    ) -> torch.Tensor:
+        """:meth:`_layer` through the fused kernels: 9 launches per decode step of a layer
+        (2 norms, 4 products, rotary + cache write, attention, SwiGLU) instead of ~14."""
+        H, D = self.shape.heads, self.shape.head_dim
+        keys, values = self.keys[index], self.values[index]
+        qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
+        q = decode_kernels.rotary_to_cache(
+            qkv, step.positions, self.cos, self.sin, keys, values, step.write_at, H
+        )  # (B*T, H, D); keys and values written at write_at
+        if step.decode_bias is not None:
+            out = decode_kernels.decode_attention(
+                q.view(B, H, D), keys, values, step.decode_bias, step.write_at,
+                self.shape.scaling, self.splits,
+            )  # fmt: skip
+        else:  # prefill: its tokens went to cache rows 0 .. T-1 (write_at = arange(T))
+            q_heads = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+            new_keys, new_values = keys[:, :, :T], values[:, :, :T]  # (B, H_kv, T, D)
+            out = self._attend(q_heads, new_keys, new_values, index, step.mask, None, step.visible)
+        x = lp.o.add_to(x, out)
+        h = lp.norm2(x)
+        if lp.gate_up is None or lp.down is None:
+            return x + layer.mlp(h)
+        return lp.down.add_to(x, decode_kernels.swiglu(lp.gate_up(h)))
 
     def _qkv(
         self,

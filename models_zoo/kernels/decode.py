@@ -1,0 +1,502 @@
+"""Fused kernels of the fast decoder's layer (Triton): rotary + cache write, decode attention,
+SwiGLU.
+
+A decode step of a 1B Llama at batch 64 ran ~15 kernels per layer, and a third of the step was
+not matrix products (bench/NOTES.md, issue 19): cuDNN's SDPA took 24 us per layer for 64 rows x
+<= 256 keys (about twice the bytes it must read, since it reads every cache slot), and rotary
+(a batched product by a rotation matrix), two ``index_copy_`` cache writes and ``silu`` + ``mul``
+were five more launches. The three kernels here replace them:
+
+- :func:`rotary_to_cache`: one program per token rotates its query and key heads with the cos/sin
+  table rows of its position (``x * cos + rotate_half(x) * sin``, computed in float32, rounded
+  once), writes the queries to a ``(B*T, H, D)`` buffer and the rotated keys and the values
+  straight into the static cache at the token's cache index (prefill and decode);
+- :func:`decode_attention`: one query token per row over the cache rows ``0 .. last`` (``last``
+  read on the device, so a captured graph attends over the rows written so far, not the whole
+  static cache), with the additive key mask of the decoder (padding). Grouped-query aware: a
+  program owns one (row, key/value head) and its ``G`` query heads, so every cache row is read
+  once. FlashAttention-style online softmax in float32 (exp2). When rows x heads are too few to
+  fill the chip (batch 1, long caches), the keys are split across programs (flash-decoding) and a
+  second kernel merges the partial results by their log-sum-exp;
+- :func:`swiglu`: ``silu(gate) * up`` of the fused gate/up product in one pass, float32 inside,
+  rounded once.
+
+Each has a plain PyTorch reference (``*_reference``) that the tests compare against on random
+inputs. Triton is imported guarded: without it the module imports and :func:`is_available` is
+false. With ``TRITON_INTERPRET=1`` set before import, CPU tensors run through Triton's
+interpreter (a CPU test).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+try:  # Triton is optional: CPU-only installs (CI) have no Triton.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised on machines without Triton
+    triton = None
+    tl = None
+
+LOG2_E = 1.4426950408889634
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+BLOCK_KEYS = 64  # cache rows per attention loop step
+MIN_SPLIT_KEYS = 256  # a split of the keys (flash-decoding) covers at least this many rows
+SWIGLU_BLOCK = 1024
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def is_available(x: torch.Tensor, head_dim: int) -> bool:
+    """Whether the kernels can run on tensors like ``x`` with this head dim.
+
+    True for CUDA tensors of a supported dtype and a power-of-two head dim in [16, 256] when
+    Triton is importable (or for CPU tensors under ``TRITON_INTERPRET=1``).
+    """
+    if triton is None or x.dtype not in SUPPORTED_DTYPES:
+        return False
+    if head_dim < 16 or head_dim > 256 or head_dim & (head_dim - 1):
+        return False
+    return x.is_cuda or (x.device.type == "cpu" and _interpreting())
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# --- references (plain PyTorch; the kernels' ground truth) -----------------------------------
+
+
+def rotary_to_cache_reference(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    write_at: torch.Tensor,
+    heads: int,
+) -> torch.Tensor:
+    """What :func:`rotary_to_cache` computes, in plain PyTorch (float32 inside, rounded once).
+
+    Notation: B batch, T tokens per row, H/H_kv heads, D head dim, L cache length.
+
+    Args:
+        qkv: ``(B*T, (H + 2 H_kv) D)``, the fused q/k/v projection of the tokens.
+        positions: ``(B*T,)`` rotary positions; cos, sin: ``(>= max position + 1, D)`` tables.
+        keys, values: ``(B, H_kv, L, D)`` caches, written at ``write_at`` ``(T,)`` in place.
+
+    Returns:
+        ``(B*T, H, D)`` rotated queries.
+    """
+    B, Hkv, _, D = keys.shape
+    N = qkv.shape[0]
+    T = N // B
+    x = qkv.view(N, heads + 2 * Hkv, D)
+    c = cos[positions].float()[:, None]  # (N, 1, D)
+    s = sin[positions].float()[:, None]
+    rotated_in = x[:, : heads + Hkv].float()
+    half = D // 2
+    swapped = torch.cat((-rotated_in[..., half:], rotated_in[..., :half]), dim=-1)
+    rotated = (rotated_in * c + swapped * s).to(qkv.dtype)  # (N, H + H_kv, D)
+    k = rotated[:, heads:].view(B, T, Hkv, D).transpose(1, 2)  # (B, H_kv, T, D)
+    v = x[:, heads + Hkv :].view(B, T, Hkv, D).transpose(1, 2)
+    keys.index_copy_(2, write_at, k)
+    values.index_copy_(2, write_at, v)
+    return rotated[:, :heads].contiguous()
+
+
+def decode_attention_reference(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    bias: torch.Tensor,
+    last: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """What :func:`decode_attention` computes: SDPA of one query per row over cache rows
+    ``0 .. last`` with an additive key mask, in float32.
+
+    Args:
+        q: ``(B, H, D)``; keys, values: ``(B, H_kv, L, D)``; head h reads kv head ``h // G``.
+        bias: ``(B, L)`` additive mask (0 / -inf); last: ``(1,)`` index of the last valid row.
+
+    Returns:
+        ``(B, H*D)`` in ``q.dtype``.
+    """
+    B, H, D = q.shape
+    Hkv = keys.shape[1]
+    length = int(last[0]) + 1
+    k = keys[:, :, :length].float().repeat_interleave(H // Hkv, dim=1)  # (B, H, length, D)
+    v = values[:, :, :length].float().repeat_interleave(H // Hkv, dim=1)
+    mask = bias[:, None, None, :length].float()  # (B, 1, 1, length)
+    out = F.scaled_dot_product_attention(q.float()[:, :, None], k, v, attn_mask=mask, scale=scale)
+    return out.reshape(B, H * D).to(q.dtype)
+
+
+def swiglu_reference(gate_up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up`` for ``gate_up`` ``(N, 2 I)`` = [gate | up], float32 inside."""
+    width = gate_up.shape[-1] // 2
+    gate, up = gate_up[:, :width].float(), gate_up[:, width:].float()
+    return (F.silu(gate) * up).to(gate_up.dtype)
+
+
+# --- kernels ------------------------------------------------------------------------------------
+
+if triton is not None:
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _rotary_cache_kernel(  # type: ignore[no-untyped-def]  # Triton kernel arguments are untyped
+        QKV,
+        POS,
+        COS,
+        SIN,
+        WRITE,
+        Q,
+        K,
+        V,
+        T,
+        stride_qkv,
+        stride_cos,
+        stride_sin,
+        stride_kb,
+        stride_kh,
+        stride_kl,
+        stride_vb,
+        stride_vh,
+        stride_vl,
+        H: tl.constexpr,
+        HKV: tl.constexpr,
+        HALF: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_KV: tl.constexpr,
+    ) -> None:
+        # One program per token: its H query and H_kv key heads as (BLOCK_H, D/2) halves, then
+        # its H_kv value heads copied to the cache.
+        token = tl.program_id(0).to(tl.int64)
+        b = token // T
+        t = token % T
+        pos = tl.load(POS + token).to(tl.int64)
+        slot = tl.load(WRITE + t).to(tl.int64)
+        heads = tl.arange(0, BLOCK_H)
+        d = tl.arange(0, HALF)
+        rotated = heads < H + HKV
+        row = QKV + token * stride_qkv
+        x_ptrs = row + heads[:, None] * (2 * HALF) + d[None, :]
+        x1 = tl.load(x_ptrs, mask=rotated[:, None], other=0.0).to(tl.float32)
+        x2 = tl.load(x_ptrs + HALF, mask=rotated[:, None], other=0.0).to(tl.float32)
+        c1 = tl.load(COS + pos * stride_cos + d).to(tl.float32)
+        c2 = tl.load(COS + pos * stride_cos + HALF + d).to(tl.float32)
+        s1 = tl.load(SIN + pos * stride_sin + d).to(tl.float32)
+        s2 = tl.load(SIN + pos * stride_sin + HALF + d).to(tl.float32)
+        # x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1]
+        o1 = x1 * c1[None, :] - x2 * s1[None, :]
+        o2 = x2 * c2[None, :] + x1 * s2[None, :]
+        is_q = heads < H
+        is_k = (heads >= H) & rotated
+        q_ptrs = Q + token * (H * 2 * HALF) + heads[:, None] * (2 * HALF) + d[None, :]
+        tl.store(q_ptrs, o1.to(Q.dtype.element_ty), mask=is_q[:, None])
+        tl.store(q_ptrs + HALF, o2.to(Q.dtype.element_ty), mask=is_q[:, None])
+        kv_head = tl.maximum(heads - H, 0)
+        k_ptrs = K + b * stride_kb + kv_head[:, None] * stride_kh + slot * stride_kl + d[None, :]
+        tl.store(k_ptrs, o1.to(K.dtype.element_ty), mask=is_k[:, None])
+        tl.store(k_ptrs + HALF, o2.to(K.dtype.element_ty), mask=is_k[:, None])
+        v_heads = tl.arange(0, BLOCK_KV)
+        dv = tl.arange(0, 2 * HALF)
+        is_v = v_heads < HKV
+        v_in = row + (H + HKV) * (2 * HALF) + v_heads[:, None] * (2 * HALF) + dv[None, :]
+        v = tl.load(v_in, mask=is_v[:, None], other=0.0)
+        v_out = V + b * stride_vb + v_heads[:, None] * stride_vh + slot * stride_vl + dv[None, :]
+        tl.store(v_out, v.to(V.dtype.element_ty), mask=is_v[:, None])
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _decode_attention_kernel(  # type: ignore[no-untyped-def]
+        Q,
+        K,
+        V,
+        BIAS,
+        LAST,
+        Out,
+        Part,
+        PartM,
+        PartL,
+        stride_qb,
+        stride_qh,
+        stride_kb,
+        stride_kh,
+        stride_kl,
+        stride_vb,
+        stride_vh,
+        stride_vl,
+        stride_bias,
+        stride_ob,
+        chunk,
+        scale_log2,
+        G: tl.constexpr,
+        BLOCK_G: tl.constexpr,
+        D: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        SPLITS: tl.constexpr,
+        IEEE: tl.constexpr,
+    ) -> None:
+        # One program: row b, kv head h_kv, its G query heads (padded to BLOCK_G >= 16 rows for
+        # the tensor cores), keys [split * chunk, min((split + 1) * chunk, last + 1)).
+        b = tl.program_id(0).to(tl.int64)
+        kv_head = tl.program_id(1)
+        split = tl.program_id(2)
+        length = tl.load(LAST).to(tl.int32) + 1
+        start = split * chunk
+        end = tl.minimum(start + chunk, length)
+        g = tl.arange(0, BLOCK_G)
+        d = tl.arange(0, D)
+        in_group = g < G
+        heads = kv_head * G + g
+        q = tl.load(
+            Q + b * stride_qb + heads[:, None] * stride_qh + d[None, :],
+            mask=in_group[:, None],
+            other=0.0,
+        )
+        k_base = K + b * stride_kb + kv_head * stride_kh
+        v_base = V + b * stride_vb + kv_head * stride_vh
+        m_i = tl.full((BLOCK_G,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BLOCK_G,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_G, D), dtype=tl.float32)
+        for n0 in range(start, end, BLOCK_N):
+            n = n0 + tl.arange(0, BLOCK_N)
+            valid = n < end
+            k = tl.load(
+                k_base + n[:, None] * stride_kl + d[None, :], mask=valid[:, None], other=0.0
+            )
+            if IEEE:
+                s = tl.dot(q, tl.trans(k), input_precision="ieee")
+            else:
+                s = tl.dot(q, tl.trans(k))
+            bias = tl.load(BIAS + b * stride_bias + n, mask=valid, other=float("-inf"))
+            s = s * scale_log2 + bias.to(tl.float32)[None, :] * 1.4426950408889634
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            # A block whose keys are all masked (left padding) leaves m at -inf: shift by 0.
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(s - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(
+                v_base + n[:, None] * stride_vl + d[None, :], mask=valid[:, None], other=0.0
+            )
+            if IEEE:
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+            else:
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+        if SPLITS == 1:
+            out = acc / l_i[:, None]
+            out_ptrs = Out + b * stride_ob + heads[:, None] * D + d[None, :]
+            tl.store(out_ptrs, out.to(Out.dtype.element_ty), mask=in_group[:, None])
+        else:
+            # Partials (B, H, SPLITS, ...) in float32: unnormalised acc, running max, sum.
+            row = (b * (tl.num_programs(1) * G) + heads) * SPLITS + split
+            tl.store(Part + row[:, None] * D + d[None, :], acc, mask=in_group[:, None])
+            tl.store(PartM + row, m_i, mask=in_group)
+            tl.store(PartL + row, l_i, mask=in_group)
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _merge_splits_kernel(  # type: ignore[no-untyped-def]
+        Part,
+        PartM,
+        PartL,
+        Out,
+        H,
+        stride_ob,
+        D: tl.constexpr,
+        SPLITS: tl.constexpr,
+        BLOCK_S: tl.constexpr,
+    ) -> None:
+        # One program per (row, head): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+        pid = tl.program_id(0).to(tl.int64)
+        b = pid // H
+        head = pid % H
+        s = tl.arange(0, BLOCK_S)
+        d = tl.arange(0, D)
+        used = s < SPLITS
+        m = tl.load(PartM + pid * SPLITS + s, mask=used, other=float("-inf"))
+        l_s = tl.load(PartL + pid * SPLITS + s, mask=used, other=0.0)
+        m_max = tl.max(m, 0)  # finite: the query's own key lies in one split
+        w = tl.math.exp2(m - m_max)
+        acc = tl.load(
+            Part + (pid * SPLITS + s)[:, None] * D + d[None, :], mask=used[:, None], other=0.0
+        )
+        out = tl.sum(acc * w[:, None], 0) / tl.sum(l_s * w, 0)
+        tl.store(Out + b * stride_ob + head * D + d, out.to(Out.dtype.element_ty))
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _swiglu_kernel(  # type: ignore[no-untyped-def]
+        X,
+        Out,
+        width,
+        stride_x,
+        stride_o,
+        BLOCK: tl.constexpr,
+    ) -> None:
+        row = tl.program_id(0).to(tl.int64)
+        col = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        inside = col < width
+        gate = tl.load(X + row * stride_x + col, mask=inside, other=0.0).to(tl.float32)
+        up = tl.load(X + row * stride_x + width + col, mask=inside, other=0.0).to(tl.float32)
+        out = gate / (1.0 + tl.exp(-gate)) * up
+        tl.store(Out + row * stride_o + col, out.to(Out.dtype.element_ty), mask=inside)
+
+
+# --- wrappers -----------------------------------------------------------------------------------
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # a raw Triton launch: run it eagerly
+def rotary_to_cache(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    write_at: torch.Tensor,
+    heads: int,
+) -> torch.Tensor:
+    """Rotate queries and keys of new tokens; write keys and values into the cache.
+
+    Same arguments and result as :func:`rotary_to_cache_reference`; ``qkv`` rows contiguous,
+    ``positions`` and ``write_at`` contiguous integer tensors on the same device.
+    """
+    B, Hkv, _, D = keys.shape
+    N = qkv.shape[0]
+    assert qkv.stride(1) == 1 and qkv.shape[1] == (heads + 2 * Hkv) * D and N % B == 0
+    assert keys.stride(3) == 1 and values.stride(3) == 1 and cos.stride(1) == 1
+    q = torch.empty(N, heads, D, dtype=qkv.dtype, device=qkv.device)
+    _rotary_cache_kernel[(N,)](
+        qkv,
+        positions,
+        cos,
+        sin,
+        write_at,
+        q,
+        keys,
+        values,
+        N // B,
+        qkv.stride(0),
+        cos.stride(0),
+        sin.stride(0),
+        *keys.stride()[:3],
+        *values.stride()[:3],
+        H=heads,
+        HKV=Hkv,
+        HALF=D // 2,
+        BLOCK_H=_pow2(heads + Hkv),
+        BLOCK_KV=_pow2(Hkv),
+        num_warps=4,
+    )
+    return q
+
+
+def attention_splits(programs: int, max_length: int, device: torch.device) -> int:
+    """Key splits for :func:`decode_attention`: enough programs to fill the GPU twice, each
+    split at least ``MIN_SPLIT_KEYS`` cache rows (1 for a short cache or a large batch)."""
+    if device.type == "cuda":
+        processors = torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        processors = 4  # the interpreter: exercise splitting on small caches too
+    wanted = -(-2 * processors // programs)
+    return max(1, min(wanted, -(-max_length // MIN_SPLIT_KEYS)))
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # a raw Triton launch: run it eagerly
+def decode_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    bias: torch.Tensor,
+    last: torch.Tensor,
+    scale: float,
+    splits: int = 1,
+) -> torch.Tensor:
+    """One query per row over cache rows ``0 .. last``; see :func:`decode_attention_reference`.
+
+    Args:
+        q: ``(B, H, D)`` with contiguous head rows; keys, values: ``(B, H_kv, L, D)``.
+        bias: ``(B, L)`` additive key mask; last: ``(1,)`` integer tensor on the device (read
+            by the kernel, so a captured graph follows it).
+        scale: softmax scale; splits: key splits (:func:`attention_splits`).
+
+    Returns:
+        ``(B, H*D)`` in ``q.dtype``.
+    """
+    B, H, D = q.shape
+    Hkv, L = keys.shape[1], keys.shape[2]
+    G = H // Hkv
+    assert q.stride(2) == 1 and keys.stride(3) == 1 and values.stride(3) == 1
+    assert bias.shape == (B, L) and bias.stride(1) == 1 and H % Hkv == 0
+    out = torch.empty(B, H * D, dtype=q.dtype, device=q.device)
+    chunk = -(-L // splits)
+    chunk = -(-chunk // BLOCK_KEYS) * BLOCK_KEYS
+    if splits > 1:
+        part = torch.empty(B * H * splits, D, dtype=torch.float32, device=q.device)
+        part_m = torch.empty(B * H * splits, dtype=torch.float32, device=q.device)
+        part_l = torch.empty_like(part_m)
+    else:
+        part = part_m = part_l = out  # unused
+    _decode_attention_kernel[(B, Hkv, splits)](
+        q,
+        keys,
+        values,
+        bias,
+        last,
+        out,
+        part,
+        part_m,
+        part_l,
+        q.stride(0),
+        q.stride(1),
+        *keys.stride()[:3],
+        *values.stride()[:3],
+        bias.stride(0),
+        out.stride(0),
+        chunk,
+        scale * LOG2_E,
+        G=G,
+        BLOCK_G=max(16, _pow2(G)),
+        D=D,
+        BLOCK_N=BLOCK_KEYS,
+        SPLITS=splits,
+        IEEE=q.dtype == torch.float32,
+        num_warps=4,
+        num_stages=2,
+    )
+    if splits > 1:
+        _merge_splits_kernel[(B * H,)](
+            part,
+            part_m,
+            part_l,
+            out,
+            H,
+            out.stride(0),
+            D=D,
+            SPLITS=splits,
+            BLOCK_S=_pow2(splits),
+            num_warps=4,
+        )
+    return out
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # a raw Triton launch: run it eagerly
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up`` for ``gate_up`` ``(N, 2 I)`` with contiguous rows; ``(N, I)``."""
+    N, double = gate_up.shape
+    width = double // 2
+    assert gate_up.stride(1) == 1 and double == 2 * width
+    out = torch.empty(N, width, dtype=gate_up.dtype, device=gate_up.device)
+    _swiglu_kernel[(N, math.ceil(width / SWIGLU_BLOCK))](
+        gate_up, out, width, gate_up.stride(0), out.stride(0), BLOCK=SWIGLU_BLOCK, num_warps=4
+    )
+    return out
