@@ -45,7 +45,10 @@ WIDE_TOKEN_BUDGET = 32768  # padded query tokens per pass
 # rows x (prefix + width) per pass: the broadcast prefix KV is copied once per row, so this
 # bounds that copy (64 KB a token for a 1B Llama with 8 KV heads: 256k tokens are 16 GB).
 WIDE_KEY_BUDGET = 131072
-MIN_PREFIX_TOKENS = 32  # fewest recomputed tokens a group prefix must save to run apart
+MIN_PREFIX_TOKENS = 32  # fewest tokens a group prefix must be long to run apart ...
+# ... and fewest it must save: a group costs a prefix pass and passes of its own (k = 0 RTE:
+# docs that share a premise made slower calls, bench/RESULTS.md 2026-12-07).
+MIN_GROUP_SAVING = 4096
 PADDING_SLACK = 4  # a pass's rows keep 1 - 1/PADDING_SLACK of its width ...
 MIN_PASS_TOKENS = 4096  # ... once it holds this many tokens (smaller passes take any row)
 SUPPORTED_ATTENTION = ("sdpa", "eager")  # implementations that take a custom 4D mask
@@ -85,7 +88,8 @@ class WideScorer:
         model: A transformers causal LM (``base_model`` + output embeddings) whose forward
             takes ``position_ids`` and a 4D boolean attention mask.
         cache_argument: The forward argument that takes a cache (``past_key_values``/``cache``).
-        min_prefix_tokens: Fewest recomputed tokens a group prefix must save to run apart.
+        min_prefix_tokens: Fewest tokens a group prefix must have to run apart.
+        min_group_saving: Fewest recomputed tokens a group prefix must save to run apart.
         share_prefix: Run group prefixes once (off: every row recomputes its whole input).
         token_budget: Most padded tokens per pass.
         key_budget: Most rows x (prefix + width) per pass.
@@ -99,6 +103,7 @@ class WideScorer:
         *,
         cache_argument: str,
         min_prefix_tokens: int = MIN_PREFIX_TOKENS,
+        min_group_saving: int = MIN_GROUP_SAVING,
         pad_token: int = 0,
         share_prefix: bool = True,
         token_budget: int = WIDE_TOKEN_BUDGET,
@@ -108,6 +113,7 @@ class WideScorer:
         self.device = next(model.parameters()).device
         self.cache_argument = cache_argument
         self.min_prefix_tokens = min_prefix_tokens
+        self.min_group_saving = min_group_saving
         self.pad_token = pad_token
         self.share_prefix = share_prefix
         self.token_budget = token_budget
@@ -133,7 +139,8 @@ class WideScorer:
             ValueError: If a request has no context token.
         """
         contexts = _contexts(_sequences(requests))
-        groups = _prefix_groups(contexts, self.min_prefix_tokens if self.share_prefix else -1)
+        minimum = self.min_prefix_tokens if self.share_prefix else -1
+        groups = _prefix_groups(contexts, minimum, self.min_group_saving)
         prefixes = [group[0][0].tokens[:length] for group, length in groups]
         passes: list[_Pass] = []
         for index, (group, length) in enumerate(groups):
@@ -214,7 +221,7 @@ def _contexts(sequences: list[_Sequence]) -> list[list[_Sequence]]:
 
 
 def _prefix_groups(
-    contexts: list[list[_Sequence]], min_prefix_tokens: int
+    contexts: list[list[_Sequence]], min_prefix_tokens: int, min_saving: int
 ) -> list[tuple[list[list[_Sequence]], int]]:
     """Consecutive runs of sorted ``contexts`` sharing a prefix worth running once: each run's
     contexts and prefix length (0: no shared prefix; all such contexts form one run).
@@ -222,7 +229,8 @@ def _prefix_groups(
     A context joins the run while its common prefix with the previous one (capped where any
     input's first scored position lies) is at least ``min_prefix_tokens`` and at least half the
     run's prefix so far, so one context that shares little does not shrink a demonstration
-    block. ``min_prefix_tokens`` < 0 turns sharing off."""
+    block. A run whose prefix saves fewer than ``min_saving`` tokens is not worth its passes.
+    ``min_prefix_tokens`` < 0 turns sharing off."""
     runs: list[tuple[list[list[_Sequence]], int]] = []
     for members in contexts:
         free = min(sequence.free_prefix for sequence in members)
@@ -235,13 +243,15 @@ def _prefix_groups(
                 runs[-1] = (group + [members], common)
                 continue
         runs.append(([members], free))
-    kept = [run for run in runs if _worth(*run, min_prefix_tokens)]
-    loose = [members for run in runs if not _worth(*run, min_prefix_tokens) for members in run[0]]
+    if min_prefix_tokens < 0:
+        min_saving = -1
+    kept = [run for run in runs if _worth(*run, min_saving)]
+    loose = [members for run in runs if not _worth(*run, min_saving) for members in run[0]]
     return kept + ([(loose, 0)] if loose else [])
 
 
-def _worth(group: list[list[_Sequence]], shared: int, min_prefix_tokens: int) -> bool:
-    return min_prefix_tokens >= 0 and (len(group) - 1) * shared >= max(min_prefix_tokens, 1)
+def _worth(group: list[list[_Sequence]], shared: int, min_saving: int) -> bool:
+    return min_saving >= 0 and (len(group) - 1) * shared >= max(min_saving, 1)
 
 
 def _rows(contexts: list[list[_Sequence]], prefix: int) -> list[_Row]:

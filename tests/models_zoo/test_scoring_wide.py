@@ -6,6 +6,7 @@ across batch sizes and request orders on CUDA, where bit identity across shapes 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from collections.abc import Iterator
@@ -86,7 +87,9 @@ def model(request: pytest.FixtureRequest) -> Any:
 def test_wide_scores_equal_the_full_forward_pass_on_random_requests(model: Any, seed: int) -> None:
     requests = _random_requests(seed, model.config.vocab_size)
     expected, expected_greedy = _reference(model, requests)
-    scorer = WideScorer(model, cache_argument=_cache_argument(model), min_prefix_tokens=8)
+    scorer = WideScorer(
+        model, cache_argument=_cache_argument(model), min_prefix_tokens=8, min_group_saving=64
+    )
     got = scorer.score(requests, batch_size=32)
     assert got == pytest.approx(expected, abs=FP32_TOLERANCE)
     assert scorer.greedy == expected_greedy
@@ -101,18 +104,19 @@ def test_wide_scores_agree_for_any_batch_size_order_and_without_prefix_sharing(
     model = serving.load(tiny_llama_dir, device="cpu").model
     requests = _random_requests(2, model.config.vocab_size)
     argument = _cache_argument(model)
-    reference = WideScorer(model, cache_argument=argument).score(requests, batch_size=256)
+    wide = functools.partial(WideScorer, model, cache_argument=argument, min_group_saving=64)
+    reference = wide().score(requests, batch_size=256)
     for batch_size in (1, 8, 32):
         order = list(range(len(requests)))
         random.Random(batch_size).shuffle(order)
-        scorer = WideScorer(model, cache_argument=argument, token_budget=512, key_budget=2048)
+        scorer = wide(token_budget=512, key_budget=2048)
         got = scorer.score([requests[i] for i in order], batch_size=batch_size)
         assert [got[order.index(i)] for i in range(len(requests))] == pytest.approx(
             reference, abs=FP32_TOLERANCE
         )
-    recomputed = WideScorer(model, cache_argument=argument, share_prefix=False)
+    recomputed = wide(share_prefix=False)
     assert recomputed.score(requests, batch_size=32) == pytest.approx(reference, abs=1e-5)
-    shared = WideScorer(model, cache_argument=argument)
+    shared = wide()
     shared.score(requests, batch_size=32)
     assert shared.tokens_processed < recomputed.tokens_processed
 
@@ -123,7 +127,8 @@ def test_a_docs_choices_and_its_demonstrations_are_computed_once(tiny_llama_dir:
     answers = [" yes it is", " no it is not", " x"]
     contexts = [demos + f"Passage: a fox {i}! Question: was it {i}?\nAnswer:" for i in range(4)]
     requests = [served.encode_pair(c, a) for c in contexts for a in answers]
-    scorer = WideScorer(served.model, cache_argument=_cache_argument(served.model))
+    argument = _cache_argument(served.model)
+    scorer = WideScorer(served.model, cache_argument=argument, min_group_saving=64)
     scores = scorer.score(requests, batch_size=16)
     heads = [tokens[: len(tokens) - count] for tokens, count in requests[::3]]  # the contexts
     prefix = next(i for i in range(len(heads[0])) if len({h[i] for h in heads}) > 1)
@@ -133,6 +138,10 @@ def test_a_docs_choices_and_its_demonstrations_are_computed_once(tiny_llama_dir:
     assert scorer.passes == 2  # the demonstration block, then one pass of four rows
     expected, _ = _reference(served.model, requests)
     assert scores == pytest.approx(expected, abs=FP32_TOLERANCE)
+    # Saving fewer tokens than a group's passes cost, the block is recomputed in each row.
+    alone = WideScorer(served.model, cache_argument=argument)  # default: 4,096 tokens
+    assert alone.score(requests, batch_size=16) == pytest.approx(expected, abs=FP32_TOLERANCE)
+    assert alone.passes == 1 and alone.tokens_processed > scorer.tokens_processed
 
 
 @pytest.fixture
@@ -203,7 +212,7 @@ def test_cuda_fp32_wide_scores_equal_the_cpu_reference(tiny_llama_dir: Path) -> 
     requests = _random_requests(3, cpu.config.vocab_size)
     expected, _ = _reference(cpu, requests)
     model = serving.load(tiny_llama_dir, device="cuda", dtype="float32").model
-    scorer = WideScorer(model, cache_argument=_cache_argument(model))
+    scorer = WideScorer(model, cache_argument=_cache_argument(model), min_group_saving=64)
     assert scorer.score(requests, batch_size=32) == pytest.approx(expected, abs=1e-4)
 
 
@@ -217,14 +226,14 @@ def test_cuda_bf16_wide_scores_agree_across_batch_sizes_and_orders(tmp_path: Pat
     assert served.scoring_mode() == "wide"
     model = served.model
     requests = _random_requests(4, model.config.vocab_size)
-    argument = _cache_argument(model)
-    reference = WideScorer(model, cache_argument=argument).score(requests, batch_size=256)
+    wide = functools.partial(WideScorer, model, cache_argument=_cache_argument(model))
+    reference = wide(min_group_saving=64).score(requests, batch_size=256)
     worst = 0.0
     for batch_size in (1, 8, 32):
         for seed in (0, 1):
             order = list(range(len(requests)))
             random.Random(seed).shuffle(order)
-            got = WideScorer(model, cache_argument=argument).score(
+            got = wide(min_group_saving=64, share_prefix=bool(seed)).score(
                 [requests[i] for i in order], batch_size=batch_size
             )
             for i, (_, count) in enumerate(requests):
