@@ -10,7 +10,8 @@ pays on a GPU and runs everything else as a few large batches:
    (``models_zoo.scoring._sequences``).
 2. **Group prefix.** Sorted inputs that share a long token prefix (the demonstration block of a
    FewNLU (split, pattern) group) form a group; the prefix runs once, batch 1, and its KV cache
-   is broadcast to every row of the group's passes. No other level of the tree is kept.
+   is broadcast to every row of the group's passes, if it saves ``MIN_GROUP_SAVING`` tokens
+   (less does not pay for the group's own passes). No other level of the tree is kept.
 3. **Rows.** One row per context of a group: the context's tokens after the prefix (the
    trunk), then each of its inputs' remaining tokens (the branches: the multi-token answers
    of one doc) packed behind it. A 4D mask lets a branch see the prefix, the trunk and its own
@@ -26,8 +27,8 @@ pays on a GPU and runs everything else as a few large batches:
 
 Scores depend on the shapes of the passes (cuBLAS picks kernels by shape), so they are not
 bit-identical across batch sizes or co-requests; the GPU test bounds the spread in bf16
-(``tests/models_zoo/test_scoring_wide.py``), and the CPU test checks fp32 equality with the
-plain full forward within 1e-4 on random token requests.
+(``tests/models_zoo/test_scoring_wide.py``), and the CPU tests check fp32 equality with the
+plain full forward within 1e-5 on random token requests.
 """
 
 from __future__ import annotations
