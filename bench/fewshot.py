@@ -160,7 +160,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=30)
     parser.add_argument("--shots", default="2", help="k, or several: 0,2,4,8")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=16, help="Ladder's rows per pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Ladder's rows per pass (default: the served model's, 16 on CPU, 256 on CUDA)",
+    )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="Ladder rows through the wide scorer (CUDA's default; on CPU a dry run of it)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (median)")
     parser.add_argument("--positions", type=int, default=2048, help="context window if created")
     parser.add_argument("--vocab-size", type=int, default=8192, help="tokenizer size if created")
@@ -171,6 +181,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.shots = [int(k) for k in str(args.shots).split(",")]
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    args.wide = args.wide or args.device.startswith("cuda")
     args.model_dir = args.model_dir or DEFAULT_MODEL_DIRS[args.model_preset]
     return args
 
@@ -189,6 +200,9 @@ def main() -> None:
     model_dir = ensure_model(args, data_dir)
     logger.info("model ready in %.1f s: %s", time.perf_counter() - started, model_dir)
     setting = describe(args, model_dir)
+    args.peak_flops = measure_peak_flops(args.device) if args.device.startswith("cuda") else None
+    if args.peak_flops:
+        setting["bf16_matmul_tflops"] = round(args.peak_flops / 1e12, 1)
     logger.info("setting: %s", json.dumps(setting))
     lm_eval_rows = run_lm_eval_all(args, model_dir, data_dir) if args.lm_eval_python else {}
     all_rows = []
@@ -216,8 +230,12 @@ def run_shots(
     measured for it; every row gets requests/s and tokens/s on the same request counts."""
     pairs, golds = rte_requests(data_dir, args.limit, shots)
     load = os.getloadavg()[0]
-    rows = [run_ours(args, model_dir, pairs, golds)]
-    rows.append(run_ours(args, model_dir, pairs, golds, invariant=False))
+    if args.wide:  # the demonstration prefix broadcast to the rows, or recomputed per row
+        rows = [run_ours(args, model_dir, pairs, golds, mode="wide")]
+        rows.append(run_ours(args, model_dir, pairs, golds, mode="wide, prefix recomputed"))
+    else:
+        rows = [run_ours(args, model_dir, pairs, golds)]
+        rows.append(run_ours(args, model_dir, pairs, golds, mode="batched prefix tree"))
     if not args.skip_naive:
         rows.append(run_naive(args, model_dir, pairs, golds))
     rows += lm_eval_rows or [
@@ -227,6 +245,7 @@ def run_shots(
     for row in rows:
         if "wall_s" in row:
             add_rates(row, **counts)
+            add_floor(row, args.peak_flops, rows[0])
         row.update(examples=args.limit, shots=shots, threads=args.threads)
         row.setdefault("load", (load, os.getloadavg()[0]))
     return rows
@@ -240,9 +259,43 @@ def add_rates(row: dict[str, Any], *, requests: int, input_tokens: int, scored_t
     row["scored_tokens_per_s"] = round(scored_tokens / wall, 1)
 
 
+def add_floor(row: dict[str, Any], peak_flops: float | None, ours: dict[str, Any]) -> None:
+    """The FLOP floor (2 x parameters x tokens the method runs, over the measured bf16 matmul
+    peak) and the share of it the wall time reaches. lm-eval runs each distinct model input
+    once (its one-token-continuation grouping): ``unique_input_tokens``."""
+    if not peak_flops:
+        return
+    tokens = row.get("tokens", ours["unique_input_tokens"])
+    floor = 2 * ours["parameters"] * tokens / peak_flops
+    row["flop_floor_s"] = round(floor, 4)
+    row["floor_share"] = round(floor / row["wall_s"], 3)
+
+
+def measure_peak_flops(device: str) -> float:
+    """bf16 matmul rate of this GPU (8192^3 on random data, median of 20 event-timed runs)."""
+    import torch
+
+    a, b = (torch.randn(8192, 8192, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(20):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return 2 * 8192**3 / statistics.median(times)
+
+
 def throughput_line(row: dict[str, Any]) -> str:
     saved = row.get("prefix_saved_share")
     tail = f", prefix reuse saved {saved:.1%} of the input tokens" if saved is not None else ""
+    if "floor_share" in row:
+        tail += f", {row['floor_share']:.1%} of the FLOP floor ({row['flop_floor_s']} s)"
+    if "encode_s" in row:
+        tail += f", encoding {row['encode_s']} s"
     return (
         f"{row['method']}: {row['requests_per_s']} requests/s, "
         f"{row['input_tokens_per_s']} input tokens/s, "
@@ -356,32 +409,36 @@ def run_ours(
     pairs: list[tuple[str, str]],
     golds: list[int],
     *,
-    invariant: bool = True,
+    mode: str = "invariant chunks",
 ) -> dict[str, Any]:
-    """Ladder's scorer; ``invariant`` (the default) or the batched prefix tree."""
-    from models_zoo.fewshot_lm import load_fewshot_lm
+    """Ladder's scorer: ``invariant chunks`` (the CPU default), ``batched prefix tree``,
+    ``wide`` (CUDA's default) or ``wide, prefix recomputed``."""
+    from models_zoo import serving
+    from models_zoo.fewshot_lm import FewshotLM
 
-    model = load_fewshot_lm(
-        model_dir,
-        device=args.device,
-        dtype=args.dtype,
-        invariant=invariant,
-        batch_size=args.batch_size,
-    )
+    served = serving.load(model_dir, device=args.device, dtype=args.dtype)
+    served.use_wide_scoring = mode.startswith("wide")
+    served.wide_share_prefix = mode == "wide"
+    model = FewshotLM(served, invariant=mode != "batched prefix tree", batch_size=args.batch_size)
     walls, cpus, scores = timed_runs(lambda: model.loglikelihood(pairs), args.repeats)
     tokens = model.tokens_processed // (args.repeats + 1)
-    served = model.served
-    encoded = [served.encode_pair(c, x) for c, x in pairs]
+    started = time.perf_counter()
+    encoded = served.encode_pairs(pairs)
+    encode_s = time.perf_counter() - started
     inputs = sum(len(ids) - 1 for ids, _ in encoded)
-    mode = "invariant chunks" if invariant else "batched prefix tree"
     row = _row(f"Ladder ({mode})", walls, cpus, len(golds), accuracy(scores, golds))
     return {
         **row,
+        "mode": model.scoring["mode"],
+        "rows_per_pass": model.batch_size,
         "tokens": tokens,
         "requests": len(pairs),
         "input_tokens": inputs,
+        "unique_input_tokens": sum(map(len, {tuple(ids[:-1]) for ids, _ in encoded})),
+        "parameters": served.num_parameters,
         "scored_tokens": sum(count for _, count in encoded),
         "prefix_saved_share": round(1 - tokens / inputs, 3),
+        "encode_s": round(encode_s, 3),
     }
 
 

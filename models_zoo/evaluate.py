@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="first N test records per task")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="float32 (CPU default), bfloat16 ...")
-    parser.add_argument("--batch-size", type=int, default=16, help="rows per forward batch")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="rows per forward batch (default: 16 on CPU, 256 in CUDA's wide passes)",
+    )
     parser.add_argument(
         "--batched-tree",
         action="store_true",

@@ -23,7 +23,9 @@ class FewshotLM:
 
     Args:
         served: The loaded model.
-        batch_size: Most rows per forward batch (scores do not depend on it).
+        batch_size: Most rows per forward batch (``None``: the served model's default, 16 on
+            CPU, hundreds on CUDA); CPU scores do not depend on it, CUDA ones within bf16
+            rounding (``scoring["mode"]``).
         special_tokens: ``"tokenizer"`` (lm-eval's default) or ``"none"``; see
             ``ServedModel.encode_pair``.
         prefix_cache: Share common prefixes through KV caches (off: plain batches, for tests).
@@ -36,7 +38,7 @@ class FewshotLM:
         self,
         served: ServedModel,
         *,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         special_tokens: str = SPECIAL_TOKENS_DEFAULT,
         prefix_cache: bool = True,
         min_prefix_tokens: int = 32,
@@ -44,7 +46,7 @@ class FewshotLM:
         trim_contexts: bool = True,
     ) -> None:
         self.served = served
-        self.batch_size = batch_size
+        self.batch_size = batch_size if batch_size is not None else served.default_batch_size()
         self.special_tokens = special_tokens
         self.prefix_cache = prefix_cache
         self.min_prefix_tokens = min_prefix_tokens
@@ -62,6 +64,7 @@ class FewshotLM:
             **served.scoring_settings(special_tokens),
             "prefix_cache": prefix_cache,
             "invariant": invariant,
+            "mode": served.scoring_mode(prefix_cache, invariant),
             "trim_contexts": trim_contexts,
         }
 

@@ -8,8 +8,9 @@ Batching: ``generate`` batches prompts of equal token length (no padding, so Lon
 stay aligned to absolute positions and results do not depend on batch composition);
 ``loglikelihood`` encodes as lm-evaluation-harness does and scores through
 ``models_zoo.scoring`` (shared prefixes run once over KV caches; right padding, exact for
-causal models). This is the only module that loads and runs torch language models; the
-few-shot runner reaches it through ``models_zoo.fewshot_lm``.
+causal models), on CUDA through ``models_zoo.scoring_wide`` (wide padded passes). This is the
+only module that loads and runs torch language models; the few-shot runner reaches it through
+``models_zoo.fewshot_lm``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import resource
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from models_zoo.checkpoint import read_model_card, weight_files, weights_digest
 from models_zoo.offload import apply_cpu_offload
 from models_zoo.quantization import Int8BlockLinear, quantize_model_int8
 from models_zoo.scoring import PrefixTreeScorer
+from models_zoo.scoring_wide import SUPPORTED_ATTENTION, WideScorer
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 GENERATE_BATCH_SIZE = 16
 DEFAULT_MAX_LENGTH = 2048  # for configs that declare no context length
 CHUNK_TOKENS = 64  # invariant scoring's chunk length (models_zoo.scoring)
+# Rows per scoring pass by default: the CPU's invariant chunks gain little from more; a GPU's
+# wide passes (models_zoo.scoring_wide) need hundreds of rows to fill the card.
+DEFAULT_SCORING_ROWS = {"invariant_chunks": 16, "wide": 256}
 SPECIAL_TOKEN_CHOICES = ("tokenizer", "none")
 SPECIAL_TOKENS_DEFAULT = "tokenizer"  # lm-evaluation-harness's default (add_bos_token unset)
 
@@ -104,6 +109,11 @@ class ServedModel:
         # own (bench/RESULTS.md, issue 15).
         from models_zoo.fast_decode import hasattr_streamer
 
+        # Log-likelihoods on CUDA go through wide padded passes (models_zoo.scoring_wide), not
+        # the CPU's prefix tree of small passes; tests switch it on for CPU as well.
+        # ``wide_share_prefix`` off recomputes demonstration blocks (the bench measures both).
+        self.use_wide_scoring = device.type == "cuda"
+        self.wide_share_prefix = True
         self.use_fast_chat = self.use_fast_decode or (
             device.type == "cpu"
             and _is_llama_shaped(model)
@@ -199,7 +209,7 @@ class ServedModel:
         self,
         pairs: Sequence[tuple[str, str]],
         *,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         special_tokens: str = SPECIAL_TOKENS_DEFAULT,
         prefix_cache: bool = True,
         min_prefix_tokens: int = 32,
@@ -213,11 +223,14 @@ class ServedModel:
         empty context becomes the BOS (else EOS) token; long inputs are truncated on the left.
         Scoring goes through :class:`models_zoo.scoring.PrefixTreeScorer`; in its invariant
         mode (the default) a score depends only on its own pair: not on ``batch_size``, the
-        order of ``pairs`` or which other pairs are scored with it (fp32: bit for bit).
+        order of ``pairs`` or which other pairs are scored with it (fp32: bit for bit). On
+        CUDA it goes through :class:`models_zoo.scoring_wide.WideScorer` (wide padded passes;
+        scores agree across batch sizes and orders within bf16 rounding, not bit for bit):
+        :meth:`scoring_mode` says which.
 
         Args:
             pairs: ``(context, continuation)`` pairs.
-            batch_size: Most rows per forward batch.
+            batch_size: Most rows per forward batch (``None``: :meth:`default_batch_size`).
             special_tokens: ``"tokenizer"`` (the tokenizer's own special tokens, e.g. Llama's
                 BOS, as lm-eval does by default) or ``"none"`` (lm-eval ``add_bos_token=False``).
             prefix_cache: Share common token prefixes through KV caches (off: plain batches).
@@ -226,13 +239,16 @@ class ServedModel:
         Raises:
             ValueError: On a non-positive ``batch_size`` or an unknown ``special_tokens``.
         """
+        if batch_size is None:
+            batch_size = self.default_batch_size()
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        requests = [self.encode_pair(c, x, special_tokens=special_tokens) for c, x in pairs]
+        requests = self.encode_pairs(pairs, special_tokens=special_tokens)
         with self._lock:
-            scorer = self._scorer(prefix_cache, min_prefix_tokens, invariant)
+            mode = self.scoring_mode(prefix_cache, invariant)
+            scorer = self._scorer(mode, prefix_cache, min_prefix_tokens, invariant)
             # Without chunks (zoo models, prefix_cache off) invariance means one input per pass.
-            rows = 1 if invariant and not scorer.chunk_tokens else batch_size
+            rows = 1 if mode.endswith("_single") else batch_size
             scores = scorer.score(requests, batch_size=rows)
             self.tokens_processed += scorer.tokens_processed
             self.last_greedy = scorer.greedy
@@ -262,16 +278,40 @@ class ServedModel:
         prefix token gets none); the continuation is what ``encode(context + continuation)``
         has beyond ``len(encode(context))``.
         """
-        if special_tokens not in SPECIAL_TOKEN_CHOICES:
-            raise ValueError(
-                f"special_tokens must be one of {SPECIAL_TOKEN_CHOICES}, got {special_tokens!r}"
-            )
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        _check_special_tokens(special_tokens)
+        return self._pair_tokens(
+            context, continuation, lambda text: self._encode_scored(text, special_tokens)
+        )
+
+    def encode_pairs(
+        self, pairs: Sequence[tuple[str, str]], *, special_tokens: str = SPECIAL_TOKENS_DEFAULT
+    ) -> list[tuple[list[int], int]]:
+        """:meth:`encode_pair` of every pair, the same tokens, with each distinct text
+        (a context shared by several choices, say) encoded once, in the tokenizer's batch
+        call (which runs on several threads): on a GPU, encoding one pair at a time took as
+        long as scoring it."""
+        _check_special_tokens(special_tokens)
+        texts: dict[str, list[int]] = {}
+        for context, continuation in pairs:
+            context, continuation = _move_spaces(context, continuation)
+            if context:
+                texts[context] = texts[context + continuation] = []
+        bare = {t: special_tokens == "none" or self._starts_with_prefix(t) for t in texts}
+        plain = [text for text, no_specials in bare.items() if no_specials]
+        marked = [text for text, no_specials in bare.items() if not no_specials]
+        for batch, special in ((plain, False), (marked, True)):
+            if batch:
+                ids = self.tokenizer(batch, add_special_tokens=special)["input_ids"]
+                texts.update(zip(batch, (list(row) for row in ids), strict=True))
+        return [self._pair_tokens(c, x, texts.__getitem__) for c, x in pairs]
+
+    def _pair_tokens(
+        self, context: str, continuation: str, encode: Callable[[str], list[int]]
+    ) -> tuple[list[int], int]:
+        context, continuation = _move_spaces(context, continuation)
         if context:
-            context_tokens = self._encode_scored(context, special_tokens)
-            whole = self._encode_scored(context + continuation, special_tokens)
+            context_tokens = encode(context)
+            whole = encode(context + continuation)
             continuation_tokens = whole[len(context_tokens) :]
         else:
             continuation_tokens = self._encode(continuation)
@@ -296,20 +336,49 @@ class ServedModel:
             "device": str(self.device),
         }
 
-    def _scorer(
-        self, prefix_cache: bool, min_prefix_tokens: int, invariant: bool
-    ) -> PrefixTreeScorer:
+    def scoring_mode(self, prefix_cache: bool = True, invariant: bool = True) -> str:
+        """How ``loglikelihood`` scores, for the provenance: ``"wide"`` (CUDA: wide padded
+        passes, scores within bf16 rounding of each other across batch sizes),
+        ``"invariant_chunks"`` (bit-identical across batch sizes and orders),
+        ``"prefix_tree"``, ``"plain"`` (batched, no prefix sharing), or with ``_single``
+        one input per pass (invariant without chunks: zoo models, ``prefix_cache`` off,
+        soft-capped logits)."""
         fast = prefix_cache and not self._is_zoo
+        if fast and not self._capped_logits():
+            implementation = getattr(self.model.config, "_attn_implementation", None) or "eager"
+            if self.use_wide_scoring and implementation in SUPPORTED_ATTENTION:
+                return "wide"
+            return "invariant_chunks" if invariant else "prefix_tree"
+        name = "prefix_tree" if fast else "plain"
+        return name + "_single" if invariant else name
+
+    def default_batch_size(self) -> int:
+        """Rows per scoring pass when the caller names none (few on CPU, hundreds on CUDA)."""
+        return DEFAULT_SCORING_ROWS.get(self.scoring_mode(), 16)
+
+    def _capped_logits(self) -> bool:
         # Soft-capped or scaled logits need the model's own head; the split head would skip it.
-        capped = any(
+        return any(
             getattr(self.model.config, name, None)
             for name in ("final_logit_softcapping", "logit_scale")
         )
+
+    def _scorer(
+        self, mode: str, prefix_cache: bool, min_prefix_tokens: int, invariant: bool
+    ) -> PrefixTreeScorer | WideScorer:
+        if mode == "wide":
+            return WideScorer(
+                self.model,
+                cache_argument=self._cache_argument,
+                min_prefix_tokens=min_prefix_tokens,
+                pad_token=self._pad_token,
+                share_prefix=self.wide_share_prefix,
+            )
         return PrefixTreeScorer(
             self.model,
             cache_argument=self._cache_argument,
-            prefix_cache=fast,
-            split_head=not (self._is_zoo or capped),
+            prefix_cache=prefix_cache and not self._is_zoo,
+            split_head=not (self._is_zoo or self._capped_logits()),
             min_prefix_tokens=min_prefix_tokens,
             pad_token=self._pad_token,
             chunk_tokens=CHUNK_TOKENS if invariant else 0,
@@ -319,9 +388,12 @@ class ServedModel:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _encode_scored(self, text: str, special_tokens: str) -> list[int]:
-        if special_tokens == "none" or (self._prefix_text and text.startswith(self._prefix_text)):
+        if special_tokens == "none" or self._starts_with_prefix(text):
             return self._encode(text)
         return list(self.tokenizer(text)["input_ids"])
+
+    def _starts_with_prefix(self, text: str) -> bool:
+        return bool(self._prefix_text) and text.startswith(self._prefix_text)
 
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
         tokens = self._encode(prompt) or [self._prefix_token]
@@ -430,6 +502,21 @@ class ServedModel:
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _check_special_tokens(special_tokens: str) -> None:
+    if special_tokens not in SPECIAL_TOKEN_CHOICES:
+        raise ValueError(
+            f"special_tokens must be one of {SPECIAL_TOKEN_CHOICES}, got {special_tokens!r}"
+        )
+
+
+def _move_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's rule: the context's trailing whitespace moves to the continuation."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        return context[:-spaces], context[-spaces:] + continuation
+    return context, continuation
 
 
 def _is_llama_shaped(model: torch.nn.Module) -> bool:
