@@ -518,9 +518,7 @@ def _read_csv_columns(
         tstamp, tstamp_invalid = _text_numbers(table.column("tstamp"), pa)
         tstamp_invalid |= ~np.isnan(tstamp) & ~np.isfinite(tstamp)
         tstamp[tstamp_invalid] = np.nan
-    style = _style_block(
-        table.num_rows, wanted, lambda name: _text_numbers(table.column(name), pa)
-    )
+    style = _style_block(table.num_rows, wanted, lambda name: _text_numbers(table.column(name), pa))
     return BattleTable.from_columns(
         table.num_rows,
         encoded,
