@@ -194,6 +194,13 @@ def fit_strengths(outcomes: PairOutcomes, *, method: Method, ridge: float) -> St
     return StrengthFit(x[: outcomes.n_models].copy(), log_tie, result.iterations)
 
 
+def cell_totals(cells: FloatArray) -> FloatArray:
+    """Votes per pair, ``cells`` (..., 3) summed over the outcomes as ``(first + second) + ties``:
+    the additions ``cells.sum(axis=-1)`` makes, in its order, hence the same bits, without its
+    strided reduction over a length-3 axis (8x slower, a tenth of the bootstrap's main thread)."""
+    return np.asarray((cells[..., 0] + cells[..., 1]) + cells[..., 2])
+
+
 def scored(method: Method, cells: FloatArray) -> tuple[BoolArray, BoolArray]:
     """Per pair (and round): did the first, and the second, model score against the other?
 
@@ -234,7 +241,7 @@ class _BradleyTerry:
         self.first, self.second, self.incidence = first, second, incidence
         self.n_strengths = incidence.n_models
         self.first_score = np.ascontiguousarray((cells[:, :, 0] + 0.5 * cells[:, :, 2]).T)
-        self.total = np.ascontiguousarray(cells.sum(axis=2).T)
+        self.total = np.ascontiguousarray(cell_totals(cells).T)
 
     def subset(self, keep: BoolArray) -> _BradleyTerry:
         clone = object.__new__(_BradleyTerry)
@@ -276,7 +283,7 @@ class _Davidson:
         self.n_strengths = incidence.n_models
         self.margin = np.ascontiguousarray((cells[:, :, 0] - cells[:, :, 1]).T)
         self.ties = np.ascontiguousarray(cells[:, :, 2].T)
-        self.total = np.ascontiguousarray(cells.sum(axis=2).T)
+        self.total = np.ascontiguousarray(cell_totals(cells).T)
 
     def subset(self, keep: BoolArray) -> _Davidson:
         clone = object.__new__(_Davidson)

@@ -178,7 +178,7 @@ def _read_text_battles(
             return PairCounts.from_rows(_read_records(path, "jsonl"))
         table = _read_jsonl_columns(path, attributes, skip_invalid=skip_invalid)
     if table is not None:
-        _pyarrow()[0].default_memory_pool().release_unused()  # the arrow columns are gone
+        _arrow().default_memory_pool().release_unused()  # the arrow columns are gone
         return table
     # pyarrow could not take the file as typed columns: the record path names the bad row.
     records = _read_records(path, file_format)
@@ -279,15 +279,29 @@ def _float_or_text(text: str) -> float | str:
     return value if math.isfinite(value) else text
 
 
-def _pyarrow() -> tuple[Any, Any, Any]:
+def _arrow() -> Any:
+    """pyarrow itself: all the CSV path needs (compute and parquet add ~0.1 s of imports)."""
     try:
         import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
     except ImportError:
         raise MissingDependencyError(
             "reading parquet needs pyarrow (pip install pyarrow)"
         ) from None
+    return pa
+
+
+def _compute() -> Any:
+    """``pyarrow.compute``, imported where a kernel is needed."""
+    _arrow()
+    import pyarrow.compute as pc
+
+    return pc
+
+
+def _pyarrow() -> tuple[Any, Any, Any]:
+    pa, pc = _arrow(), _compute()
+    import pyarrow.parquet as pq
+
     return pa, pc, pq
 
 
@@ -325,7 +339,7 @@ def _read_parquet_battles(
     table, tstamp, style, tstamp_not_numeric = _parquet_in_batches(reader, categorical, numeric)
     if tstamp_not_numeric:
         raise InvalidInputError(f"column 'tstamp' of {str(path)!r} must be numeric (unix seconds)")
-    encoded = {name: _encode_arrow(table.column(name), pa, pc) for name in categorical}
+    encoded = {name: _encode_arrow(table.column(name), pa) for name in categorical}
     del table
     n_rows = reader.metadata.num_rows
     style = None if style is None else _style_sides(style)  # absent columns stay NaN: invalid
@@ -380,11 +394,13 @@ def _arrow_numbers(column: Any, pa: Any, pc: Any) -> tuple[Any, Any]:
     return numpy_values(values, np.float64, np.nan), np.zeros(len(column), dtype=bool)
 
 
-def _encode_arrow(column: Any, pa: Any, pc: Any) -> EncodedColumn:
+def _encode_arrow(column: Any, pa: Any) -> EncodedColumn:
     """Dictionary-encode an arrow column into codes (null → −1) and its distinct values."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     try:
-        encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+        encoded = (
+            array if pa.types.is_dictionary(array.type) else _compute().dictionary_encode(array)
+        )
     except pa.ArrowNotImplementedError:
         return EncodedColumn.from_values(array.to_pylist())
     codes = numpy_values(encoded.indices, np.int64, -1)
@@ -460,7 +476,7 @@ def _read_csv_columns(
     path: str | Path, header: list[str], attributes: Sequence[str], *, skip_invalid: bool
 ) -> BattleTable | None:
     """Columnar CSV read, or None when pyarrow cannot parse it (the record path then reports)."""
-    pa, pc, _ = _pyarrow()
+    pa = _arrow()
     import pyarrow.csv as pacsv
 
     wanted = [c for c in (*REQUIRED_FIELDS, "tstamp", *attributes, *STYLE_COLUMNS)]
@@ -492,19 +508,17 @@ def _read_csv_columns(
     for name in wanted:
         if name in numeric:
             continue
-        column = _encode_arrow(table.column(name), pa, pc)
+        column = _encode_arrow(table.column(name), pa)
         if name in ("turn", "anony"):
             typed = tuple(_csv_cell(name, value) for value in column.categories)
             column = EncodedColumn(column.codes, typed)
         encoded[name] = column
     tstamp, tstamp_invalid = None, None
     if "tstamp" in wanted:
-        tstamp, tstamp_invalid = _text_numbers(table.column("tstamp"), pa, pc)
+        tstamp, tstamp_invalid = _text_numbers(table.column("tstamp"), pa)
         tstamp_invalid |= ~np.isnan(tstamp) & ~np.isfinite(tstamp)
         tstamp[tstamp_invalid] = np.nan
-    style = _style_block(
-        table.num_rows, wanted, lambda name: _text_numbers(table.column(name), pa, pc)
-    )
+    style = _style_block(table.num_rows, wanted, lambda name: _text_numbers(table.column(name), pa))
     return BattleTable.from_columns(
         table.num_rows,
         encoded,
@@ -515,10 +529,14 @@ def _read_csv_columns(
     )
 
 
-def _text_numbers(column: Any, pa: Any, pc: Any) -> tuple[Any, Any]:
-    """Floats of a text column (NaN where null) and a mask of the cells that are not numbers."""
+def _text_numbers(column: Any, pa: Any) -> tuple[Any, Any]:
+    """Floats of a text column (NaN where null) and a mask of the cells that are not numbers;
+    a column that arrow already parsed as float64 is taken as it is."""
+    if column.type == pa.float64():
+        floats = numpy_values(column, np.float64, np.nan)
+        return floats, np.zeros(floats.size, dtype=bool)
     try:
-        values = pc.cast(column, pa.float64())
+        values = _compute().cast(column, pa.float64())
         floats = numpy_values(values, np.float64, np.nan)
         return floats, np.zeros(floats.size, dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -621,7 +639,7 @@ def _read_jsonl_columns(
     if table is None or table.num_rows == 0:
         return None
     names = [n for n in (*REQUIRED_FIELDS, *attributes) if n in table.schema.names]
-    encoded = {name: _encode_arrow(table.column(name), pa, pc) for name in names}
+    encoded = {name: _encode_arrow(table.column(name), pa) for name in names}
     tstamp = numpy_values(table.column("tstamp"), np.float64, np.nan)
 
     def numbers(column: Any) -> tuple[Any, Any]:

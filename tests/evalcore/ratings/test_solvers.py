@@ -8,7 +8,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from evalcore.ratings import PairCounts
-from evalcore.ratings.bradley_terry import PairOutcomes, fit_strengths, make_objective
+from evalcore.ratings.bradley_terry import (
+    PairOutcomes,
+    cell_totals,
+    fit_strengths,
+    make_objective,
+)
 from evalcore.ratings.graph import ScoreGraph
 from evalcore.ratings.newton import chord_inverse, minimise, refine
 from evalcore.ratings.sampling import draw_cells_v1
@@ -119,3 +124,15 @@ def test_logistic_functions_match_scipy():
     np.testing.assert_array_max_ulp(logistic.log_expit(x), log_expit(x), maxulp=2)
     for p in (0.5, 0.75, 0.9, 0.95, 0.975, 0.995, 0.9995, 1e-6):
         assert logistic.normal_quantile(p) == pytest.approx(float(ndtri(p)), rel=1e-15, abs=1e-15)
+
+
+def test_cell_totals_are_bit_identical_to_numpy_sum_over_outcomes():
+    """The objectives' vote totals: the same bits as ``sum(axis=-1)``, also for the non-integer
+    cells of reweighted data, in every batch layout the bootstrap uses."""
+    rng = np.random.default_rng(11)
+    for shape in [(1, 2925, 3), (100, 2925, 3), (7, 13, 3), (13, 3)]:
+        scale = rng.choice([1e-3, 1.0, 1e5], size=shape)
+        cells = rng.random(shape) * scale
+        assert np.array_equal(cell_totals(cells), cells.sum(axis=-1))
+        counts = rng.poisson(50.0, size=shape).astype(np.float64)
+        assert np.array_equal(cell_totals(counts), counts.sum(axis=-1))
