@@ -379,6 +379,8 @@ def file_line(row: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.lm_eval_python and os.sep in args.lm_eval_python:  # lm-eval runs in a scratch cwd
+        args.lm_eval_python = os.path.abspath(args.lm_eval_python)
     import torch
 
     torch.set_num_threads(args.threads)
