@@ -228,7 +228,7 @@ class ServedModel:
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        requests = [self.encode_pair(c, x, special_tokens=special_tokens) for c, x in pairs]
+        requests = self.encode_pairs(pairs, special_tokens=special_tokens)
         with self._lock:
             scorer = self._scorer(prefix_cache, min_prefix_tokens, invariant)
             # Without chunks (zoo models, prefix_cache off) invariance means one input per pass.
@@ -262,17 +262,32 @@ class ServedModel:
         prefix token gets none); the continuation is what ``encode(context + continuation)``
         has beyond ``len(encode(context))``.
         """
+        return self.encode_pairs([(context, continuation)], special_tokens=special_tokens)[0]
+
+    def encode_pairs(
+        self, pairs: Sequence[tuple[str, str]], *, special_tokens: str = SPECIAL_TOKENS_DEFAULT
+    ) -> list[tuple[list[int], int]]:
+        """:meth:`encode_pair` of each pair, with one tokenizer call for all distinct texts
+        (the choices of one doc share their context).
+
+        Raises:
+            ValueError: On an unknown ``special_tokens``.
+        """
         if special_tokens not in SPECIAL_TOKEN_CHOICES:
             raise ValueError(
                 f"special_tokens must be one of {SPECIAL_TOKEN_CHOICES}, got {special_tokens!r}"
             )
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        moved = [_move_trailing_spaces(context, continuation) for context, continuation in pairs]
+        texts = {text for context, rest in moved if context for text in (context, context + rest)}
+        encoded = self._encode_scored_many(sorted(texts), special_tokens)
+        return [self._pair_tokens(context, rest, encoded) for context, rest in moved]
+
+    def _pair_tokens(
+        self, context: str, continuation: str, encoded: Mapping[str, list[int]]
+    ) -> tuple[list[int], int]:
         if context:
-            context_tokens = self._encode_scored(context, special_tokens)
-            whole = self._encode_scored(context + continuation, special_tokens)
-            continuation_tokens = whole[len(context_tokens) :]
+            context_tokens = encoded[context]
+            continuation_tokens = encoded[context + continuation][len(context_tokens) :]
         else:
             continuation_tokens = self._encode(continuation)
             if continuation_tokens and continuation_tokens[0] == self._prefix_token:
@@ -319,9 +334,25 @@ class ServedModel:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _encode_scored(self, text: str, special_tokens: str) -> list[int]:
-        if special_tokens == "none" or (self._prefix_text and text.startswith(self._prefix_text)):
-            return self._encode(text)
-        return list(self.tokenizer(text)["input_ids"])
+        return self._encode_scored_many([text], special_tokens)[text]
+
+    def _encode_scored_many(self, texts: list[str], special_tokens: str) -> dict[str, list[int]]:
+        """Each text's tokens, with the tokenizer's special tokens unless ``"none"`` or the
+        text already starts with the prefix token's text; one tokenizer call per kind."""
+        plain = [
+            text
+            for text in texts
+            if special_tokens == "none"
+            or (self._prefix_text and text.startswith(self._prefix_text))
+        ]
+        chosen = set(plain)
+        special = [text for text in texts if text not in chosen]
+        out: dict[str, list[int]] = {}
+        for group, add in ((plain, False), (special, True)):
+            if group:
+                ids = self.tokenizer(group, add_special_tokens=add)["input_ids"]
+                out.update((text, list(tokens)) for text, tokens in zip(group, ids, strict=True))
+        return out
 
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
         tokens = self._encode(prompt) or [self._prefix_token]
@@ -455,6 +486,14 @@ def _equal_length_batches(encoded: list[list[int]], batch_size: int) -> list[lis
         for _, indices in sorted(groups.items())
         for start in range(0, len(indices), batch_size)
     ]
+
+
+def _move_trailing_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's rule: a context's trailing whitespace belongs to the continuation."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        return context[:-spaces], context[-spaces:] + continuation
+    return context, continuation
 
 
 def _context_length(config: Any) -> int:

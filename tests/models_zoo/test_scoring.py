@@ -199,3 +199,27 @@ def test_a_padded_tail_stops_at_the_last_learned_position() -> None:
     plain = PrefixTreeScorer(model, cache_argument=argument, prefix_cache=False)
     got = chunked.score(requests, batch_size=4)
     assert got == pytest.approx(plain.score(requests, batch_size=4), abs=1e-5)
+
+
+@pytest.mark.parametrize("special_tokens", ["tokenizer", "none"])
+def test_batched_pair_encoding_equals_encoding_each_text_alone(
+    tiny_llama_dir: Path, pairs: list[tuple[str, str]], special_tokens: str
+) -> None:
+    served = serving.load(tiny_llama_dir, device="cpu")
+    tokenizer = served.tokenizer
+
+    def encode(text: str) -> list[int]:
+        plain = special_tokens == "none" or text.startswith(str(tokenizer.bos_token))
+        return list(tokenizer(text, add_special_tokens=not plain)["input_ids"])
+
+    def reference(context: str, continuation: str) -> tuple[list[int], int]:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        context_tokens = encode(context)
+        continuation_tokens = encode(context + continuation)[len(context_tokens) :]
+        return context_tokens + continuation_tokens, len(continuation_tokens)
+
+    cases = [p for p in pairs if p[0]] + [("<s>Question:", " yes"), ("Answer: ", "no ")]
+    expected = [reference(context, continuation) for context, continuation in cases]
+    assert served.encode_pairs(cases, special_tokens=special_tokens) == expected
