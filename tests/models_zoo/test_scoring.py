@@ -223,3 +223,23 @@ def test_batched_pair_encoding_equals_encoding_each_text_alone(
     cases = [p for p in pairs if p[0]] + [("<s>Question:", " yes"), ("Answer: ", "no ")]
     expected = [reference(context, continuation) for context, continuation in cases]
     assert served.encode_pairs(cases, special_tokens=special_tokens) == expected
+
+
+def test_gpt2_tanh_gelu_runs_fused_within_rounding_of_transformers(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import NewGELUActivation
+
+    served = serving.load(tiny_model_dir, device="cpu")
+    assert served.scoring_settings()["fused_activations"] == ["NewGELUActivation"]
+    assert not any(isinstance(m, NewGELUActivation) for m in served.model.modules())
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    assert any(isinstance(m, NewGELUActivation) for m in reference.modules())
+    context, continuation = "Passage: the fox. Question: is it?\nAnswer:", " yes it is"
+    [score] = served.loglikelihood([(context, continuation)])
+    tokens, count = served.encode_pair(context, continuation)
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(reference(torch.tensor([tokens])).logits[0], dim=-1)
+    expected = sum(
+        float(logprobs[i - 1, tokens[i]]) for i in range(len(tokens) - count, len(tokens))
+    )
+    assert score == pytest.approx(expected, abs=1e-5)
