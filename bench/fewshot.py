@@ -8,7 +8,13 @@ excluded), examples/s, how many times faster ours is, and accuracy as a cross-ch
 shared host, CPU time is the steadier measure: wall time also counts other tenants' jobs.
 
     PYTHONPATH=. .venv/bin/python bench/fewshot.py --limit 30 --shots 0,2,4,8 --skip-naive \
-        --lm-eval-python /work/lmeval-venv/bin/python
+        --lm-eval-python var/lmeval-py/bin/python
+
+``var/lmeval-py`` (throwaway, never a dependency): ``python3 -m venv var/lmeval-py``, a ``.pth``
+file in its site-packages naming the project venv's site-packages (so lm-eval runs on the same
+torch and transformers as Ladder; appended last, lm-eval's own packages come first), then
+``var/lmeval-py/bin/pip install lm_eval==0.4.13`` (check with ``--dry-run`` that it installs
+nothing the project venv already has).
 
 The default model (created on first use) is a random-init GPT-2 4 x 256 whose 8k BPE
 vocabulary is trained on FewGLUE's unlabeled texts, so prompts have real-LM token counts.

@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", default="0,5", help="task files: k of each run")
     parser.add_argument("--chat", action="store_true", help="task files: also Ladder --chat")
     parser.add_argument("--lm-eval-chat", action="store_true", help="and lm-eval's chat runs")
+    parser.add_argument("--chat-only", action="store_true", help="task files: chat runs only")
     parser.add_argument("--limit", default="", help="first N test docs: 'boolq=100,rte=50'")
     parser.add_argument("--lm-eval-python", default=None, help="interpreter with lm_eval")
     parser.add_argument("--lm-eval-pythonpath", default=None, help="lm-eval's PYTHONPATH")
@@ -233,7 +234,7 @@ def file_runs(args: argparse.Namespace, limits: dict[str, int]) -> list[dict[str
     runs = []
     for name in [t.strip() for t in args.file_tasks.split(",") if t.strip()]:
         for k in [int(k) for k in args.shots.split(",")]:
-            for chat in (False, True) if args.chat else (False,):
+            for chat in (True,) if args.chat_only else (False, True) if args.chat else (False,):
                 runs.append(
                     {"task": f"smollm2_{name}", "name": name, "k": k, "chat": chat,
                      "limit": limits.get(name), "seed": LM_EVAL_SEED}
@@ -379,6 +380,8 @@ def file_line(row: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.lm_eval_python and os.sep in args.lm_eval_python:  # lm-eval runs in a scratch cwd
+        args.lm_eval_python = os.path.abspath(args.lm_eval_python)
     import torch
 
     torch.set_num_threads(args.threads)

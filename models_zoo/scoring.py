@@ -31,9 +31,14 @@ GEMM row, an attention row and a layer-norm row come out the same whatever the o
 a pass has ``MIN_HEAD_ROWS`` rows. Each request then gets the same per-row arithmetic whatever
 else is scored with it: fp32 results are bit-identical for any batch size, order or subset, and
 equal to the request scored alone (``tests/models_zoo/test_scoring.py``, also on random token
-requests). The cost: contexts that share only a demonstration block recompute up to
-``chunk_tokens`` - 1 of its tokens, and chunks of different widths (context ends) never share a
-pass.
+requests). Two shapes are made canonical so that more chunks share a pass, each fixed by the
+chunk alone: a context's tail (from a boundary to the context's end) is right-padded to a
+multiple of ``TAIL_ALIGN`` tokens (its real tokens never read the pads), and a last chunk that
+starts after a context's end (at k = 0, each doc's first answer token) waits for others of its
+width and runs on its cache right-padded to the next boundary past its depth, under an
+attention mask, beside chunks from other depths. The cost: contexts that share only a
+demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and the pads (8 % of
+the positions run at k = 0 on the bench, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ TOKEN_BUDGET = 8192  # maximum padded tokens per forward batch
 # are independent of the row count: head inputs are padded to at least this many rows.
 MIN_HEAD_ROWS = 4
 HEAD_ROWS = 512  # scored positions queued before invariant mode runs them through the head
+# Invariant mode right-pads a chunk that ends short of a boundary (a context's tail) to a
+# multiple of this many tokens, so that tails of different widths share a pass.
+TAIL_ALIGN = 16
 
 Request = tuple[list[int], int]  # (context + continuation tokens, continuation length)
 
@@ -103,12 +111,19 @@ class PrefixTreeScorer:
         self.min_prefix_tokens = min_prefix_tokens
         self.pad_token = pad_token
         self.chunk_tokens = chunk_tokens if prefix_cache and split_head else 0
+        config = model.config
+        self.max_positions: int | None = getattr(config, "n_positions", None) or getattr(
+            config, "max_position_embeddings", None
+        )
         self.tokens_processed = 0
         self.greedy: list[bool] = []  # per request of the last ``score``: every token argmax
         # Invariant mode's head queue: states of scored positions, their targets and owners.
         self._head_states: list[torch.Tensor] = []
         self._head_targets: list[int] = []
         self._head_owners: list[int] = []
+        # Invariant mode's last chunks that start off a chunk boundary, by (width, padded
+        # cache length): run together on right-padded caches (see ``_defer_last_chunks``).
+        self._last_chunks: dict[tuple[int, int], list[_Chunk]] = {}
 
     def score(
         self, requests: Sequence[Request], *, batch_size: int, token_budget: int = TOKEN_BUDGET
@@ -120,6 +135,8 @@ class PrefixTreeScorer:
         with torch.inference_mode():
             if self.chunk_tokens:
                 self._walk_chunks([(sequences, None)], 0, out, batch_size)
+                for key in sorted(self._last_chunks):
+                    self._run_last_chunks(self._last_chunks.pop(key), key, out)
                 self._flush_head(out)
             else:
                 self._score_node(sequences, 0, None, out, (batch_size, token_budget))
@@ -149,36 +166,113 @@ class PrefixTreeScorer:
                     end = sequence.context_end  # the choices of one context share all of it
                 groups.setdefault(sequence.tokens[depth:end], []).append(sequence)
             for chunk, members in groups.items():
-                by_width.setdefault(len(chunk), []).append((chunk, members, cache))
+                width = self._padded_width(len(chunk), depth)
+                by_width.setdefault(width, []).append((chunk, members, cache))
         for width, items in sorted(by_width.items()):
+            items = self._defer_last_chunks(items, depth, out, batch_size)
             items.sort(key=lambda item: item[0])
             for start in range(0, len(items), batch_size):
-                children = self._run_chunks(items[start : start + batch_size], depth, out)
-                if children:
-                    self._walk_chunks(children, depth + width, out, batch_size)
+                children = self._run_chunks(items[start : start + batch_size], depth, width, out)
+                for end in sorted({end for end, _, _ in children}):
+                    level = [(members, cache) for e, members, cache in children if e == end]
+                    self._walk_chunks(level, end, out, batch_size)
+
+    def _padded_width(self, width: int, depth: int) -> int:
+        """The width a chunk of ``width`` tokens at ``depth`` runs at: a chunk that starts on a
+        boundary and ends short of the next one (a context's tail) is right-padded to a
+        multiple of ``TAIL_ALIGN`` (at most ``chunk_tokens``). It depends on the chunk alone;
+        its real tokens never read the padding (causal attention)."""
+        if depth % self.chunk_tokens or not TAIL_ALIGN:
+            return width
+        padded = min(-(-width // TAIL_ALIGN) * TAIL_ALIGN, self.chunk_tokens)
+        if self.max_positions is not None:  # learned position embeddings end there
+            padded = min(padded, self.max_positions - depth)
+        return max(padded, width)
+
+    def _defer_last_chunks(
+        self,
+        items: list[tuple[tuple[int, ...], list[_Sequence], Any]],
+        depth: int,
+        out: list[float],
+        batch_size: int,
+    ) -> list[tuple[tuple[int, ...], list[_Sequence], Any]]:
+        """Take out of ``items`` the chunks that start off a chunk boundary (after a context's
+        end) and end every member; returns the others. The chunks taken wait for others of the
+        same width and padded cache length (the depth rounded up past the next boundary, so it
+        depends on the chunk alone) from other depths, and run as rows of one pass on caches
+        right-padded to that length (``_run_last_chunks``): at k = 0, the first continuation
+        token of every doc in a few passes instead of one pass per doc."""
+        if depth % self.chunk_tokens == 0:
+            return items
+        kept = []
+        length = (depth // self.chunk_tokens + 1) * self.chunk_tokens
+        for chunk, members, cache in items:
+            if any(len(s.tokens) > depth + len(chunk) for s in members):
+                kept.append((chunk, members, cache))
+                continue
+            key = (len(chunk), length)
+            waiting = self._last_chunks.setdefault(key, [])
+            waiting.append(_Chunk(chunk, members, cache, depth))
+            if len(waiting) >= batch_size:
+                self._run_last_chunks(self._last_chunks.pop(key), key, out)
+        return kept
+
+    def _run_last_chunks(
+        self, chunks: list[_Chunk], key: tuple[int, int], out: list[float]
+    ) -> None:
+        """One pass over last chunks of one width from different depths: row ``i`` reads its
+        node's cache, right-padded with zeros to ``length`` (more than its depth, so the
+        attention mask always masks something and keeps one kernel), and sits at positions
+        ``depth_i ..``; queues the scored positions for the head."""
+        width, length = key
+        chunks = sorted(chunks, key=lambda c: (c.tokens, c.depth))
+        rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
+        padded = chunks + [chunks[0]] * (rows - len(chunks))
+        ids = torch.tensor([c.tokens for c in padded], device=self.device)
+        depths = torch.tensor([c.depth for c in padded], device=self.device)
+        columns = torch.arange(length + width, device=self.device)
+        # (rows, length + width): a row's own cache, not its padding, and the new tokens
+        mask = (columns[None, :] < depths[:, None]) | (columns[None, :] >= length)
+        kwargs = {
+            "input_ids": ids,
+            self.cache_argument: _padded_caches([c.cache for c in padded], length),
+            "attention_mask": mask.long(),
+            "position_ids": depths[:, None] + torch.arange(width, device=self.device),
+        }
+        result = self.model.base_model(**kwargs, use_cache=True)
+        self.tokens_processed += width * len(chunks)
+        for row, chunk in enumerate(chunks):
+            hidden = result.last_hidden_state[row]
+            self._queue_positions(hidden, list(chunk.members), chunk.depth, out)
 
     def _run_chunks(
         self,
         items: list[tuple[tuple[int, ...], list[_Sequence], Any]],
         depth: int,
+        width: int,
         out: list[float],
-    ) -> list[tuple[list[_Sequence], Any]]:
-        """One forward pass over equal-width chunks (each on its own node's cache); returns
-        the nodes one level down: the members that go on, with their row of the new cache."""
-        width = len(items[0][0])
+    ) -> list[tuple[int, list[_Sequence], Any]]:
+        """One forward pass over chunks of (padded) ``width`` (each on its own node's cache);
+        returns the nodes one level down: where they start, the members that go on, and
+        their row of the new cache, cut to the chunk's real tokens."""
         rows = max(len(items), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
         padded = items + [items[0]] * (rows - len(items))
-        ids = torch.tensor([chunk for chunk, _, _ in padded], device=self.device)
+        ids = torch.full((rows, width), self.pad_token, dtype=torch.long)
+        for row, (chunk, _, _) in enumerate(padded):
+            ids[row, : len(chunk)] = torch.tensor(chunk)
         caches = [cache for _, _, cache in padded] if depth else None
-        result = self.model.base_model(**self._inputs(ids, depth, caches), use_cache=True)
-        self.tokens_processed += width * len(items)
+        kwargs = self._inputs(ids.to(self.device), depth, caches)
+        result = self.model.base_model(**kwargs, use_cache=True)
+        self.tokens_processed += sum(len(chunk) for chunk, _, _ in items)
         child_cache = getattr(result, "cache", None) or result.past_key_values
         children = []
-        for row, (_, members, _) in enumerate(items):
-            self._queue_positions(result.last_hidden_state[row], members, depth, out)
-            longer = [s for s in members if len(s.tokens) > depth + width]
+        for row, (chunk, members, _) in enumerate(items):
+            end = depth + len(chunk)
+            hidden = result.last_hidden_state[row, : len(chunk)]
+            self._queue_positions(hidden, members, depth, out)
+            longer = [s for s in members if len(s.tokens) > end]
             if longer:
-                children.append((longer, _row_cache(child_cache, row)))
+                children.append((end, longer, _row_cache(child_cache, row, end)))
         return children
 
     def _queue_positions(
@@ -292,6 +386,16 @@ class PrefixTreeScorer:
             self.greedy[owner] = self.greedy[owner] and hit
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """A last chunk waiting for a padded pass: its tokens, the inputs it ends, their cache."""
+
+    tokens: tuple[int, ...]
+    members: list[_Sequence]
+    cache: Any  # batch-1 cache of the ``depth`` tokens before the chunk
+    depth: int
+
+
 def _sequences(requests: Sequence[Request]) -> list[_Sequence]:
     """Group requests by model input (all tokens but the last) and context length, sorted."""
     groups: dict[tuple[tuple[int, ...], int], list[tuple[int, tuple[int, ...]]]] = {}
@@ -387,13 +491,32 @@ def _stack_caches(caches: list[Any]) -> Any:
     return clone
 
 
-def _row_cache(cache: Any, row: int) -> Any:
-    """A batch-1 view of one row of a ``DynamicCache`` (the next pass copies it on append)."""
+def _padded_caches(caches: list[Any], length: int) -> Any:
+    """One ``DynamicCache`` whose row ``i`` is batch-1 cache ``caches[i]`` followed by zeros
+    up to ``length`` positions (the caller masks them)."""
+    clone = copy.copy(caches[0])
+    clone.layers = [copy.copy(layer) for layer in caches[0].layers]
+    for index, layer in enumerate(clone.layers):
+        first = caches[0].layers[index]
+        B, H, D = len(caches), first.keys.shape[1], first.keys.shape[3]
+        keys = first.keys.new_zeros(B, H, length, D)  # (B, H, length, D)
+        values = first.values.new_zeros(B, H, length, first.values.shape[3])
+        for row, cache in enumerate(caches):
+            depth = cache.layers[index].keys.shape[2]
+            keys[row, :, :depth] = cache.layers[index].keys[0]
+            values[row, :, :depth] = cache.layers[index].values[0]
+        layer.keys, layer.values = keys, values
+    return clone
+
+
+def _row_cache(cache: Any, row: int, length: int) -> Any:
+    """A batch-1 view of the first ``length`` positions of one row of a ``DynamicCache``
+    (the next pass copies it on append)."""
     clone = copy.copy(cache)
     clone.layers = [copy.copy(layer) for layer in cache.layers]
     for layer in clone.layers:
-        layer.keys = layer.keys[row : row + 1]
-        layer.values = layer.values[row : row + 1]
+        layer.keys = layer.keys[row : row + 1, :, :length]
+        layer.values = layer.values[row : row + 1, :, :length]
     return clone
 
 

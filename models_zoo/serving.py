@@ -79,6 +79,7 @@ class ServedModel:
         digest: str,
     ) -> None:
         self.model, self.tokenizer, self.path, self.device = model, tokenizer, path, device
+        self.fused_activations = _fuse_tanh_gelu(model)
         self.digest = digest
         self.card = read_model_card(path)
         self.num_parameters = int(model.num_parameters())
@@ -334,6 +335,7 @@ class ServedModel:
             "max_length": self.max_length,
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
+            **({"fused_activations": self.fused_activations} if self.fused_activations else {}),
         }
 
     def scoring_mode(self, prefix_cache: bool = True, invariant: bool = True) -> str:
@@ -542,6 +544,22 @@ def _equal_length_batches(encoded: list[list[int]], batch_size: int) -> list[lis
         for _, indices in sorted(groups.items())
         for start in range(0, len(indices), batch_size)
     ]
+
+
+def _fuse_tanh_gelu(model: torch.nn.Module) -> list[str]:
+    """Compute GPT-2's tanh GELU (``NewGELUActivation``/``FastGELUActivation``, five
+    elementwise passes in Python) with torch's fused kernel (``GELUTanh``): the same function,
+    another rounding (within 5e-7 of it on unit-scale inputs); on CPU it was a fifth of a
+    small GPT-2's scoring time (bench/RESULTS.md, issue 17). Returns the replaced classes."""
+    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+
+    replaced = set()
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) in (NewGELUActivation, FastGELUActivation):
+                setattr(module, name, GELUTanh())
+                replaced.add(type(child).__name__)
+    return sorted(replaced)
 
 
 def _context_length(config: Any) -> int:

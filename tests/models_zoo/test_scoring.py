@@ -146,3 +146,100 @@ def test_invariant_chunks_batched_across_contexts_equal_each_request_alone(
         assert together == alone
         plain = scorer(prefix_cache=False).score(requests, batch_size=8)
         assert together == pytest.approx(plain, abs=1e-5)
+
+
+def test_tails_and_answers_of_different_docs_share_passes(tiny_model_dir: Path) -> None:
+    # k = 0: unrelated contexts whose tails (after the last chunk boundary) have different
+    # widths, and whose first answer tokens sit at different depths. Tails share padded
+    # passes and the answers' last chunks share passes on padded caches; scores stay those
+    # of each request alone.
+    served = serving.load(tiny_model_dir, device="cpu")
+    model = served.model
+    rng = random.Random(3)
+    requests = []
+    for _ in range(12):
+        context = [rng.randrange(model.config.vocab_size) for _ in range(rng.randrange(9, 40))]
+        for answer in ([5, 6], [7, 8], [9]):
+            requests.append((context + answer, len(answer)))
+    passes = []
+    hook = model.base_model.register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        scorer = PrefixTreeScorer(model, cache_argument=served._cache_argument, chunk_tokens=8)
+        together = scorer.score(requests, batch_size=32)
+        shared = len(passes)
+        alone = [
+            PrefixTreeScorer(model, cache_argument=served._cache_argument, chunk_tokens=8).score(
+                [r], batch_size=1
+            )[0]
+            for r in requests
+        ]
+    finally:
+        hook.remove()
+    assert together == alone
+    # Each context alone takes at least two passes (its tail, then its answers' tokens).
+    assert shared < 12
+    plain = PrefixTreeScorer(model, cache_argument=served._cache_argument, prefix_cache=False)
+    assert together == pytest.approx(plain.score(requests, batch_size=8), abs=1e-5)
+
+
+def test_a_padded_tail_stops_at_the_last_learned_position() -> None:
+    # n_positions = 100 is no multiple of the tail alignment: a 98-token input's tail
+    # (34 tokens after the 64-token chunk) must not be padded past position 99.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50, n_positions=100, n_embd=32, n_layer=2, n_head=2)
+    model = GPT2LMHeadModel(config).eval()
+    rng = random.Random(0)
+    requests = [([rng.randrange(50) for _ in range(99)], 2), ([1, 2, 3, 4], 1)]
+    argument = (
+        "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    )
+    chunked = PrefixTreeScorer(model, cache_argument=argument, chunk_tokens=64)
+    plain = PrefixTreeScorer(model, cache_argument=argument, prefix_cache=False)
+    got = chunked.score(requests, batch_size=4)
+    assert got == pytest.approx(plain.score(requests, batch_size=4), abs=1e-5)
+
+
+@pytest.mark.parametrize("special_tokens", ["tokenizer", "none"])
+def test_batched_pair_encoding_equals_encoding_each_text_alone(
+    tiny_llama_dir: Path, pairs: list[tuple[str, str]], special_tokens: str
+) -> None:
+    served = serving.load(tiny_llama_dir, device="cpu")
+    tokenizer = served.tokenizer
+
+    def encode(text: str) -> list[int]:
+        plain = special_tokens == "none" or text.startswith(str(tokenizer.bos_token))
+        return list(tokenizer(text, add_special_tokens=not plain)["input_ids"])
+
+    def reference(context: str, continuation: str) -> tuple[list[int], int]:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        context_tokens = encode(context)
+        continuation_tokens = encode(context + continuation)[len(context_tokens) :]
+        return context_tokens + continuation_tokens, len(continuation_tokens)
+
+    cases = [p for p in pairs if p[0]] + [("<s>Question:", " yes"), ("Answer: ", "no ")]
+    expected = [reference(context, continuation) for context, continuation in cases]
+    assert served.encode_pairs(cases, special_tokens=special_tokens) == expected
+
+
+def test_gpt2_tanh_gelu_runs_fused_within_rounding_of_transformers(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import NewGELUActivation
+
+    served = serving.load(tiny_model_dir, device="cpu")
+    assert served.scoring_settings()["fused_activations"] == ["NewGELUActivation"]
+    assert not any(isinstance(m, NewGELUActivation) for m in served.model.modules())
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    assert any(isinstance(m, NewGELUActivation) for m in reference.modules())
+    context, continuation = "Passage: the fox. Question: is it?\nAnswer:", " yes it is"
+    [score] = served.loglikelihood([(context, continuation)])
+    tokens, count = served.encode_pair(context, continuation)
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(reference(torch.tensor([tokens])).logits[0], dim=-1)
+    expected = sum(
+        float(logprobs[i - 1, tokens[i]]) for i in range(len(tokens) - count, len(tokens))
+    )
+    assert score == pytest.approx(expected, abs=1e-5)
