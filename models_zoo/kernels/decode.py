@@ -35,15 +35,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-try:  # Triton is optional: CPU-only installs (CI) have no Triton.
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised on machines without Triton
-    triton = None
-    tl = None
+from models_zoo.kernels.triton_support import LOG2_E, SUPPORTED_DTYPES, tl, triton
 
-LOG2_E = 1.4426950408889634
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 BLOCK_KEYS = 64  # cache rows per attention loop step
 MIN_SPLIT_KEYS = 256  # a split of the keys (flash-decoding) covers at least this many rows
 SWIGLU_BLOCK = 1024

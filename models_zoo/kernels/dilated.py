@@ -35,15 +35,7 @@ from typing import Any
 
 import torch
 
-try:  # Triton is optional: CPU-only installs (CI) have no Triton.
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised on machines without Triton
-    triton = None
-    tl = None
-
-LOG2_E = 1.4426950408889634
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+from models_zoo.kernels.triton_support import LOG2_E, SUPPORTED_DTYPES, tl, triton
 
 
 def _interpreting() -> bool:

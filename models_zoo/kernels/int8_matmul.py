@@ -25,17 +25,10 @@ import os
 import torch
 import torch.nn.functional as F
 
+from models_zoo.kernels.triton_support import SUPPORTED_DTYPES, tl, triton
 from models_zoo.quantization import dequantize_blockwise
 
-try:  # Triton is optional: CPU-only installs (CI) have no Triton.
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised on machines without Triton
-    triton = None
-    tl = None
-
 MAX_FUSED_ROWS = 64  # above this the product is compute-bound: dequantise once + cuBLAS
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _interpreting() -> bool:
