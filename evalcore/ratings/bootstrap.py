@@ -36,6 +36,7 @@ from evalcore.ratings.bradley_terry import (
     n_parameters,
     scored,
 )
+from evalcore.ratings.counter_sampler import CellSampler
 from evalcore.ratings.graph import main_component
 from evalcore.ratings.newton import FloatArray, NewtonResult, chord_inverse, minimise, refine
 from evalcore.ratings.params import Method
@@ -83,7 +84,8 @@ def bootstrap_strengths(
         rounds: number of resamples.
         seed: seeds the draws; the same seed (and sampler) gives the same draws.
         sampler: the version of the draws (:mod:`evalcore.ratings.sampling`): 1, one stream
-            drawn on one helper thread; 2, a stream per round, batches drawn on two threads.
+            drawn on one helper thread; 2, a stream per round, batches drawn on two threads;
+            3, counter-based words (:mod:`evalcore.ratings.counter_sampler`), one helper.
         progress: show a progress bar on stderr.
     """
     start = point.strengths if point.log_tie is None else np.append(point.strengths, point.log_tie)
@@ -96,10 +98,10 @@ def bootstrap_strengths(
     unbounded = np.zeros(m, dtype=np.int64)
     degenerate = unconverged = 0
     batch = max(1, min(BATCH_ROUNDS, BATCH_PAIR_ROUNDS // max(outcomes.first.size, 1)))
-    if sampler != LEGACY_SAMPLER:  # version 2's batches start its streams
+    if sampler == 2:  # version 2's batches start its streams
         batch = max(ROUNDS_PER_STREAM, batch - batch % ROUNDS_PER_STREAM)
     draw = _batch_drawer(outcomes, seed, sampler)
-    workers = 1 if sampler == LEGACY_SAMPLER else 2
+    workers = 2 if sampler == 2 else 1  # version 3's kernel keeps ahead on one thread
     lows = list(range(0, rounds, batch))
     with (
         ProgressBar(total=rounds, description="bootstrap", enabled=progress) as bar,
@@ -155,12 +157,14 @@ def _batch_drawer(
     """``draw(first_round, rounds)`` → (rounds, P, 3) cells of the given sampler version.
 
     Version 1 draws from its one generator in call order (one worker, batches submitted in
-    round order); version 2's streams are fixed by the round index alone.
+    round order); version 2's streams and version 3's words are fixed by the round index alone.
     """
     if sampler == LEGACY_SAMPLER:
         rng = np.random.default_rng(seed)
         return lambda first_round, rounds: draw_cells_v1(outcomes.cells, rng, rounds)
-    return lambda first_round, rounds: draw_cells_v2(outcomes.cells, seed, first_round, rounds)
+    if sampler == 2:
+        return lambda first, rounds: draw_cells_v2(outcomes.cells, seed, first, rounds)
+    return CellSampler(outcomes.cells, seed).draw
 
 
 def percentile_interval(draws: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
