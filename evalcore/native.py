@@ -17,9 +17,6 @@ import ctypes
 import hashlib
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
@@ -42,6 +39,10 @@ def _cache() -> Path:
 
 def _build(name: str, source: str) -> Path:
     """The compiled library for ``source`` (built on first use)."""
+    import shutil  # these only for a build: kept off the start-up path
+    import subprocess
+    import tempfile
+
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise OSError("no C compiler (cc) on PATH")
@@ -55,12 +56,15 @@ def _build(name: str, source: str) -> Path:
         path = Path(work) / f"{name}.c"
         path.write_text(source)
         built = Path(work) / f"{name}.so"
-        subprocess.run(
-            [compiler, *FLAGS, "-o", str(built), str(path)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        try:
+            subprocess.run(
+                [compiler, *FLAGS, "-o", str(built), str(path)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        except subprocess.SubprocessError as error:  # failed or hung: no kernel
+            raise OSError(f"{compiler} failed: {error}") from error
         os.replace(built, target)
     return target
 
@@ -75,7 +79,7 @@ def load(name: str, source: str) -> ctypes.CDLL | None:
         if name not in _LOADED:
             try:
                 _LOADED[name] = ctypes.CDLL(str(_build(name, source)))
-            except (OSError, subprocess.SubprocessError) as error:
+            except OSError as error:
                 logger.warning("native kernel %s unavailable, using numpy: %s", name, error)
                 _LOADED[name] = None
         return _LOADED[name]
