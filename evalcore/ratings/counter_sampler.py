@@ -350,7 +350,10 @@ class CellSampler:
         self.goffset = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(np.left_shift(1, self.gbits.astype(np.int64)), out=self.goffset[1:])
         self.guide = np.empty(0, dtype=np.uint32)
-        if self.library is not None:
+        self.brackets = np.empty(0, dtype=np.int64)
+        if self.library is None:
+            self.brackets = _brackets(self.tables, self.gbits)
+        else:
             self.guide = np.empty(int(self.goffset[-1]), dtype=np.uint32)
             t = self.tables
             self.library.ladder_v3_guides(
@@ -409,17 +412,44 @@ def _counts_numpy(sampler: CellSampler, first_round: int, rounds: int) -> IntArr
     round_index = np.arange(first_round, first_round + rounds, dtype=np.uint64)
     counters = (round_index[:, None] << np.uint64(32)) | np.arange(n, dtype=np.uint64)
     u = words(k0, k1, counters) >> np.uint64(11)
-    low = np.broadcast_to(t.offset[:-1], u.shape).copy()
-    high = np.broadcast_to(t.offset[1:] - 1, u.shape).copy()
-    while np.any(low < high):  # first j in [low, high] with thresholds[j] > u (high's is 2^53)
-        middle = (low + high) >> 1
-        right = t.thresholds[middle] <= u
-        low = np.where(right, middle + 1, low)
-        high = np.where(right, high, middle)
+    # The answer, the first j with thresholds[j] > u, lies between the bracket entries of u's
+    # guide bucket and of the next one (see _brackets); most brackets hold one entry.
+    shift = (53 - sampler.gbits).astype(np.uint64)
+    bucket = (u >> shift).astype(np.int64) + (sampler.goffset[:-1] + np.arange(n))
+    low, high = sampler.brackets[bucket], sampler.brackets[bucket + 1]
+    low += t.offset[:-1]
+    high += t.offset[:-1]
+    open_ = np.flatnonzero(low < high)
+    lo_open, hi_open, u_open = low.ravel()[open_], high.ravel()[open_], u.ravel()[open_]
+    while open_.size:  # binary search of the brackets that hold more than one entry
+        middle = (lo_open + hi_open) >> 1
+        right = t.thresholds[middle] <= u_open
+        lo_open = np.where(right, middle + 1, lo_open)
+        hi_open = np.where(right, hi_open, middle)
+        done = lo_open == hi_open
+        low.ravel()[open_[done]] = lo_open[done]
+        keep = ~done
+        open_, lo_open, hi_open, u_open = open_[keep], lo_open[keep], hi_open[keep], u_open[keep]
     counts = low - t.offset[:-1] + t.lo
     for r in range(rounds):
         _fix_numpy(sampler, counts[r], first_round + r)
     return counts
+
+
+def _brackets(tables: PoissonTables, gbits: NDArray[np.int32]) -> IntArray:
+    """Per cell, 2^gbits + 1 entries: ``b[g]`` = the first j with thresholds_j > g << (53 −
+    gbits) (the kernel's guide table), and ``b[2^gbits]`` = the last j. A word u of bucket g
+    (``u >> (53 − gbits) = g``) has its answer in [b[g], b[g + 1]]."""
+    size = np.left_shift(1, gbits.astype(np.int64))
+    brackets = np.empty(int((size + 1).sum()), dtype=np.int64)
+    start = 0
+    for c, buckets in enumerate(size.tolist()):
+        row = tables.thresholds[tables.offset[c] : tables.offset[c + 1]]
+        edges = np.arange(buckets, dtype=np.uint64) << np.uint64(53 - int(gbits[c]))
+        brackets[start : start + buckets] = np.searchsorted(row, edges, side="right")
+        brackets[start + buckets] = row.size - 1
+        start += buckets + 1
+    return brackets
 
 
 def _fix_numpy(sampler: CellSampler, row: IntArray, round_index: int) -> None:
