@@ -23,9 +23,11 @@ not on batching, threads, or which code computes them.
   in. Adding: the first N − T accepted positions in [0, N), each a fresh vote of the cell it
   falls in (the original counts' cumulative sums).
 
-The C kernel (:data:`SOURCE`, built by :mod:`evalcore.native`) draws a batch of 100 rounds of
-9,000 cells in a few milliseconds; the numpy path (:func:`draw_cells_v3` with ``native=False``)
-is the reference and the fallback.
+Each count's probability is thus held to 2⁻⁵³ (a float's resolution; numpy's own samplers are
+no finer). On the 2-core dev VM, for the 8,775 cells of 1.67M votes: the C kernel (:data:`SOURCE`,
+built by :mod:`evalcore.native`) builds the tables in 17 ms and draws 1,000 rounds in 0.19-0.27 s
+of CPU (version 2's numpy draws: 0.49-0.52 s); the numpy path (``native_kernel=False``), the
+reference and the fallback where there is no compiler, takes 0.1-0.16 s and 0.74-0.83 s.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ from evalcore.ratings import counter_sampler as v3
 from evalcore.ratings.counter_sampler import CellSampler, draw_cells_v3, poisson_tables
 from tests.evalcore.ratings.synthetic import model_names, simulate
 
-needs_kernel = pytest.mark.skipif(v3.kernel() is None, reason="no C compiler here")
+needs_kernel = pytest.mark.skipif(
+    v3.kernel() is None, reason="no compiled kernel (no cc, or LADDER_NATIVE=0)"
+)
 
 # draw_cells_v3(CELLS, seed=9, first_round=5, rounds=40) as float64 bytes: pinned, so that a
 # change of version 3's draws (which would stop its releases from verifying) fails here.
