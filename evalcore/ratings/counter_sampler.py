@@ -27,7 +27,7 @@ Each count's probability is thus held to 2⁻⁵³ (a float's resolution; numpy'
 no finer). On the 2-core dev VM, for the 8,775 cells of 1.67M votes: the C kernel (:data:`SOURCE`,
 built by :mod:`evalcore.native`) builds the tables in 17 ms and draws 1,000 rounds in 0.19-0.27 s
 of CPU (version 2's numpy draws: 0.49-0.52 s); the numpy path (``native_kernel=False``), the
-reference and the fallback where there is no compiler, takes 0.1-0.16 s and 0.74-0.83 s.
+reference and the fallback where there is no compiler, takes 0.16 s and 0.58-0.75 s.
 """
 
 from __future__ import annotations
@@ -351,10 +351,8 @@ class CellSampler:
         self.gbits = np.ceil(np.log2(self.tables.widths)).astype(np.int32)
         self.goffset = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(np.left_shift(1, self.gbits.astype(np.int64)), out=self.goffset[1:])
-        self.guide = np.empty(0, dtype=np.uint32)
-        self.brackets = np.empty(0, dtype=np.int64)
         if self.library is None:
-            self.brackets = _brackets(self.tables, self.gbits)
+            self.guide = _guides_numpy(self.tables, self.gbits, self.goffset)
         else:
             self.guide = np.empty(int(self.goffset[-1]), dtype=np.uint32)
             t = self.tables
@@ -414,44 +412,35 @@ def _counts_numpy(sampler: CellSampler, first_round: int, rounds: int) -> IntArr
     round_index = np.arange(first_round, first_round + rounds, dtype=np.uint64)
     counters = (round_index[:, None] << np.uint64(32)) | np.arange(n, dtype=np.uint64)
     u = words(k0, k1, counters) >> np.uint64(11)
-    # The answer, the first j with thresholds[j] > u, lies between the bracket entries of u's
-    # guide bucket and of the next one (see _brackets); most brackets hold one entry.
+    # The answer, the first j with thresholds[j] > u, is at or after u's guide entry (mostly
+    # at it or one past it): step the rows that are not there yet, as the kernel does.
     shift = (53 - sampler.gbits).astype(np.uint64)
-    bucket = (u >> shift).astype(np.int64) + (sampler.goffset[:-1] + np.arange(n))
-    low, high = sampler.brackets[bucket], sampler.brackets[bucket + 1]
-    low += t.offset[:-1]
-    high += t.offset[:-1]
-    open_ = np.flatnonzero(low < high)
-    lo_open, hi_open, u_open = low.ravel()[open_], high.ravel()[open_], u.ravel()[open_]
-    while open_.size:  # binary search of the brackets that hold more than one entry
-        middle = (lo_open + hi_open) >> 1
-        right = t.thresholds[middle] <= u_open
-        lo_open = np.where(right, middle + 1, lo_open)
-        hi_open = np.where(right, hi_open, middle)
-        done = lo_open == hi_open
-        low.ravel()[open_[done]] = lo_open[done]
-        keep = ~done
-        open_, lo_open, hi_open, u_open = open_[keep], lo_open[keep], hi_open[keep], u_open[keep]
+    bucket = (u >> shift).astype(np.int64) + sampler.goffset[:-1]
+    low = sampler.guide[bucket] + t.offset[:-1]
+    flat_low, flat_u = low.reshape(-1), u.reshape(-1)
+    behind = np.flatnonzero(t.thresholds[flat_low] <= flat_u)
+    while behind.size:
+        flat_low[behind] += 1
+        behind = behind[t.thresholds[flat_low[behind]] <= flat_u[behind]]
     counts = low - t.offset[:-1] + t.lo
     for r in range(rounds):
         _fix_numpy(sampler, counts[r], first_round + r)
     return counts
 
 
-def _brackets(tables: PoissonTables, gbits: NDArray[np.int32]) -> IntArray:
-    """Per cell, 2^gbits + 1 entries: ``b[g]`` = the first j with thresholds_j > g << (53 −
-    gbits) (the kernel's guide table), and ``b[2^gbits]`` = the last j. A word u of bucket g
-    (``u >> (53 − gbits) = g``) has its answer in [b[g], b[g + 1]]."""
-    size = np.left_shift(1, gbits.astype(np.int64))
-    brackets = np.empty(int((size + 1).sum()), dtype=np.int64)
-    start = 0
-    for c, buckets in enumerate(size.tolist()):
+def _guides_numpy(
+    tables: PoissonTables, gbits: NDArray[np.int32], goffset: IntArray
+) -> NDArray[np.uint32]:
+    """The kernel's guide tables: per cell, entry g = the first j with thresholds_j > g << (53 −
+    gbits), so a word of bucket g (``u >> (53 − gbits) = g``) has its answer at j or after."""
+    guide = np.empty(int(goffset[-1]), dtype=np.uint32)
+    for c in range(gbits.size):
         row = tables.thresholds[tables.offset[c] : tables.offset[c + 1]]
-        edges = np.arange(buckets, dtype=np.uint64) << np.uint64(53 - int(gbits[c]))
-        brackets[start : start + buckets] = np.searchsorted(row, edges, side="right")
-        brackets[start + buckets] = row.size - 1
-        start += buckets + 1
-    return brackets
+        edges = np.arange(goffset[c + 1] - goffset[c], dtype=np.uint64) << np.uint64(
+            53 - int(gbits[c])
+        )
+        guide[goffset[c] : goffset[c + 1]] = np.searchsorted(row, edges, side="right")
+    return guide
 
 
 def _fix_numpy(sampler: CellSampler, row: IntArray, round_index: int) -> None:

@@ -22,7 +22,7 @@ differ in the random streams:
   small C kernel (built once with ``cc``) or, identically, in numpy; a round depends only on the
   seed and its index, so the bootstrap draws and refits whole batches on two threads. 0.2-0.3 s
   of CPU for 1,000 rounds of 8,775 cells with the kernel, against 0.5 s for version 2's draws
-  (0.75-0.8 s in numpy without a compiler).
+  (0.6-0.75 s in numpy without a compiler, plus 0.16 s of tables).
 
 Measured and not kept: inverting per-cell Poisson tables with a guide table (Chen & Asau 1974)
 costs 26 ns a draw against numpy's 45-50, but tabulating 9,000 cells (3.1M entries, tails below

@@ -47,6 +47,12 @@ def test_the_kernels_tables_are_numpys_bit_for_bit():
     reference = poisson_tables(lam, native_kernel=False)
     assert np.array_equal(ours.thresholds, reference.thresholds)
     assert np.array_equal(ours.offset, reference.offset) and np.array_equal(ours.lo, reference.lo)
+    cells = np.stack([lam, lam, lam], axis=1).round() + 1.0
+    kernel, plain = (
+        CellSampler(cells, 0, native_kernel=True),
+        CellSampler(cells, 0, native_kernel=False),
+    )
+    assert np.array_equal(kernel.guide, plain.guide)  # the guide tables too
 
 
 def test_the_tables_are_the_poisson_distribution_functions():
