@@ -2,8 +2,9 @@
 
 The same pattern as ``models_zoo/kernels/cpu_gemv.py`` (which evalcore may not import: it needs
 torch). A source is built into ``$LADDER_KERNEL_CACHE`` (default ``~/.cache/ladder/kernels``),
-keyed by a hash of the source, the compiler and the flags, on first use, atomically (concurrent
-builders leave one complete file). Without a compiler, when the build fails, or with
+keyed by a hash of the source and the flags, on first use, atomically (concurrent builders leave
+one complete file); a library already there is used without looking for a compiler, so an image
+can build its kernels in a build step that has ``cc`` and ship them without it. Without a compiler, when the build fails, or with
 ``LADDER_NATIVE=0``, :func:`load` returns None and the caller uses its numpy path, which must
 compute the very same numbers: a kernel here is only ever a faster way to the same result.
 
@@ -43,14 +44,14 @@ def _build(name: str, source: str) -> Path:
     import subprocess
     import tempfile
 
+    key = hashlib.sha256("\0".join((source, *FLAGS)).encode()).hexdigest()[:16]
+    cache = _cache()
+    target = cache / f"{name}_{key}.so"
+    if target.exists():  # built before, maybe where a compiler was (an image's build step)
+        return target
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise OSError("no C compiler (cc) on PATH")
-    key = hashlib.sha256("\0".join((source, compiler, *FLAGS)).encode()).hexdigest()[:16]
-    cache = _cache()
-    target = cache / f"{name}_{key}.so"
-    if target.exists():
-        return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as work:
         path = Path(work) / f"{name}.c"

@@ -19,7 +19,7 @@ def fresh(monkeypatch, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler here")
-def test_a_source_is_built_once_and_loaded(tmp_path):
+def test_a_source_is_built_once_and_loaded(monkeypatch, tmp_path):
     library = native.load("ladder_test", SOURCE)
     assert library is not None and library.ladder_test_add(2, 3) == 5
     built = list((tmp_path / "cache").glob("ladder_test_*.so"))
@@ -27,6 +27,9 @@ def test_a_source_is_built_once_and_loaded(tmp_path):
     native._LOADED.clear()
     assert native.load("ladder_test", SOURCE) is not None  # from the cache
     assert list((tmp_path / "cache").glob("ladder_test_*.so")) == built
+    native._LOADED.clear()
+    monkeypatch.setenv("CC", "no-such-compiler")  # a built library needs no compiler
+    assert native.load("ladder_test", SOURCE) is not None
 
 
 @pytest.mark.parametrize("compiler", ["no-such-compiler", "false"])
