@@ -416,13 +416,13 @@ def _counts_numpy(sampler: CellSampler, first_round: int, rounds: int) -> IntArr
     # at it or one past it): step the rows that are not there yet, as the kernel does.
     shift = (53 - sampler.gbits).astype(np.uint64)
     bucket = (u >> shift).astype(np.int64) + sampler.goffset[:-1]
-    low = sampler.guide[bucket] + t.offset[:-1]
+    low = sampler.guide[bucket].astype(np.int64) + t.offset[:-1]
     flat_low, flat_u = low.reshape(-1), u.reshape(-1)
     behind = np.flatnonzero(t.thresholds[flat_low] <= flat_u)
     while behind.size:
         flat_low[behind] += 1
         behind = behind[t.thresholds[flat_low[behind]] <= flat_u[behind]]
-    counts = low - t.offset[:-1] + t.lo
+    counts: IntArray = np.asarray(low - t.offset[:-1] + t.lo, dtype=np.int64)
     for r in range(rounds):
         _fix_numpy(sampler, counts[r], first_round + r)
     return counts
