@@ -22,7 +22,7 @@ cannot bound it) without shifting everyone else. These rounds are counted in the
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -36,6 +36,7 @@ from evalcore.ratings.bradley_terry import (
     n_parameters,
     scored,
 )
+from evalcore.ratings.counter_sampler import CellSampler
 from evalcore.ratings.graph import main_component
 from evalcore.ratings.newton import FloatArray, NewtonResult, chord_inverse, minimise, refine
 from evalcore.ratings.params import Method
@@ -50,6 +51,7 @@ from evalcore.ratings.sampling import (
 BATCH_ROUNDS = 100  # rounds solved together at most
 BATCH_PAIR_ROUNDS = 2_000_000  # and at most this many pair × round values per array (16 MB)
 DEGENERATE_ROUND_RIDGE = 1e-6
+REFIT_THREADS = 2  # version 3: batches drawn and refitted on this many threads at once
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ def bootstrap_strengths(
         rounds: number of resamples.
         seed: seeds the draws; the same seed (and sampler) gives the same draws.
         sampler: the version of the draws (:mod:`evalcore.ratings.sampling`): 1, one stream
-            drawn on one helper thread; 2, a stream per round, batches drawn on two threads.
+            drawn on one helper thread; 2, a stream per round, batches drawn on two threads;
+            3, counter-based words (:mod:`evalcore.ratings.counter_sampler`), batches drawn
+            and refitted on two threads.
         progress: show a progress bar on stderr.
     """
     start = point.strengths if point.log_tie is None else np.append(point.strengths, point.log_tie)
@@ -92,36 +96,88 @@ def bootstrap_strengths(
     prior = np.zeros(start.size)
     prior[:m] = ridge
     inverse = chord_inverse(full_data.derivatives(start[None])[1][0], prior, m)
-    strengths = np.empty((rounds, m))
-    unbounded = np.zeros(m, dtype=np.int64)
-    degenerate = unconverged = 0
     batch = max(1, min(BATCH_ROUNDS, BATCH_PAIR_ROUNDS // max(outcomes.first.size, 1)))
-    if sampler != LEGACY_SAMPLER:  # version 2's batches start its streams
+    if sampler == 2:  # version 2's batches start its streams
         batch = max(ROUNDS_PER_STREAM, batch - batch % ROUNDS_PER_STREAM)
+    lows = list(range(0, rounds, batch))
+
+    def solve(cells: FloatArray) -> _Batch:
+        penalty, gauge, fallback = _round_regularisation(outcomes, cells, method, ridge)
+        x, converged = _refit(method, outcomes, cells, start, penalty, fallback, inverse)
+        aligned = _align(x[:, :m], point.strengths, gauge)
+        return _Batch(aligned, int(np.count_nonzero(fallback)), gauge, converged)
+
+    with ProgressBar(total=rounds, description="bootstrap", enabled=progress) as bar:
+        if sampler in (LEGACY_SAMPLER, 2):
+            batches = _drawn_then_solved(outcomes, seed, sampler, lows, batch, rounds, solve)
+        else:
+            batches = _solved_in_pairs(outcomes, seed, lows, batch, rounds, solve)
+        strengths = np.empty((rounds, m))
+        unbounded = np.zeros(m, dtype=np.int64)
+        degenerate = unconverged = 0
+        for low, done in zip(lows, batches, strict=True):
+            strengths[low : low + done.strengths.shape[0]] = done.strengths
+            degenerate += done.degenerate
+            unbounded += np.count_nonzero(~done.gauge, axis=0)
+            unconverged += int(np.count_nonzero(~done.converged))
+            bar.update(done.strengths.shape[0])
+    unbounded_models = {outcomes.models[i]: int(unbounded[i]) for i in np.flatnonzero(unbounded)}
+    return BootstrapDraws(strengths, degenerate, unbounded_models, unconverged)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of refitted rounds: aligned strengths (B, M), how many fell back to damped
+    Newton, the gauge masks (B, M) and which rounds converged (B,)."""
+
+    strengths: FloatArray
+    degenerate: int
+    gauge: NDArray[np.bool_]
+    converged: NDArray[np.bool_]
+
+
+def _drawn_then_solved(
+    outcomes: PairOutcomes,
+    seed: int,
+    sampler: int,
+    lows: list[int],
+    batch: int,
+    rounds: int,
+    solve: Callable[[FloatArray], _Batch],
+) -> Iterator[_Batch]:
+    """Versions 1 and 2: helpers draw the next batches (numpy sampling releases the GIL) while
+    this thread refits; the draws depend only on the seed and the round (see _batch_drawer)."""
     draw = _batch_drawer(outcomes, seed, sampler)
     workers = 1 if sampler == LEGACY_SAMPLER else 2
-    lows = list(range(0, rounds, batch))
-    with (
-        ProgressBar(total=rounds, description="bootstrap", enabled=progress) as bar,
-        ThreadPoolExecutor(max_workers=workers) as drawer,
-    ):
-        # Helpers draw the next batches (numpy sampling releases the GIL) while this thread
-        # refits; the draws depend only on the seed and the round (see _batch_drawer).
+    with ThreadPoolExecutor(max_workers=workers) as drawer:
         pending: deque[Future[FloatArray]] = deque()
-        for number, low in enumerate(lows):
+        for number in range(len(lows)):
             while len(pending) < workers and number + len(pending) < len(lows):
                 ahead = lows[number + len(pending)]
                 pending.append(drawer.submit(draw, ahead, min(batch, rounds - ahead)))
-            cells = pending.popleft().result()
-            penalty, gauge, fallback = _round_regularisation(outcomes, cells, method, ridge)
-            x, converged = _refit(method, outcomes, cells, start, penalty, fallback, inverse)
-            strengths[low : low + cells.shape[0]] = _align(x[:, :m], point.strengths, gauge)
-            degenerate += int(np.count_nonzero(fallback))
-            unbounded += np.count_nonzero(~gauge, axis=0)
-            unconverged += int(np.count_nonzero(~converged))
-            bar.update(cells.shape[0])
-    unbounded_models = {outcomes.models[i]: int(unbounded[i]) for i in np.flatnonzero(unbounded)}
-    return BootstrapDraws(strengths, degenerate, unbounded_models, unconverged)
+            yield solve(pending.popleft().result())
+
+
+def _solved_in_pairs(
+    outcomes: PairOutcomes,
+    seed: int,
+    lows: list[int],
+    batch: int,
+    rounds: int,
+    solve: Callable[[FloatArray], _Batch],
+) -> Iterator[_Batch]:
+    """Version 3: its draws take a few milliseconds a batch, so two threads each draw and refit
+    whole batches (the refits' numpy work releases the GIL), in round order; a batch's result
+    depends only on its rounds, so the threads change nothing but the wall time."""
+    sampler = CellSampler(outcomes.cells, seed)
+    with ThreadPoolExecutor(max_workers=REFIT_THREADS) as pool:
+        pending: deque[Future[_Batch]] = deque()
+        for number in range(len(lows)):
+            while len(pending) < REFIT_THREADS and number + len(pending) < len(lows):
+                ahead = lows[number + len(pending)]
+                size = min(batch, rounds - ahead)
+                pending.append(pool.submit(lambda low, n: solve(sampler.draw(low, n)), ahead, size))
+            yield pending.popleft().result()
 
 
 def _refit(
@@ -155,12 +211,12 @@ def _batch_drawer(
     """``draw(first_round, rounds)`` → (rounds, P, 3) cells of the given sampler version.
 
     Version 1 draws from its one generator in call order (one worker, batches submitted in
-    round order); version 2's streams are fixed by the round index alone.
+    round order); version 2's streams and version 3's words are fixed by the round index alone.
     """
     if sampler == LEGACY_SAMPLER:
         rng = np.random.default_rng(seed)
         return lambda first_round, rounds: draw_cells_v1(outcomes.cells, rng, rounds)
-    return lambda first_round, rounds: draw_cells_v2(outcomes.cells, seed, first_round, rounds)
+    return lambda first, rounds: draw_cells_v2(outcomes.cells, seed, first, rounds)
 
 
 def percentile_interval(draws: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:

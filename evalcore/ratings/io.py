@@ -626,7 +626,7 @@ def _read_jsonl_columns(
     The wanted attributes are always declared; style fields when the first records have them.
     Other fields are not parsed into columns (arrow pays for every declared field per line).
     """
-    pa, pc, _ = _pyarrow()
+    pa, pc = _arrow(), _compute()  # not parquet (~40 ms of imports)
     import pyarrow.json as pajson
 
     styled = {"style", *STYLE_COLUMNS} & _sampled_keys(path)

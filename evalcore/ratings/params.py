@@ -30,10 +30,12 @@ class RatingParams:
         bootstrap_rounds: rounds for the percentile intervals; 0 skips them (CIs are NaN).
         seed: seed of the bootstrap generator; same seed, same intervals.
         bootstrap_sampler: version of the counts bootstrap's random draws
-            (:mod:`~evalcore.ratings.sampling`; online Elo's replay bootstrap has one): 2 (new parameter sets) draws every round from
-            its own stream, two threads at once; 1 is one sequential stream. Both have the exact
-            law of resampling the votes; they give different draws. A recorded parameter set
-            without this key predates the versions and used 1 (:meth:`from_dict`), so it still
+            (:mod:`~evalcore.ratings.sampling`; online Elo's replay bootstrap has one): 3 (new
+            parameter sets) hashes (seed, round, cell) into counter-based integer draws, in a
+            small C kernel or identically in numpy; 2 draws every round from its own numpy
+            stream, two threads at once; 1 is one sequential stream. All have the exact law of
+            resampling the votes; they give different draws. A recorded parameter set without
+            this key predates the versions and used 1 (:meth:`from_dict`), so it still
             recomputes byte for byte.
         anchor: ``(model, rating)``: shift every rating so ``model`` gets ``rating``. Applied
             after the bootstrap, so it moves all bounds by the same constant.

@@ -78,9 +78,10 @@ def test_new_releases_record_the_current_sampler_and_old_ones_still_verify(
     counts: None,
 ) -> None:
     """A release recorded before the sampler versions (no ``bootstrap_sampler`` key) was drawn
-    with version 1 and recomputes byte for byte; new releases record version 2."""
+    with version 1 and recomputes byte for byte; new releases record version 3, and a release
+    made with version 2 still verifies."""
     new = publishing.publish_release()
-    assert new is not None and new.params["bootstrap_sampler"] == 2
+    assert new is not None and new.params["bootstrap_sampler"] == 3
     assert new.params["bootstrap_rounds"] > 0
     old = publishing.publish_release(params=publishing.default_params(bootstrap_sampler=1))
     assert old is not None and old.csv_text != new.csv_text  # other draws, other bounds
@@ -89,5 +90,9 @@ def test_new_releases_record_the_current_sampler_and_old_ones_still_verify(
     stored = Release.objects.get(pk=old.pk)
     assert publishing.verify_release(release=stored).ok
     assert "--bootstrap-sampler=1" in cli_arguments(stored.params)
-    assert "--bootstrap-sampler=2" in cli_arguments(new.params)
+    assert "--bootstrap-sampler=3" in cli_arguments(new.params)
     assert publishing.verify_release(release=Release.objects.get(pk=new.pk)).ok
+    second = publishing.publish_release(params=publishing.default_params(bootstrap_sampler=2))
+    assert second is not None and second.params["bootstrap_sampler"] == 2
+    assert second.csv_text not in (old.csv_text, new.csv_text)
+    assert publishing.verify_release(release=Release.objects.get(pk=second.pk)).ok

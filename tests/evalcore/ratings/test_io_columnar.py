@@ -206,3 +206,27 @@ def test_csv_reader_and_cli_do_not_import_pyarrow_compute_or_parquet(tmp_path):
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_json_lines_reader_and_cli_do_not_import_pyarrow_parquet(tmp_path):
+    """pyarrow.parquet (with pyarrow.fs and ssl) costs ~40 ms; JSON Lines needs compute only."""
+    path = tmp_path / "battles.jsonl"
+    rows = [
+        '{"model_a": "a", "model_b": "b", "winner": "model_a", "tstamp": 1.5}',
+        '{"model_a": "b", "model_b": "c", "winner": "tie", "tstamp": 2}',
+        '{"model_a": "c", "model_b": "a", "winner": "model_b", "tstamp": 3}',
+        '{"model_a": "a", "model_b": "c", "winner": "model_b", "tstamp": 4}',
+    ]
+    path.write_text("\n".join(rows * 20) + "\n")
+    script = (
+        "import sys\n"
+        "from evalcore.ratings.cli import main\n"
+        f"assert main([{str(path)!r}, '--bootstrap', '20', '-o', {str(tmp_path / 'out.csv')!r},"
+        " '--interval', 'sandwich']) == 0\n"
+        "assert 'pyarrow.json' in sys.modules and 'pyarrow.parquet' not in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -59,16 +59,16 @@ def test_a_recorded_parameter_set_without_a_version_recomputes_with_version_1(co
     params = RatingParams.from_dict(recorded)
     assert params.bootstrap_sampler == 1
     assert _sha(compute_ratings(counts, params).to_csv().encode()) == V1_CSV["bt"]
-    assert RatingParams().bootstrap_sampler == 2
+    assert RatingParams().bootstrap_sampler == 3
     assert RatingParams.from_dict(RatingParams().to_dict()) == RatingParams()
 
 
 def test_sampler_versions_are_checked_and_the_cli_passes_them():
-    for bad in (0, 3, True, "2"):
+    for bad in (0, 4, True, "2"):
         with pytest.raises(InvalidParameterError):
             RatingParams(bootstrap_sampler=bad)
     parser = build_parser()
-    assert params_from_args(parser.parse_args(["f.csv"])).bootstrap_sampler == 2
+    assert params_from_args(parser.parse_args(["f.csv"])).bootstrap_sampler == 3
     old = parser.parse_args(["f.csv", "--bootstrap-sampler", "1"])
     assert params_from_args(old).bootstrap_sampler == 1
 
@@ -121,24 +121,27 @@ def test_version_2_draws_depend_only_on_the_seed_and_the_round():
         draw_cells_v2(cells, 5, 1, 3)
 
 
-def test_version_2_bootstrap_is_the_same_however_it_is_batched(counts, monkeypatch):
-    params = RatingParams(bootstrap_rounds=180, seed=2)
+@pytest.mark.parametrize("version", [2, 3])
+def test_versions_2_and_3_bootstrap_the_same_however_it_is_batched(counts, monkeypatch, version):
+    params = RatingParams(bootstrap_rounds=180, seed=2, bootstrap_sampler=version)
     first = compute_ratings(counts, params).to_csv()
     monkeypatch.setattr(bootstrap_module, "BATCH_ROUNDS", 40)
     assert compute_ratings(counts, params).to_csv() == first
-    assert compute_ratings(counts, RatingParams(bootstrap_rounds=180, seed=3)).to_csv() != first
+    other = RatingParams(bootstrap_rounds=180, seed=3, bootstrap_sampler=version)
+    assert compute_ratings(counts, other).to_csv() != first
 
 
 def test_both_versions_give_intervals_of_the_same_width():
     a, b, outcome = simulate(np.linspace(-1.0, 1.0, 8), 20_000, seed=12)
     counts = PairCounts.from_codes(model_names(8), a, b, outcome)
     widths = {}
-    for version in (1, 2):
+    for version in (1, 2, 3):
         result = compute_ratings(
             counts, RatingParams(bootstrap_rounds=800, bootstrap_sampler=version)
         )
         widths[version] = np.array([row.ci_upper - row.ci_lower for row in result.rows])
         assert math.isfinite(widths[version].sum())
     # 800 rounds estimate a 95 % width to a few per cent; the two must agree on average.
-    assert abs(widths[2].mean() / widths[1].mean() - 1) < 0.05
-    assert np.abs(widths[2] / widths[1] - 1).max() < 0.15
+    for version in (2, 3):
+        assert abs(widths[version].mean() / widths[1].mean() - 1) < 0.05
+        assert np.abs(widths[version] / widths[1] - 1).max() < 0.15
