@@ -148,6 +148,24 @@ def check_kernels(device: str, dtype: torch.dtype, tolerance: float) -> None:
         assert relative_error(q, ref) < tolerance
         assert relative_error(keys, ref_keys) < tolerance
         assert torch.equal(values, ref_values)  # a copy
+        # With a folded RMSNorm: q, k and v scaled by the RMS scale of each token's row.
+        rows = randn(B * T, 3 * H * D - 8) * 3.0  # a hidden width that is not a power of two
+        ref = dk.rotary_to_cache_reference(
+            qkv, positions, cos, sin, ref_keys, ref_values, write_at, H, rows, 1e-5
+        )
+        keys.fill_(float("nan"))  # poisoned: the rows written must match, the rest stay NaN
+        values.fill_(float("nan"))
+        q = dk.rotary_to_cache(
+            qkv, positions, cos, sin, keys, values, write_at, H, norm_input=rows, eps=1e-5
+        )
+        assert relative_error(q, ref) < tolerance
+        written = write_at.tolist()
+        assert relative_error(keys[:, :, written], ref_keys[:, :, written]) < tolerance
+        assert relative_error(values[:, :, written], ref_values[:, :, written]) < tolerance
+        others = [i for i in range(L) if i not in written]
+        assert bool(keys[:, :, others].isnan().all()) and bool(values[:, :, others].isnan().all())
+        keys.copy_(ref_keys)
+        values.copy_(ref_values)
         query = randn(B, H, D)
         bias = torch.zeros(B, L, dtype=dtype, device=device)
         bias[0, : min(L - 3, 70)] = float("-inf")  # left padding: whole key blocks masked
@@ -159,6 +177,21 @@ def check_kernels(device: str, dtype: torch.dtype, tolerance: float) -> None:
             assert relative_error(out, ref) < tolerance, (B, H, Hkv, D, L, splits)
     gate_up = randn(7, 2 * 1500)
     assert relative_error(dk.swiglu(gate_up), dk.swiglu_reference(gate_up)) < tolerance
+    rows = randn(7, 200) * 3.0
+    out = dk.swiglu(gate_up, norm_input=rows, eps=1e-6)
+    assert relative_error(out, dk.swiglu_reference(gate_up, rows, 1e-6)) < tolerance
+    # Many splits (more than one merge block of MERGE_BLOCK), and every launch config swept.
+    B, H, Hkv, D, L = 1, 4, 2, 32, 40 * dk.BLOCK_KEYS
+    query, keys, values = randn(B, H, D), randn(B, Hkv, L, D), randn(B, Hkv, L, D)
+    bias = torch.zeros(B, L, dtype=dtype, device=device)
+    last = torch.tensor([L - 5], device=device)
+    ref = dk.decode_attention_reference(query, keys, values, bias, last, D**-0.5)
+    out = dk.decode_attention(query, keys, values, bias, last, D**-0.5, 37)
+    assert relative_error(out, ref) < tolerance
+    for config in ((32, 4, 1), (128, 8, 3)):  # other launch configs (the bench sweeps more)
+        for splits in (1, 3):
+            out = dk.decode_attention(query, keys, values, bias, last, D**-0.5, splits, config)
+            assert relative_error(out, ref) < tolerance, (config, splits)
 
 
 def check_decoder(device: str) -> None:
@@ -173,6 +206,10 @@ def check_decoder(device: str) -> None:
             fused = FastDecoder(model, batch_size=3, max_length=length, fused_kernels=True)
             plain = FastDecoder(model, batch_size=3, max_length=length, fused_kernels=False)
             assert fused.fused and not plain.fused
+            assert fused.plan is not None and all(  # the norms are folded into the products
+                lp.qkv_folded is not None and lp.qkv_folded.weight_copy is not None
+                for lp in fused.plan.layers
+            )
             if length == 128:
                 assert fused.splits == 1
             elif kv_heads == 2:  # 6 rows x heads: too few programs for 640 keys

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# One device call for issue 19's batch-64 round 4 (folded RMSNorms, attention launch sweep,
+# warm-up at load): GPU kernel tests, the decode-kernel sweep, the warm-up scenarios, then the
+# serving rows (ours, ours with separate norm kernels, transformers' static cache + compile) at
+# 1B and 134M. Logs to $OUT/log.txt, tables and profiles to $OUT/results.tar.
+#
+#     bash bench/serving_decode3.sh [stages...]   # default: all; on the device machine
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/serving-out}
+RESULTS=/tmp/serving-results
+mkdir -p "$OUT" "$RESULTS"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+PYTEST=(python3 -m pytest -q -p no:django -o addopts="" -m gpu)
+STAGES=${*:-tests sweep warmup 1b 134m}
+stage() { tar -C "$RESULTS" -cf "$OUT/results.tar" .; echo "== $(date -u +%T) $*"; }
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv
+if want tests; then
+    stage "kernel tests"
+    if ! timeout 150 "${PYTEST[@]}" -x tests/models_zoo/test_decode_kernels.py; then
+        echo "kernel tests failed: stopping"
+        exit 1
+    fi
+fi
+if want alltests; then
+    stage "all GPU tests of models_zoo"
+    timeout 240 "${PYTEST[@]}" tests/models_zoo
+fi
+if want sweep; then
+    stage "decode kernel sweep"
+    timeout 90 python3 bench/serving.py --decode-kernels --out "$RESULTS/decode_kernels.md"
+fi
+if want warmup; then
+    stage "warm-up scenarios"
+    timeout 150 python3 bench/decode_warmup.py --size 1b | tee "$RESULTS/warmup.md"
+fi
+if want 1b; then
+    stage "1b"
+    timeout 160 python3 bench/serving.py --size 1b --rows ours ours-nofold hf-compile \
+        --batches 64 --step-repeats 3 --repeats 3 --profile --out "$RESULTS/serving_1b.md"
+fi
+if want 134m; then
+    stage "134m"
+    timeout 100 python3 bench/serving.py --size 134m --rows ours ours-nofold hf-compile \
+        --batches 64 --step-repeats 3 --repeats 3 --profile --out "$RESULTS/serving_134m.md"
+fi
+if want 1b-batch1; then
+    stage "1b batch 1 hf"
+    timeout 150 python3 bench/serving.py --size 1b --rows ours hf-compile --batches 1 \
+        --skip-steps --repeats 3 --out "$RESULTS/serving_1b_b1.md"
+fi
+if want 8b; then
+    stage "8b"
+    timeout 150 python3 bench/serving.py --size 8b --rows ours ours-nofold --batches 64 \
+        --step-repeats 2 --repeats 2 --out "$RESULTS/serving_8b.md"
+fi
+stage "done"
