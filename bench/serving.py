@@ -16,7 +16,9 @@ batch 1, 8 and 64 (``--batches``). Rows (same weights, same run; ``--rows``):
   ``ours-unfused`` (the graph decoder without the fused Triton layer kernels of
   ``models_zoo.kernels.decode``: the previous round's step, for a same-run comparison; it also
   adds a ``bf16-unfused`` row to the decode-step table), ``ours-nofold`` (decode-step table
-  only: the fused kernels with the RMSNorms as kernels of their own, not folded).
+  only: the fused kernels with the RMSNorms as kernels of their own, not folded), ``ours-lt``
+  (products through cuBLASLt), ``ours-norope`` (decode-step table only: rotary + cache write
+  and attention as two kernels).
 tokens/s counts new tokens only (prefill included in the time); memory is the peak allocated
 during the call. Results are printed as they come (a partial run still reports).
 
@@ -148,6 +150,8 @@ def step_rows(
     step_repeats: int = 5,
 ) -> None:
     """Prefill ms, graph decode ms/step, kernels/step and the floors per step."""
+    from models_zoo.kernels import decode as dk
+
     report(
         "| weights | batch | prefill ms | decode ms/step | kernels/step | kernel ms/step (eager)"
         " | byte floor ms | FLOP floor ms | share of floor |",
@@ -164,6 +168,9 @@ def step_rows(
             decoder = fast_decode.FastDecoder(
                 model, batch_size=batch, max_length=PROMPT + NEW, fused_kernels=fused
             )
+            dk.ROPE_ATTENTION = not name.endswith("-norope")  # rotary, then attention
+            lt = name.endswith("-lt")  # products through cuBLASLt
+            torch.backends.cuda.preferred_blas_library("cublaslt" if lt else "cublas")
             if name.endswith("-nofold"):  # the fused kernels with separate RMSNorm kernels
                 assert decoder.plan is not None
                 for lp in decoder.plan.layers:
@@ -206,6 +213,8 @@ def step_rows(
                 f"{max(floor, flop_floor) / step * 100:.0f} % |",
                 out,
             )
+            torch.backends.cuda.preferred_blas_library("cublas")
+            dk.ROPE_ATTENTION = True
             del decoder
             fast_decode.clear_caches()
             gc.collect()  # decoders hold a bound-method cycle: free their caches and graphs now
@@ -244,7 +253,7 @@ def report(line: str, out: Path | None) -> None:
 
 ALL_ROWS = (
     "ours", "int8", "hf-compile", "ours-eager", "hf-static", "hf-dynamic", "ours-compile",
-    "ours-unfused", "ours-nofold",
+    "ours-unfused", "ours-nofold", "ours-lt", "ours-norope",
 )  # fmt: skip
 
 
@@ -280,9 +289,20 @@ def main() -> None:
         action="store_true",
         help="only: decode attention launch configs and cuBLAS vs cuBLASLt, timed in graphs",
     )
+    parser.add_argument(
+        "--attention-config",
+        default=None,
+        help="rows,warps,stages of the decode attention kernel (default: the module's)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     SIZE = args.size
+    if args.attention_config:
+        from models_zoo.kernels import decode as dk
+
+        rows, warps, stages = (int(v) for v in args.attention_config.split(","))
+        dk.ATTENTION_CONFIG = (rows, warps, stages)
+        print(f"decode attention config {dk.ATTENTION_CONFIG}", flush=True)
     bandwidth, peak = measure_ceilings()
     torch.cuda.empty_cache()
     if args.zoo_contexts:
@@ -334,6 +354,10 @@ def main() -> None:
             models.append(("bf16-unfused", model, False))
         if "ours-nofold" in args.rows:  # after the other rows: it drops the plan's folded copies
             models.append(("bf16-nofold", model, None))
+        if "ours-lt" in args.rows:
+            models.append(("bf16-lt", model, None))
+        if "ours-norope" in args.rows:
+            models.append(("bf16-norope", model, None))
         if int8 is not None:
             models.append(("int8", int8, None))
         step_rows(models, args.batches, args.out, bandwidth, peak, args.profile, args.step_repeats)
@@ -629,9 +653,58 @@ def decode_kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
                     f"{floor / us * 100:.0f} % | {error:.1e} |",
                     args.out,
                 )
+        rope_attention_rows(args, size, caches, bias, last, floor)
         del caches
         torch.cuda.empty_cache()
     gemm_rows(args, bandwidth)
+
+
+def rope_attention_rows(
+    args: argparse.Namespace,
+    size: str,
+    caches: list[tuple[torch.Tensor, torch.Tensor]],
+    bias: torch.Tensor,
+    last: torch.Tensor,
+    floor: float,
+) -> None:
+    """The decode step's rotary + cache write + attention kernel (folded norm) per launch
+    config, against the two-kernel references."""
+    from models_zoo.kernels import decode as dk
+
+    shape = SIZES[size]
+    H, Hkv = int(shape["num_attention_heads"]), int(shape["num_key_value_heads"])
+    C = int(shape["hidden_size"])
+    D = C // H
+    batch, L = caches[0][0].shape[0], caches[0][0].shape[2]
+    qkv = torch.randn(batch, (H + 2 * Hkv) * D, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(batch, C, device="cuda", dtype=torch.bfloat16)
+    positions = torch.full((batch,), int(last), device="cuda")
+    cos = torch.randn(L, D, device="cuda", dtype=torch.bfloat16)
+    sin = torch.randn_like(cos)
+    keys, values = caches[0][0].clone(), caches[0][1].clone()
+    q = dk.rotary_to_cache_reference(qkv, positions, cos, sin, keys, values, last, H, x, 1e-5)
+    ref = dk.decode_attention_reference(q.view(batch, H, D), keys, values, bias, last, D**-0.5)
+    for config in ATTENTION_SWEEP:
+        try:
+            k, v = caches[0][0].clone(), caches[0][1].clone()
+            out = dk.rope_decode_attention(
+                qkv, positions, cos, sin, k, v, bias, last, H, D**-0.5, 1, x, 1e-5, config
+            )
+            error = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+            us = graph_us([
+                lambda k=k, v=v, c=config: dk.rope_decode_attention(
+                    qkv, positions, cos, sin, k, v, bias, last, H, D**-0.5, 1, x, 1e-5, c
+                )
+                for k, v in caches
+            ])  # fmt: skip
+        except Exception as error_:  # keep the other configs
+            report(f"| {size} | rope-attention | {config} | failed: {error_} |", args.out)
+            continue
+        report(
+            f"| {size} | rope-attention | {config} splits 1 | {us:.2f} | {floor:.2f} | "
+            f"{floor / us * 100:.0f} % | {error:.1e} |",
+            args.out,
+        )
 
 
 def gemm_rows(args: argparse.Namespace, bandwidth: float) -> None:

@@ -32,7 +32,8 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   The two RMSNorms of a layer are folded away: their weights are folded into copies of the
   q/k/v and gate/up weights (``rms_norm(x) @ W.T == s * (x @ (W * w).T)`` with ``s`` the row's
   ``rsqrt(mean(x^2) + eps)``), and the rotary and SwiGLU kernels compute ``s`` from the row and
-  apply it: 7 kernels per layer. LongNet's decode step keeps its gathered-key SDPA.
+  apply it; in decode steps the rotary + cache write and the attention are one kernel
+  (head dims >= 32): 6 kernels per layer. LongNet's decode step keeps its gathered-key SDPA.
   :func:`warm_up` compiles these kernels when a model is loaded.
 
 On CPU (no graphs; a batch-1 decode step streams every weight once, so it is bound by memory
@@ -876,9 +877,48 @@ class FastDecoder:
         T: int,
         step: _StepInputs,
     ) -> torch.Tensor:
-        """:meth:`_layer` through the fused kernels: 7 launches per decode step of a layer
-        (4 products, rotary + cache write, attention, SwiGLU; the norms folded into the products
-        and the two kernels after them) instead of ~14."""
+        """:meth:`_layer` through the fused kernels: 6 launches per decode step of a layer
+        (4 products, rotary + cache write + attention, SwiGLU; the norms folded into the
+        products and the kernels after them; 7 for head dims under 32) instead of ~14."""
+        if step.decode_bias is not None and decode_kernels.rope_attention_available(
+            self.shape.head_dim
+        ):
+            out = self._rope_attention(lp, x, B, index, step)  # one kernel for the three
+        else:
+            out = self._rotary_then_attention(lp, x, B, T, index, step)
+        x = lp.o.add_to(x, out)
+        if lp.gate_up is None or lp.down is None:
+            return x + layer.mlp(lp.norm2(x))
+        if lp.gate_up_folded is not None:
+            eps = _eps(lp.norm2, x)
+            hidden = decode_kernels.swiglu(lp.gate_up_folded(x), norm_input=x, eps=eps)
+        else:
+            hidden = decode_kernels.swiglu(lp.gate_up(lp.norm2(x)))
+        return lp.down.add_to(x, hidden)
+
+    def _rope_attention(
+        self, lp: _LayerPlan, x: torch.Tensor, B: int, index: int, step: _StepInputs
+    ) -> torch.Tensor:
+        """A decode step's rotary + cache write + attention (one kernel); ``(B, H*D)``."""
+        assert step.decode_bias is not None
+        keys, values = self.keys[index], self.values[index]
+        common = (step.positions, self.cos, self.sin, keys, values, step.decode_bias)
+        scale, H = self.shape.scaling, self.shape.heads
+        if lp.qkv_folded is not None:
+            return decode_kernels.rope_decode_attention(
+                lp.qkv_folded(x), *common, step.write_at, H, scale, self.splits,
+                norm_input=x, eps=_eps(lp.norm1, x),
+            )  # fmt: skip
+        qkv = lp.qkv(lp.norm1(x))
+        return decode_kernels.rope_decode_attention(
+            qkv, *common, step.write_at, H, scale, self.splits
+        )
+
+    def _rotary_then_attention(
+        self, lp: _LayerPlan, x: torch.Tensor, B: int, T: int, index: int, step: _StepInputs
+    ) -> torch.Tensor:
+        """Rotary + cache write, then attention (prefill, or decode steps of small head
+        dims); ``(B*T, H*D)``."""
         H, D = self.shape.heads, self.shape.head_dim
         keys, values = self.keys[index], self.values[index]
         if lp.qkv_folded is not None:  # norm1's weight folded in, its row scale in the kernel
@@ -900,15 +940,7 @@ class FastDecoder:
             q_heads = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
             new_keys, new_values = keys[:, :, :T], values[:, :, :T]  # (B, H_kv, T, D)
             out = self._attend(q_heads, new_keys, new_values, index, step.mask, None, step.visible)
-        x = lp.o.add_to(x, out)
-        if lp.gate_up is None or lp.down is None:
-            return x + layer.mlp(lp.norm2(x))
-        if lp.gate_up_folded is not None:
-            eps = _eps(lp.norm2, x)
-            hidden = decode_kernels.swiglu(lp.gate_up_folded(x), norm_input=x, eps=eps)
-        else:
-            hidden = decode_kernels.swiglu(lp.gate_up(lp.norm2(x)))
-        return lp.down.add_to(x, hidden)
+        return out
 
     def _qkv(
         self,

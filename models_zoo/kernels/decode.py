@@ -21,6 +21,11 @@ were five more launches. The three kernels here replace them:
 - :func:`swiglu`: ``silu(gate) * up`` of the fused gate/up product in one pass, float32 inside,
   rounded once.
 
+In decode steps :func:`rope_decode_attention` does the work of the first two in one launch
+(head dims >= 32): each attention program rotates its query heads and the new key itself,
+attends over the older cache rows and adds the new key/value from registers; the program whose
+key split holds the new row writes it to the cache.
+
 RMSNorm needs no kernel of its own: ``rms_norm(x) @ W.T == s * (x @ (W * w).T)`` with ``s`` the
 row's ``rsqrt(mean(x^2) + eps)``, so the decoder folds the norm weight ``w`` into the q/k/v and
 gate/up weights, and :func:`rotary_to_cache` and :func:`swiglu` (``norm_input``) compute ``s``
@@ -50,6 +55,9 @@ BLOCK_KEYS = 64  # a key split's chunk of cache rows is a multiple of this
 # Decode attention launch: (cache rows per loop step, warps, pipeline stages).
 ATTENTION_CONFIG = (64, 4, 2)
 MERGE_BLOCK = 16  # splits merged per loop step
+# Decode steps run rotary + cache write + attention as one kernel (rope_decode_attention) where
+# the head dim allows; False: the two kernels (the bench measures both).
+ROPE_ATTENTION = True
 MIN_SPLIT_KEYS = 256  # a split of the keys (flash-decoding) covers at least this many rows
 SWIGLU_BLOCK = 1024
 
@@ -355,6 +363,146 @@ if triton is not None:
             tl.store(PartM + row, m_i, mask=in_group)
             tl.store(PartL + row, l_i, mask=in_group)
 
+    @triton.jit(do_not_specialize=["chunk", "splits"])  # type: ignore[untyped-decorator]
+    def _rope_attention_kernel(  # type: ignore[no-untyped-def]
+        QKV,
+        POS,
+        COS,
+        SIN,
+        K,
+        V,
+        BIAS,
+        LAST,
+        X,
+        Out,
+        Part,
+        PartM,
+        PartL,
+        stride_qkv,
+        stride_cos,
+        stride_sin,
+        stride_kb,
+        stride_kh,
+        stride_kl,
+        stride_vb,
+        stride_vh,
+        stride_vl,
+        stride_bias,
+        stride_ob,
+        stride_x,
+        eps,
+        chunk,
+        scale_log2,
+        splits,
+        H: tl.constexpr,
+        HKV: tl.constexpr,
+        G: tl.constexpr,
+        BLOCK_G: tl.constexpr,
+        HALF: tl.constexpr,
+        D: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        IS_SPLIT: tl.constexpr,
+        IEEE: tl.constexpr,
+        NORM: tl.constexpr,
+        HIDDEN: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ) -> None:
+        # A decode step's rotary + cache write + attention in one program per (row b, kv head,
+        # key split): rotate the G query heads and the new key of the token at cache row
+        # ``last`` from the fused q/k/v product, attend over the old rows [start, end) of the
+        # split from the cache, and add the new key/value from registers in the split whose
+        # chunk holds ``last`` (which also writes them to the cache; no program reads that row).
+        b = tl.program_id(0).to(tl.int64)
+        kv_head = tl.program_id(1)
+        split = tl.program_id(2)
+        last = tl.load(LAST).to(tl.int32)
+        start = split * chunk
+        end = tl.minimum(start + chunk, last)
+        owner = (last >= start) & (last < start + chunk)
+        g = tl.arange(0, BLOCK_G)
+        dh = tl.arange(0, HALF)
+        d = tl.arange(0, D)
+        in_group = g < G
+        heads = kv_head * G + g
+        row = QKV + b * stride_qkv
+        r = 1.0
+        if NORM:
+            r = _row_rms_scale(X, b, stride_x, eps, HIDDEN, BLOCK_C)
+        pos = tl.load(POS + b).to(tl.int64)
+        c1 = tl.load(COS + pos * stride_cos + dh).to(tl.float32)
+        c2 = tl.load(COS + pos * stride_cos + HALF + dh).to(tl.float32)
+        s1 = tl.load(SIN + pos * stride_sin + dh).to(tl.float32)
+        s2 = tl.load(SIN + pos * stride_sin + HALF + dh).to(tl.float32)
+        q_ptrs = row + heads[:, None] * D + dh[None, :]
+        x1 = tl.load(q_ptrs, mask=in_group[:, None], other=0.0).to(tl.float32) * r
+        x2 = tl.load(q_ptrs + HALF, mask=in_group[:, None], other=0.0).to(tl.float32) * r
+        q1 = (x1 * c1[None, :] - x2 * s1[None, :]).to(K.dtype.element_ty)
+        q2 = (x2 * c2[None, :] + x1 * s2[None, :]).to(K.dtype.element_ty)
+        k_row = row + (H + kv_head) * D
+        y1 = tl.load(k_row + dh).to(tl.float32) * r
+        y2 = tl.load(k_row + HALF + dh).to(tl.float32) * r
+        new_k1 = (y1 * c1 - y2 * s1).to(K.dtype.element_ty)
+        new_k2 = (y2 * c2 + y1 * s2).to(K.dtype.element_ty)
+        new_v = (tl.load(row + (H + HKV + kv_head) * D + d) * r).to(V.dtype.element_ty)
+        k_base = K + b * stride_kb + kv_head * stride_kh
+        v_base = V + b * stride_vb + kv_head * stride_vh
+        tl.store(k_base + last * stride_kl + dh, new_k1, mask=owner & (dh < HALF))
+        tl.store(k_base + last * stride_kl + HALF + dh, new_k2, mask=owner & (dh < HALF))
+        tl.store(v_base + last * stride_vl + d, new_v, mask=owner & (d < D))
+        m_i = tl.full((BLOCK_G,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BLOCK_G,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_G, D), dtype=tl.float32)
+        for n0 in range(start, end, BLOCK_N):
+            n = n0 + tl.arange(0, BLOCK_N)
+            valid = n < end
+            k_ptrs = k_base + n[:, None] * stride_kl + dh[None, :]
+            k1 = tl.load(k_ptrs, mask=valid[:, None], other=0.0)
+            k2 = tl.load(k_ptrs + HALF, mask=valid[:, None], other=0.0)
+            if IEEE:
+                s = tl.dot(q1, tl.trans(k1), input_precision="ieee")
+                s += tl.dot(q2, tl.trans(k2), input_precision="ieee")
+            else:
+                s = tl.dot(q1, tl.trans(k1))
+                s += tl.dot(q2, tl.trans(k2))
+            bias = tl.load(BIAS + b * stride_bias + n, mask=valid, other=float("-inf"))
+            s = s * scale_log2 + bias.to(tl.float32)[None, :] * 1.4426950408889634
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # all-masked block
+            p = tl.math.exp2(s - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(
+                v_base + n[:, None] * stride_vl + d[None, :], mask=valid[:, None], other=0.0
+            )
+            if IEEE:
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+            else:
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+        # The new key: its score from the rounded q and k, its value from registers.
+        s_new = tl.sum(q1.to(tl.float32) * new_k1.to(tl.float32)[None, :], 1)
+        s_new += tl.sum(q2.to(tl.float32) * new_k2.to(tl.float32)[None, :], 1)
+        bias_new = tl.load(BIAS + b * stride_bias + last).to(tl.float32)
+        s_new = s_new * scale_log2 + bias_new * 1.4426950408889634
+        s_new = tl.where(owner, s_new, float("-inf"))
+        m_new = tl.maximum(m_i, s_new)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p_new = tl.math.exp2(s_new - m_safe)
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + p_new
+        p_rounded = p_new.to(V.dtype.element_ty).to(tl.float32)  # as the loop's p.to(v.dtype)
+        acc = acc * alpha[:, None] + p_rounded[:, None] * new_v.to(tl.float32)[None, :]
+        m_i = m_new
+        if not IS_SPLIT:
+            out = acc / l_i[:, None]
+            out_ptrs = Out + b * stride_ob + heads[:, None] * D + d[None, :]
+            tl.store(out_ptrs, out.to(Out.dtype.element_ty), mask=in_group[:, None])
+        else:
+            part_row = (b * (HKV * G) + heads) * splits + split
+            tl.store(Part + part_row[:, None] * D + d[None, :], acc, mask=in_group[:, None])
+            tl.store(PartM + part_row, m_i, mask=in_group)
+            tl.store(PartL + part_row, l_i, mask=in_group)
+
     @triton.jit(do_not_specialize=["splits"])  # type: ignore[untyped-decorator]
     def _merge_splits_kernel(  # type: ignore[no-untyped-def]
         Part,
@@ -565,6 +713,74 @@ def decode_attention(
     if splits > 1:
         _merge_splits_kernel[(B * H,)](
             part, part_m, part_l, out, H, out.stride(0), splits, D=D, BLOCK_S=MERGE_BLOCK,
+            num_warps=4,
+        )  # fmt: skip
+    return out
+
+
+def rope_attention_available(head_dim: int) -> bool:
+    """Whether :func:`rope_decode_attention` takes this head dim (its products run on half
+    rows: D/2 >= 16 for the tensor cores)."""
+    return ROPE_ATTENTION and head_dim >= 32
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # a raw Triton launch: run it eagerly
+def rope_decode_attention(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    bias: torch.Tensor,
+    last: torch.Tensor,
+    heads: int,
+    scale: float,
+    splits: int = 1,
+    norm_input: torch.Tensor | None = None,
+    eps: float = 0.0,
+    config: tuple[int, int, int] | None = None,
+) -> torch.Tensor:
+    """A decode step's :func:`rotary_to_cache` and :func:`decode_attention` in one kernel.
+
+    ``qkv`` ``(B, (H + 2 H_kv) D)`` of one new token per row at cache row ``last`` (the
+    ``write_at`` of :func:`rotary_to_cache`); the rotated key and the value are written there
+    and attended from registers, the rows before it from the cache. Equals
+    :func:`rotary_to_cache_reference` followed by :func:`decode_attention_reference`.
+
+    Returns:
+        ``(B, H*D)`` in ``qkv.dtype``.
+    """
+    B, Hkv, L, D = keys.shape
+    G = heads // Hkv
+    assert qkv.shape == (B, (heads + 2 * Hkv) * D) and qkv.stride(1) == 1 and D >= 32
+    assert keys.stride(3) == 1 and values.stride(3) == 1 and cos.stride(1) == 1
+    assert bias.shape == (B, L) and bias.stride(1) == 1 and heads % Hkv == 0
+    norm = qkv if norm_input is None else norm_input
+    assert norm.shape[0] == B and norm.stride(1) == 1
+    hidden = norm.shape[1] if norm_input is not None else 16
+    block_n, warps, stages = ATTENTION_CONFIG if config is None else config
+    out = torch.empty(B, heads * D, dtype=qkv.dtype, device=qkv.device)
+    chunk = -(-L // splits)
+    rows = max(BLOCK_KEYS, block_n)
+    chunk = -(-chunk // rows) * rows
+    if splits > 1:
+        part = torch.empty(B * heads * splits, D, dtype=torch.float32, device=qkv.device)
+        part_m = torch.empty(B * heads * splits, dtype=torch.float32, device=qkv.device)
+        part_l = torch.empty_like(part_m)
+    else:
+        part = part_m = part_l = out  # unused
+    _rope_attention_kernel[(B, Hkv, splits)](
+        qkv, positions, cos, sin, keys, values, bias, last, norm, out, part, part_m, part_l,
+        qkv.stride(0), cos.stride(0), sin.stride(0), *keys.stride()[:3], *values.stride()[:3],
+        bias.stride(0), out.stride(0), norm.stride(0), eps, chunk, scale * LOG2_E, splits,
+        H=heads, HKV=Hkv, G=G, BLOCK_G=max(16, _pow2(G)), HALF=D // 2, D=D,
+        BLOCK_N=block_n, IS_SPLIT=splits > 1, IEEE=qkv.dtype == torch.float32, NORM=norm_input is not None,
+        HIDDEN=hidden, BLOCK_C=_pow2(hidden), num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    if splits > 1:
+        _merge_splits_kernel[(B * heads,)](
+            part, part_m, part_l, out, heads, out.stride(0), splits, D=D, BLOCK_S=MERGE_BLOCK,
             num_warps=4,
         )  # fmt: skip
     return out

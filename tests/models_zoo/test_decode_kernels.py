@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -192,13 +193,49 @@ def check_kernels(device: str, dtype: torch.dtype, tolerance: float) -> None:
         for splits in (1, 3):
             out = dk.decode_attention(query, keys, values, bias, last, D**-0.5, splits, config)
             assert relative_error(out, ref) < tolerance, (config, splits)
+    check_rope_attention(device, randn, generator, tolerance)
+
+
+def check_rope_attention(
+    device: str, randn: Callable[..., torch.Tensor], generator: torch.Generator, tolerance: float
+) -> None:
+    """rope_decode_attention == rotary_to_cache then decode_attention (the references), with
+    and without a folded norm, keys split or not, left padding, GQA groups 1 / 4 / 4."""
+    for B, H, Hkv, D, L, row in [(1, 8, 2, 64, 300, 297), (4, 16, 4, 128, 130, 64),
+                                 (3, 4, 4, 32, 70, 5)]:  # fmt: skip
+        qkv = randn(B, (H + 2 * Hkv) * D)
+        positions = torch.randint(0, L, (B,), generator=generator, device=device)
+        cos, sin = randn(L, D), randn(L, D)
+        keys, values = randn(B, Hkv, L, D), randn(B, Hkv, L, D)
+        write_at = torch.tensor([row], device=device)
+        bias = torch.zeros(B, L, dtype=keys.dtype, device=device)
+        bias[0, : row // 2] = float("-inf")
+        for norm in (None, randn(B, 3 * H * D - 8) * 3.0):
+            ref_keys, ref_values = keys.clone(), values.clone()
+            q = dk.rotary_to_cache_reference(
+                qkv, positions, cos, sin, ref_keys, ref_values, write_at, H, norm, 1e-5
+            )
+            ref = dk.decode_attention_reference(
+                q.view(B, H, D), ref_keys, ref_values, bias, write_at, D**-0.5
+            )
+            for splits in (1, 3):
+                k, v = keys.clone(), values.clone()
+                out = dk.rope_decode_attention(
+                    qkv, positions, cos, sin, k, v, bias, write_at, H, D**-0.5, splits,
+                    norm_input=norm, eps=1e-5,
+                )  # fmt: skip
+                case = (B, H, Hkv, D, L, splits, norm is not None)
+                assert bool(torch.isfinite(out).all()), case
+                assert relative_error(out, ref) < tolerance, case
+                assert relative_error(k, ref_keys) < tolerance, case
+                assert relative_error(v, ref_values) < tolerance, case
 
 
 def check_decoder(device: str) -> None:
     """fp32 greedy tokens through the fused kernels == transformers == the unfused decoder,
     left-padded, GQA and not, keys split or not."""
-    for kv_heads in (4, 2):
-        model = tiny_llama(kv_heads).to(device)
+    for kv_heads, head_dim in ((4, 16), (2, 16), (2, 32)):  # 32: rotary + attention as one
+        model = tiny_llama(kv_heads, head_dim=head_dim).to(device)
         generator = torch.Generator().manual_seed(kv_heads)
         prompts = [torch.randint(1, 97, (n,), generator=generator).tolist() for n in (5, 12, 1)]
         ids, mask = left_pad(prompts, 0, device)
