@@ -168,7 +168,8 @@ def step_rows(
             decoder = fast_decode.FastDecoder(
                 model, batch_size=batch, max_length=PROMPT + NEW, fused_kernels=fused
             )
-            dk.ROPE_ATTENTION = not name.endswith("-norope")  # rotary, then attention
+            rope = dk.ROPE_ATTENTION
+            dk.ROPE_ATTENTION = rope and not name.endswith("-norope")  # rotary, then attention
             lt = name.endswith("-lt")  # products through cuBLASLt
             torch.backends.cuda.preferred_blas_library("cublaslt" if lt else "cublas")
             if name.endswith("-nofold"):  # the fused kernels with separate RMSNorm kernels
@@ -214,7 +215,7 @@ def step_rows(
                 out,
             )
             torch.backends.cuda.preferred_blas_library("cublas")
-            dk.ROPE_ATTENTION = True
+            dk.ROPE_ATTENTION = rope
             del decoder
             fast_decode.clear_caches()
             gc.collect()  # decoders hold a bound-method cycle: free their caches and graphs now
@@ -294,9 +295,18 @@ def main() -> None:
         default=None,
         help="rows,warps,stages of the decode attention kernel (default: the module's)",
     )
+    parser.add_argument(
+        "--no-rope-attention",
+        action="store_true",
+        help="decode steps run rotary + cache write and attention as two kernels",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     SIZE = args.size
+    if args.no_rope_attention:
+        from models_zoo.kernels import decode as dk
+
+        dk.ROPE_ATTENTION = False
     if args.attention_config:
         from models_zoo.kernels import decode as dk
 

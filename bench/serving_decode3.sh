@@ -13,15 +13,16 @@ mkdir -p "$OUT" "$RESULTS"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 PYTEST=(python3 -m pytest -q -p no:django -o addopts="" -m gpu)
 STAGES=${*:-tests 1b 134m warmup alltests 1b-batch1 sweep}
+NOROPE=""
 stage() { tar -C "$RESULTS" -cf "$OUT/results.tar" .; echo "== $(date -u +%T) $*"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv
 if want tests; then
     stage "kernel tests"
-    if ! timeout 150 "${PYTEST[@]}" -x tests/models_zoo/test_decode_kernels.py; then
-        echo "kernel tests failed: stopping"
-        exit 1
+    if ! timeout 150 "${PYTEST[@]}" tests/models_zoo/test_decode_kernels.py; then
+        echo "KERNEL TESTS FAILED: the rows below run rotary and attention as two kernels"
+        NOROPE=--no-rope-attention
     fi
 fi
 # The fastest decode attention launch config the sweep found for a size (default: the module's).
@@ -41,13 +42,13 @@ config() { local c; c=$(best "$1"); [[ -n "$c" ]] && echo "--attention-config $c
 if want 1b; then
     stage "1b"
     timeout 170 python3 bench/serving.py --size 1b --rows ours ours-nofold ours-norope ours-lt \
-        hf-compile --batches 64 --step-repeats 2 --repeats 3 --profile $(config 1b) \
+        hf-compile --batches 64 --step-repeats 2 --repeats 3 --profile $(config 1b) $NOROPE \
         --out "$RESULTS/serving_1b.md"
 fi
 if want 134m; then
     stage "134m"
     timeout 110 python3 bench/serving.py --size 134m --rows ours ours-nofold ours-norope ours-lt \
-        hf-compile --batches 64 --step-repeats 2 --repeats 3 --profile $(config 134m) \
+        hf-compile --batches 64 --step-repeats 2 --repeats 3 --profile $(config 134m) $NOROPE \
         --out "$RESULTS/serving_134m.md"
 fi
 if want warmup; then
