@@ -12,7 +12,7 @@ RESULTS=/tmp/serving-results
 mkdir -p "$OUT" "$RESULTS"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 PYTEST=(python3 -m pytest -q -p no:django -o addopts="" -m gpu)
-STAGES=${*:-tests 1b 134m warmup alltests 1b-batch1 sweep}
+STAGES=${*:-tests 1b warmup 134m alltests 1b-batch1 sweep}
 NOROPE=""
 stage() { tar -C "$RESULTS" -cf "$OUT/results.tar" .; echo "== $(date -u +%T) $*"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -45,15 +45,15 @@ if want 1b; then
         hf-compile --batches 64 --step-repeats 2 --repeats 3 --profile $(config 1b) $NOROPE \
         --out "$RESULTS/serving_1b.md"
 fi
+if want warmup; then
+    stage "warm-up scenarios"
+    timeout 150 python3 bench/decode_warmup.py --size 1b | tee "$RESULTS/warmup.md"
+fi
 if want 134m; then
     stage "134m"
     timeout 110 python3 bench/serving.py --size 134m --rows ours ours-nofold ours-norope ours-lt \
         hf-compile --batches 64 --step-repeats 2 --repeats 3 --profile $(config 134m) $NOROPE \
         --out "$RESULTS/serving_134m.md"
-fi
-if want warmup; then
-    stage "warm-up scenarios"
-    timeout 150 python3 bench/decode_warmup.py --size 1b | tee "$RESULTS/warmup.md"
 fi
 if want alltests; then
     stage "the other GPU tests of models_zoo"
