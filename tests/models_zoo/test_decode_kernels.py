@@ -310,3 +310,23 @@ def test_cuda_fused_graph_decoding_equals_fused_eager_with_split_keys() -> None:
     assert torch.equal(tokens[True], tokens[False])
     plain = FastDecoder(model, batch_size=2, max_length=4096, fused_kernels=False)
     assert torch.equal(tokens[True], plain.generate(ids, mask, 20))
+
+
+def compiled_kernels() -> int:
+    """Compiled variants of the decode kernels in this process (Triton's in-memory caches)."""
+    kernels = [getattr(dk, name) for name in dir(dk) if name.endswith("_kernel")]
+    return sum(len(cache[0]) for k in kernels for cache in k.device_caches.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_warm_up_compiles_every_decode_kernel_variant_later_calls_use() -> None:
+    model = tiny_llama(kv_heads=2, head_dim=32, seed=3).cuda()
+    assert fast_decode.warm_up(model) > 0.0
+    warmed = compiled_kernels()
+    assert warmed > 0
+    for batch, width, new in ((3, 37, 20), (1, 300, 5), (64, 16, 4), (2, 1000, 3)):
+        ids = torch.randint(1, 97, (batch, width), device="cuda")
+        fast_decode.generate_fast(model, ids, max_new_tokens=new)  # other splits and widths
+    assert compiled_kernels() == warmed
+    assert fast_decode.warm_up(tiny_llama(kv_heads=2).float()) == 0.0  # CPU: nothing to do
