@@ -1278,14 +1278,19 @@ def warm_up(model: LlamaShaped) -> float:
     if device.type != "cuda":
         return 0.0
     started = time.perf_counter()
+    _warm_up_runs(model, device)
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _warm_up_runs(model: LlamaShaped, device: torch.device) -> None:
+    """:func:`warm_up`'s decoding (any device): two tokens after a two-token prompt, eager,
+    with a 128-row cache (no key splits) and a 512-row one (splits at batch 1)."""
     ids = torch.zeros(1, 2, dtype=torch.long, device=device)
     with torch.inference_mode(False), torch.no_grad():
         for length in (LENGTH_BUCKET, 2 * decode_kernels.MIN_SPLIT_KEYS):
             decoder = FastDecoder(model, batch_size=1, max_length=length, use_cuda_graph=False)
             decoder.generate(ids, torch.ones_like(ids), 2)
-            del decoder
-    torch.cuda.synchronize(device)
-    return time.perf_counter() - started
 
 
 def _decoder(

@@ -181,6 +181,12 @@ def test_folded_norm_projections_equal_norm_then_product_and_follow_in_place_upd
         assert plan.current(model)
 
 
+def test_warm_up_decoding_runs_on_a_llama() -> None:
+    model = tiny_llama(kv_heads=2)
+    fast_decode._warm_up_runs(model, torch.device("cpu"))
+    assert fast_decode.warm_up(model) == 0.0  # CPU: nothing to compile
+
+
 def test_in_place_weight_update_refreshes_the_fused_copies() -> None:
     model, other = tiny_llama(seed=0), tiny_llama(seed=1)
     prompts = random_prompts((5, 8), seed=11)
