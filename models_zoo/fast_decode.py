@@ -716,11 +716,13 @@ class FastDecoder:
         # product by a per-position rotation matrix while that table stays small.
         self.cos, self.sin = _cos_sin(shape, max_length, self.dtype, self.device)
         self.fused, self.splits = self._fused_kernels(fused_kernels)
-        if self.fused and self.plan is not None:  # make the folded weight copies now
+        if self.plan is not None:  # make the weight copies this decoder uses now
             for lp in self.plan.layers:
-                for folded in (lp.qkv_folded, lp.gate_up_folded):
-                    if folded is not None:
-                        folded.weight()
+                pairs = ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up))
+                for folded, plain in pairs:
+                    used = folded if self.fused and folded is not None else plain
+                    if used is not None and used.lazy:
+                        used.weight()  # (out of the graph warm-up's side stream)
         table_bytes = max_length * shape.head_dim**2 * torch.finfo(self.dtype).bits // 8
         self.rotation = (
             _rotation_table(shape, max_length, self.dtype, self.device)
