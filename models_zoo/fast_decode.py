@@ -716,13 +716,7 @@ class FastDecoder:
         # product by a per-position rotation matrix while that table stays small.
         self.cos, self.sin = _cos_sin(shape, max_length, self.dtype, self.device)
         self.fused, self.splits = self._fused_kernels(fused_kernels)
-        if self.plan is not None:  # make the weight copies this decoder uses now
-            for lp in self.plan.layers:
-                pairs = ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up))
-                for folded, plain in pairs:
-                    used = folded if self.fused and folded is not None else plain
-                    if used is not None and used.lazy:
-                        used.weight()  # (out of the graph warm-up's side stream)
+        self._make_weight_copies()
         table_bytes = max_length * shape.head_dim**2 * torch.finfo(self.dtype).bits // 8
         self.rotation = (
             _rotation_table(shape, max_length, self.dtype, self.device)
@@ -734,6 +728,17 @@ class FastDecoder:
         )
         self._allocate_step_state()
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
+
+    def _make_weight_copies(self) -> None:
+        """Make the (folded or plain) weight copies this decoder uses now, not in the graph
+        warm-up's side stream."""
+        if self.plan is None:
+            return
+        for lp in self.plan.layers:
+            for folded, plain in ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up)):
+                used = folded if self.fused and folded is not None else plain
+                if used is not None and used.lazy:
+                    used.weight()
 
     def _fused_kernels(self, wanted: bool | None) -> tuple[bool, int]:
         """Whether the layers run through :mod:`models_zoo.kernels.decode`, and the key splits
