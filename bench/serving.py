@@ -15,7 +15,10 @@ batch 1, 8 and 64 (``--batches``). Rows (same weights, same run; ``--rows``):
 - optional: ``ours-eager``, ``hf-static`` (no compile), ``hf-dynamic``, ``ours-compile``,
   ``ours-unfused`` (the graph decoder without the fused Triton layer kernels of
   ``models_zoo.kernels.decode``: the previous round's step, for a same-run comparison; it also
-  adds a ``bf16-unfused`` row to the decode-step table).
+  adds a ``bf16-unfused`` row to the decode-step table), ``ours-nofold`` (decode-step table
+  only: the fused kernels with the RMSNorms as kernels of their own, not folded), ``ours-lt``
+  (products through cuBLASLt), ``ours-norope`` (decode-step table only: rotary + cache write
+  and attention as two kernels).
 tokens/s counts new tokens only (prefill included in the time); memory is the peak allocated
 during the call. Results are printed as they come (a partial run still reports).
 
@@ -147,6 +150,8 @@ def step_rows(
     step_repeats: int = 5,
 ) -> None:
     """Prefill ms, graph decode ms/step, kernels/step and the floors per step."""
+    from models_zoo.kernels import decode as dk
+
     report(
         "| weights | batch | prefill ms | decode ms/step | kernels/step | kernel ms/step (eager)"
         " | byte floor ms | FLOP floor ms | share of floor |",
@@ -163,6 +168,14 @@ def step_rows(
             decoder = fast_decode.FastDecoder(
                 model, batch_size=batch, max_length=PROMPT + NEW, fused_kernels=fused
             )
+            rope = dk.ROPE_ATTENTION
+            dk.ROPE_ATTENTION = rope and not name.endswith("-norope")  # rotary, then attention
+            lt = name.endswith("-lt")  # products through cuBLASLt
+            torch.backends.cuda.preferred_blas_library("cublaslt" if lt else "cublas")
+            if name.endswith("-nofold"):  # the fused kernels with separate RMSNorm kernels
+                assert decoder.plan is not None
+                for lp in decoder.plan.layers:
+                    lp.qkv_folded = lp.gate_up_folded = None
             prefill = median_seconds(
                 lambda d=decoder, i=ids, m=mask: d.generate(i, m, 1), step_repeats
             )
@@ -201,6 +214,8 @@ def step_rows(
                 f"{max(floor, flop_floor) / step * 100:.0f} % |",
                 out,
             )
+            torch.backends.cuda.preferred_blas_library("cublas")
+            dk.ROPE_ATTENTION = rope
             del decoder
             fast_decode.clear_caches()
             gc.collect()  # decoders hold a bound-method cycle: free their caches and graphs now
@@ -239,7 +254,7 @@ def report(line: str, out: Path | None) -> None:
 
 ALL_ROWS = (
     "ours", "int8", "hf-compile", "ours-eager", "hf-static", "hf-dynamic", "ours-compile",
-    "ours-unfused",
+    "ours-unfused", "ours-nofold", "ours-lt", "ours-norope",
 )  # fmt: skip
 
 
@@ -270,9 +285,34 @@ def main() -> None:
     parser.add_argument(
         "--layer-kernels", action="store_true", help="only: fused layer kernels vs unfused ops"
     )
+    parser.add_argument(
+        "--decode-kernels",
+        action="store_true",
+        help="only: decode attention launch configs and cuBLAS vs cuBLASLt, timed in graphs",
+    )
+    parser.add_argument(
+        "--attention-config",
+        default=None,
+        help="rows,warps,stages of the decode attention kernel (default: the module's)",
+    )
+    parser.add_argument(
+        "--no-rope-attention",
+        action="store_true",
+        help="decode steps run rotary + cache write and attention as two kernels",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     SIZE = args.size
+    if args.no_rope_attention:
+        from models_zoo.kernels import decode as dk
+
+        dk.ROPE_ATTENTION = False
+    if args.attention_config:
+        from models_zoo.kernels import decode as dk
+
+        rows, warps, stages = (int(v) for v in args.attention_config.split(","))
+        dk.ATTENTION_CONFIG = (rows, warps, stages)
+        print(f"decode attention config {dk.ATTENTION_CONFIG}", flush=True)
     bandwidth, peak = measure_ceilings()
     torch.cuda.empty_cache()
     if args.zoo_contexts:
@@ -283,6 +323,9 @@ def main() -> None:
         return
     if args.layer_kernels:
         layer_kernel_rows(args, bandwidth)
+        return
+    if args.decode_kernels:
+        decode_kernel_rows(args, bandwidth)
         return
     model = build_model(0)
     vocab = model.config.vocab_size
@@ -319,6 +362,12 @@ def main() -> None:
         models: list[tuple[str, LlamaForCausalLM, bool | None]] = [("bf16", model, None)]
         if "ours-unfused" in args.rows:
             models.append(("bf16-unfused", model, False))
+        if "ours-nofold" in args.rows:  # after the other rows: it drops the plan's folded copies
+            models.append(("bf16-nofold", model, None))
+        if "ours-lt" in args.rows:
+            models.append(("bf16-lt", model, None))
+        if "ours-norope" in args.rows:
+            models.append(("bf16-norope", model, None))
         if int8 is not None:
             models.append(("int8", int8, None))
         step_rows(models, args.batches, args.out, bandwidth, peak, args.profile, args.step_repeats)
@@ -535,6 +584,164 @@ def layer_kernel_case(
         gate_up.numel() * 3 / bandwidth * 1e6,
     ))  # fmt: skip
     return rows
+
+
+def graph_us(calls: list[Callable[[], object]], replays: int = 20) -> float:
+    """Median us per call of ``calls`` (one per layer, on distinct buffers) captured back to
+    back in one CUDA graph, as a decode step runs them."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for call in calls:  # compile / pick algorithms before capture
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(calls))
+    return sorted(times)[len(times) // 2]
+
+
+ATTENTION_SWEEP = [(64, 4, 2), (32, 4, 2), (64, 4, 3), (64, 8, 2), (128, 4, 2), (128, 8, 2),
+                   (128, 8, 3), (64, 2, 2), (32, 2, 2), (128, 4, 3)]  # fmt: skip
+
+
+def decode_kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
+    """Batch-64 decode step pieces in CUDA graphs over 16 layers' distinct buffers: the decode
+    attention kernel per launch config (and key splits), checked against its reference, and
+    the step's products through cuBLAS and cuBLASLt."""
+    from models_zoo.kernels import decode as dk
+
+    report(
+        f"\n{datetime.date.today()} on {torch.cuda.get_device_name()}: decode kernels at batch "
+        f"64 in CUDA graphs (16 launches on distinct buffers, median us per launch); copy "
+        f"{bandwidth / 1e12:.2f} TB/s\n",
+        args.out,
+    )
+    report("| size | op | config | us | floor us | share of floor | rel. err |", args.out)
+    report("|---|---|---|---|---|---|---|", args.out)
+    batch, layers, L, valid = 64, 16, PROMPT + NEW, PROMPT + NEW // 2
+    for size in ("1b", "134m"):
+        shape = SIZES[size]
+        H, Hkv = int(shape["num_attention_heads"]), int(shape["num_key_value_heads"])
+        D = int(shape["hidden_size"]) // H
+        caches = [
+            (torch.randn(batch, Hkv, L, D, device="cuda", dtype=torch.bfloat16),
+             torch.randn(batch, Hkv, L, D, device="cuda", dtype=torch.bfloat16))
+            for _ in range(layers)
+        ]  # fmt: skip
+        q = torch.randn(batch, H, D, device="cuda", dtype=torch.bfloat16)
+        bias = torch.zeros(batch, L, device="cuda", dtype=torch.bfloat16)
+        bias[:8, :20] = float("-inf")  # some left padding
+        last = torch.tensor([valid - 1], device="cuda")
+        floor = (2 * batch * Hkv * valid * D * 2) / bandwidth * 1e6
+        ref = dk.decode_attention_reference(q, *caches[0], bias, last, D**-0.5)
+        for config in ATTENTION_SWEEP:
+            for splits in (1, 2) if config == dk.ATTENTION_CONFIG else (1,):
+                try:
+                    out = dk.decode_attention(q, *caches[0], bias, last, D**-0.5, splits, config)
+                    error = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+                    us = graph_us([
+                        lambda k=k, v=v, c=config, s=splits, q=q, b=bias, n=last, d=D: (
+                            dk.decode_attention(q, k, v, b, n, d**-0.5, s, c)
+                        )
+                        for k, v in caches
+                    ])  # fmt: skip
+                except Exception as error_:  # keep the other configs
+                    report(f"| {size} | attention | {config} | failed: {error_} |", args.out)
+                    continue
+                report(
+                    f"| {size} | attention | {config} splits {splits} | {us:.2f} | {floor:.2f} | "
+                    f"{floor / us * 100:.0f} % | {error:.1e} |",
+                    args.out,
+                )
+        rope_attention_rows(args, size, caches, bias, last, floor)
+        del caches
+        torch.cuda.empty_cache()
+    gemm_rows(args, bandwidth)
+
+
+def rope_attention_rows(
+    args: argparse.Namespace,
+    size: str,
+    caches: list[tuple[torch.Tensor, torch.Tensor]],
+    bias: torch.Tensor,
+    last: torch.Tensor,
+    floor: float,
+) -> None:
+    """The decode step's rotary + cache write + attention kernel (folded norm) per launch
+    config, against the two-kernel references."""
+    from models_zoo.kernels import decode as dk
+
+    shape = SIZES[size]
+    H, Hkv = int(shape["num_attention_heads"]), int(shape["num_key_value_heads"])
+    C = int(shape["hidden_size"])
+    D = C // H
+    batch, L = caches[0][0].shape[0], caches[0][0].shape[2]
+    qkv = torch.randn(batch, (H + 2 * Hkv) * D, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(batch, C, device="cuda", dtype=torch.bfloat16)
+    positions = torch.full((batch,), int(last), device="cuda")
+    cos = torch.randn(L, D, device="cuda", dtype=torch.bfloat16)
+    sin = torch.randn_like(cos)
+    keys, values = caches[0][0].clone(), caches[0][1].clone()
+    q = dk.rotary_to_cache_reference(qkv, positions, cos, sin, keys, values, last, H, x, 1e-5)
+    ref = dk.decode_attention_reference(q.view(batch, H, D), keys, values, bias, last, D**-0.5)
+    for config in ATTENTION_SWEEP:
+        try:
+            k, v = caches[0][0].clone(), caches[0][1].clone()
+            out = dk.rope_decode_attention(
+                qkv, positions, cos, sin, k, v, bias, last, H, D**-0.5, 1, x, 1e-5, config
+            )
+            error = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+            us = graph_us([
+                lambda k=k, v=v, c=config: dk.rope_decode_attention(
+                    qkv, positions, cos, sin, k, v, bias, last, H, D**-0.5, 1, x, 1e-5, c
+                )
+                for k, v in caches
+            ])  # fmt: skip
+        except Exception as error_:  # keep the other configs
+            report(f"| {size} | rope-attention | {config} | failed: {error_} |", args.out)
+            continue
+        report(
+            f"| {size} | rope-attention | {config} splits 1 | {us:.2f} | {floor:.2f} | "
+            f"{floor / us * 100:.0f} % | {error:.1e} |",
+            args.out,
+        )
+
+
+def gemm_rows(args: argparse.Namespace, bandwidth: float) -> None:
+    """The 1B decode step's products at 64 rows (F.linear; addmm_ with the residual for o and
+    down), 16 distinct weights each, through cuBLAS and cuBLASLt."""
+    shapes = {"qkv": (3072, 2048), "o": (2048, 2048), "gate_up": (16384, 2048),
+              "down": (2048, 8192)}  # fmt: skip
+    for name, (n, k) in shapes.items():
+        weights = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(16)]
+        x = torch.randn(64, k, device="cuda", dtype=torch.bfloat16)
+        residual = torch.randn(64, n, device="cuda", dtype=torch.bfloat16)
+        floor = n * k * 2 / bandwidth * 1e6
+        for library in ("cublas", "cublaslt"):
+            torch.backends.cuda.preferred_blas_library(library)
+            if name in ("o", "down"):
+                calls = [lambda w=w, r=residual, x=x: r.addmm_(x, w.t()) for w in weights]
+            else:
+                calls = [lambda w=w, x=x: F.linear(x, w) for w in weights]
+            us = graph_us(calls)
+            report(
+                f"| 1b | {name} {n}x{k} | {library} | {us:.2f} | {floor:.2f} | "
+                f"{floor / us * 100:.0f} % | |",
+                args.out,
+            )
+        torch.backends.cuda.preferred_blas_library("cublas")
+        del weights
+        torch.cuda.empty_cache()
 
 
 ZOO_SIZES = {"vocab_size": 32000, "hidden_size": 2048, "num_hidden_layers": 8,

@@ -28,8 +28,13 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
 - on CUDA, dense-attention models run their layers through the Triton kernels of
   :mod:`models_zoo.kernels.decode` instead: rotary + K/V cache write in one kernel (prefill
   too), a grouped-query decode attention kernel that reads only the cache rows written so far
-  (the row count is read on the device, so the captured graph follows it), and a fused SwiGLU:
-  9 kernels per layer. LongNet's decode step keeps its gathered-key SDPA.
+  (the row count is read on the device, so the captured graph follows it), and a fused SwiGLU.
+  The two RMSNorms of a layer are folded away: their weights are folded into copies of the
+  q/k/v and gate/up weights (``rms_norm(x) @ W.T == s * (x @ (W * w).T)`` with ``s`` the row's
+  ``rsqrt(mean(x^2) + eps)``), and the rotary and SwiGLU kernels compute ``s`` from the row and
+  apply it; in decode steps the rotary + cache write and the attention are one kernel
+  (head dims >= 32): 6 kernels per layer. LongNet's decode step keeps its gathered-key SDPA.
+  :func:`warm_up` compiles these kernels when a model is loaded.
 
 On CPU (no graphs; a batch-1 decode step streams every weight once, so it is bound by memory
 bandwidth and per-op overhead) the dense float32 projections run on copies of their weights packed
@@ -50,6 +55,7 @@ more than the steps saved at serving batch sizes).
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -199,10 +205,17 @@ class _Projection:
     """
 
     def __init__(
-        self, modules: Sequence[nn.Module], dtype: torch.dtype, *, transposed: bool = False
+        self,
+        modules: Sequence[nn.Module],
+        dtype: torch.dtype,
+        *,
+        transposed: bool = False,
+        input_scale: torch.Tensor | None = None,
     ) -> None:
         self.modules: list[Any] = list(modules)  # nn.Linear or Int8BlockLinear (duck-typed)
         self.dtype = dtype
+        # A folded RMSNorm weight (see _ModelPlan): the copy is W * input_scale per column.
+        self.input_scale = input_scale
         biases = {m.bias is None for m in self.modules if hasattr(m, "bias")}
         if len(biases) != 1:
             self.kind = "module"
@@ -222,6 +235,11 @@ class _Projection:
             and cpu_gemv.is_available()
         )
         self.transposed = transposed and self.kind == "dense" and not self.packed
+        if input_scale is not None and (self.kind != "dense" or self.packed or self.transposed):
+            raise ValueError("only dense CUDA-layout projections take a folded input scale")
+        # Concatenated or folded (out, in) copies are made on first use, so a model whose
+        # decoders only use the folded ones holds no unfolded copy (and vice versa).
+        self.lazy = self.kind == "dense" and not self.packed and not self.transposed
         self.weight_copy: torch.Tensor | None = None  # (out, in); transposed: (in, out)
         self.panels: torch.Tensor | None = None  # packed: cpu_gemv.pack of the (out, in) weight
         self.scales: torch.Tensor | None = None
@@ -238,6 +256,8 @@ class _Projection:
                 tensors += [m.qweight, m.scales]
             if self.kind != "module" and m.bias is not None:
                 tensors.append(m.bias)
+        if self.input_scale is not None:
+            tensors.append(self.input_scale)
         return tensors
 
     def _stamp(self) -> list[tuple[int, int]]:
@@ -256,16 +276,24 @@ class _Projection:
         with torch.no_grad():
             if self.kind == "dense" and self.packed:
                 put("panels", cpu_gemv.pack(torch.cat([m.weight for m in self.modules])))
-            elif self.kind == "dense" and (len(self.modules) > 1 or self.transposed):
-                weights = [m.weight for m in self.modules]
-                weight = weights[0] if len(weights) == 1 else torch.cat(weights)  # (out, in)
-                put("weight_copy", weight.t().contiguous() if self.transposed else weight)
+            elif self.kind == "dense" and self.transposed:
+                put("weight_copy", self._dense_copy().t().contiguous())
+            elif self.lazy and self.weight_copy is not None:  # made by weight(): refresh it
+                put("weight_copy", self._dense_copy())
             if self.kind == "int8":
                 codes = [m.qweight for m in self.modules]
                 put("weight_copy", codes[0] if len(codes) == 1 else torch.cat(codes))
                 put("scales", torch.cat([m.scales for m in self.modules]).to(self.dtype))
             if self.kind != "module" and self.modules[0].bias is not None:
                 put("bias", torch.cat([m.bias for m in self.modules]).to(self.dtype))
+
+    def _dense_copy(self) -> torch.Tensor:
+        """``(out, in)``: the modules' weights concatenated, times the folded input scale."""
+        weights = [m.weight for m in self.modules]
+        weight = weights[0] if len(weights) == 1 else torch.cat(weights)
+        if self.input_scale is not None:
+            weight = (weight.float() * self.input_scale.float()).to(self.dtype)
+        return weight
 
     def current(self) -> bool:
         """Refresh copies after in-place updates; False if a source tensor was replaced."""
@@ -287,9 +315,11 @@ class _Projection:
             if self.transposed:
                 assert self.weight_copy is not None
                 return self.weight_copy.t()
-            if len(self.modules) == 1:
+            if len(self.modules) == 1 and self.input_scale is None:
                 return self.modules[0].weight
-            assert self.weight_copy is not None
+            if self.weight_copy is None:
+                with torch.no_grad():
+                    self.weight_copy = self._dense_copy()
             return self.weight_copy
         assert self.kind == "int8" and self.weight_copy is not None and self.scales is not None
         rows, blocks = self.scales.shape
@@ -352,8 +382,19 @@ class _Projection:
         return x.addmm_(a, self.weight().t())
 
 
+@dataclass(frozen=True)
+class _RMSNorm:
+    """``F.rms_norm`` with a norm module's weight and epsilon (one fused kernel on CUDA)."""
+
+    weight: torch.Tensor
+    eps: float | None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
 def _rms_norm(norm: LlamaShaped, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``F.rms_norm`` for transformers' LlamaRMSNorm / ``nn.RMSNorm``; else the module."""
+    """:class:`_RMSNorm` for transformers' LlamaRMSNorm / ``nn.RMSNorm``; else the module."""
     weight = getattr(norm, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dtype != dtype:
         return norm
@@ -370,7 +411,7 @@ def _rms_norm(norm: LlamaShaped, dtype: torch.dtype) -> Callable[[torch.Tensor],
         if type(norm).forward is not LlamaRMSNorm.forward:
             return norm
         eps = norm.variance_epsilon
-    return lambda x: F.rms_norm(x, (x.shape[-1],), norm.weight, eps)
+    return _RMSNorm(norm.weight, eps)
 
 
 def _is_gated_silu_mlp(mlp: LlamaShaped) -> bool:
@@ -397,6 +438,11 @@ class _LayerPlan:
     norm2: Callable[[torch.Tensor], torch.Tensor]
     gate_up: _Projection | None  # None: call layer.mlp
     down: _Projection | None
+    # The same products from the un-normalised rows, norm weights folded into the weights
+    # (decoders with the fused kernels: the kernel after the product applies the rows' RMS
+    # scale); None where that does not apply (another norm, int8 or biased projections).
+    qkv_folded: _Projection | None = None
+    gate_up_folded: _Projection | None = None
 
 
 class _ModelPlan:
@@ -418,16 +464,18 @@ class _ModelPlan:
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             gated = _is_gated_silu_mlp(mlp)
-            self.layers.append(
-                _LayerPlan(
-                    norm1=_rms_norm(layer.input_layernorm, dtype),
-                    qkv=projection(attn.q_proj, attn.k_proj, attn.v_proj),
-                    o=projection(attn.o_proj),
-                    norm2=_rms_norm(layer.post_attention_layernorm, dtype),
-                    gate_up=projection(mlp.gate_proj, mlp.up_proj) if gated else None,
-                    down=projection(mlp.down_proj) if gated else None,
-                )
+            plan = _LayerPlan(
+                norm1=_rms_norm(layer.input_layernorm, dtype),
+                qkv=projection(attn.q_proj, attn.k_proj, attn.v_proj),
+                o=projection(attn.o_proj),
+                norm2=_rms_norm(layer.post_attention_layernorm, dtype),
+                gate_up=projection(mlp.gate_proj, mlp.up_proj) if gated else None,
+                down=projection(mlp.down_proj) if gated else None,
             )
+            # (made on first use: CUDA decoders with the fused kernels, or the interpreter)
+            plan.qkv_folded = _folded(plan.norm1, plan.qkv, dtype)
+            plan.gate_up_folded = _folded(plan.norm2, plan.gate_up, dtype)
+            self.layers.append(plan)
         self.final_norm = _rms_norm(inner.norm, dtype)
         self.head = projection(model.lm_head)
 
@@ -438,7 +486,12 @@ class _ModelPlan:
     def projections(self) -> list[_Projection]:
         found = [self.head]
         for layer in self.layers:
-            found += [p for p in (layer.qkv, layer.o, layer.gate_up, layer.down) if p is not None]
+            found += [
+                p
+                for p in (layer.qkv, layer.o, layer.gate_up, layer.down, layer.qkv_folded,
+                          layer.gate_up_folded)
+                if p is not None
+            ]  # fmt: skip
         return found
 
     def current(self, model: LlamaShaped) -> bool:
@@ -446,6 +499,22 @@ class _ModelPlan:
         if self._modules(model) != self.modules:
             return False
         return all(p.current() for p in self.projections())
+
+
+def _folded(
+    norm: Callable[[torch.Tensor], torch.Tensor], projection: _Projection | None, dtype: torch.dtype
+) -> _Projection | None:
+    """``projection`` with ``norm``'s weight folded into its columns, where that is exact:
+    ``rms_norm(x) @ W.T == rsqrt(mean(x^2) + eps) * (x @ (W * weight).T)`` for an RMSNorm and
+    a dense projection without bias (its copy is made on first use)."""
+    if (
+        not isinstance(norm, _RMSNorm)
+        or projection is None
+        or projection.kind != "dense"
+        or projection.bias is not None
+    ):
+        return None
+    return _Projection(projection.modules, dtype, input_scale=norm.weight)
 
 
 # --- the decoder ------------------------------------------------------------------------------
@@ -582,6 +651,12 @@ class _StepInputs:
     visible: int | None  # cache rows attended over; None: all
 
 
+def _eps(norm: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
+    """A folded :class:`_RMSNorm`'s epsilon (``None`` means F.rms_norm's default)."""
+    assert isinstance(norm, _RMSNorm)
+    return norm.eps if norm.eps is not None else torch.finfo(x.dtype).eps
+
+
 class FastDecoder:
     """Static-cache decoder for one model, batch size and maximum length.
 
@@ -641,6 +716,7 @@ class FastDecoder:
         # product by a per-position rotation matrix while that table stays small.
         self.cos, self.sin = _cos_sin(shape, max_length, self.dtype, self.device)
         self.fused, self.splits = self._fused_kernels(fused_kernels)
+        self._make_weight_copies()
         table_bytes = max_length * shape.head_dim**2 * torch.finfo(self.dtype).bits // 8
         self.rotation = (
             _rotation_table(shape, max_length, self.dtype, self.device)
@@ -652,6 +728,17 @@ class FastDecoder:
         )
         self._allocate_step_state()
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
+
+    def _make_weight_copies(self) -> None:
+        """Make the (folded or plain) weight copies this decoder uses now, not in the graph
+        warm-up's side stream."""
+        if self.plan is None:
+            return
+        for lp in self.plan.layers:
+            for folded, plain in ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up)):
+                used = folded if self.fused and folded is not None else plain
+                if used is not None and used.lazy:
+                    used.weight()
 
     def _fused_kernels(self, wanted: bool | None) -> tuple[bool, int]:
         """Whether the layers run through :mod:`models_zoo.kernels.decode`, and the key splits
@@ -797,14 +884,60 @@ class FastDecoder:
         T: int,
         step: _StepInputs,
     ) -> torch.Tensor:
-        """:meth:`_layer` through the fused kernels: 9 launches per decode step of a layer
-        (2 norms, 4 products, rotary + cache write, attention, SwiGLU) instead of ~14."""
+        """:meth:`_layer` through the fused kernels: 6 launches per decode step of a layer
+        (4 products, rotary + cache write + attention, SwiGLU; the norms folded into the
+        products and the kernels after them; 7 for head dims under 32) instead of ~14."""
+        if step.decode_bias is not None and decode_kernels.rope_attention_available(
+            self.shape.head_dim
+        ):
+            out = self._rope_attention(lp, x, B, index, step)  # one kernel for the three
+        else:
+            out = self._rotary_then_attention(lp, x, B, T, index, step)
+        x = lp.o.add_to(x, out)
+        if lp.gate_up is None or lp.down is None:
+            return x + layer.mlp(lp.norm2(x))
+        if lp.gate_up_folded is not None:
+            eps = _eps(lp.norm2, x)
+            hidden = decode_kernels.swiglu(lp.gate_up_folded(x), norm_input=x, eps=eps)
+        else:
+            hidden = decode_kernels.swiglu(lp.gate_up(lp.norm2(x)))
+        return lp.down.add_to(x, hidden)
+
+    def _rope_attention(
+        self, lp: _LayerPlan, x: torch.Tensor, B: int, index: int, step: _StepInputs
+    ) -> torch.Tensor:
+        """A decode step's rotary + cache write + attention (one kernel); ``(B, H*D)``."""
+        assert step.decode_bias is not None
+        keys, values = self.keys[index], self.values[index]
+        common = (step.positions, self.cos, self.sin, keys, values, step.decode_bias)
+        scale, H = self.shape.scaling, self.shape.heads
+        if lp.qkv_folded is not None:
+            return decode_kernels.rope_decode_attention(
+                lp.qkv_folded(x), *common, step.write_at, H, scale, self.splits,
+                norm_input=x, eps=_eps(lp.norm1, x),
+            )  # fmt: skip
+        qkv = lp.qkv(lp.norm1(x))
+        return decode_kernels.rope_decode_attention(
+            qkv, *common, step.write_at, H, scale, self.splits
+        )
+
+    def _rotary_then_attention(
+        self, lp: _LayerPlan, x: torch.Tensor, B: int, T: int, index: int, step: _StepInputs
+    ) -> torch.Tensor:
+        """Rotary + cache write, then attention (prefill, or decode steps of small head
+        dims); ``(B*T, H*D)``."""
         H, D = self.shape.heads, self.shape.head_dim
         keys, values = self.keys[index], self.values[index]
-        qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
-        q = decode_kernels.rotary_to_cache(
-            qkv, step.positions, self.cos, self.sin, keys, values, step.write_at, H
-        )  # (B*T, H, D); keys and values written at write_at
+        if lp.qkv_folded is not None:  # norm1's weight folded in, its row scale in the kernel
+            q = decode_kernels.rotary_to_cache(
+                lp.qkv_folded(x), step.positions, self.cos, self.sin, keys, values,
+                step.write_at, H, norm_input=x, eps=_eps(lp.norm1, x),
+            )  # fmt: skip
+        else:
+            qkv = lp.qkv(lp.norm1(x))  # (B*T, (H + 2 H_kv) D)
+            q = decode_kernels.rotary_to_cache(
+                qkv, step.positions, self.cos, self.sin, keys, values, step.write_at, H
+            )  # (B*T, H, D); keys and values written at write_at
         if step.decode_bias is not None:
             out = decode_kernels.decode_attention(
                 q.view(B, H, D), keys, values, step.decode_bias, step.write_at,
@@ -814,11 +947,7 @@ class FastDecoder:
             q_heads = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
             new_keys, new_values = keys[:, :, :T], values[:, :, :T]  # (B, H_kv, T, D)
             out = self._attend(q_heads, new_keys, new_values, index, step.mask, None, step.visible)
-        x = lp.o.add_to(x, out)
-        h = lp.norm2(x)
-        if lp.gate_up is None or lp.down is None:
-            return x + layer.mlp(h)
-        return lp.down.add_to(x, decode_kernels.swiglu(lp.gate_up(h)))
+        return out
 
     def _qkv(
         self,
@@ -1133,6 +1262,42 @@ def stream_decoder(model: LlamaShaped, prompt_tokens: int, max_new_tokens: int) 
             decoder = FastDecoder(model, batch_size=1, max_length=length)
         _STREAMS[model] = decoder
     return decoder
+
+
+def warm_up(model: LlamaShaped) -> float:
+    """Decode two tokens on tiny inputs so that the decoder's Triton kernels compile now.
+
+    A fresh process compiles each Triton kernel at its first launch (seconds for the layer
+    kernels; later processes load them from Triton's disk cache), which otherwise lands in the
+    first request a worker serves. Call this when a model is loaded
+    (:func:`models_zoo.serving.load` does). It runs the prefill and an eager decode step with
+    and without key splits (cache lengths 128 and 512); the kernels' integer arguments that vary
+    with batch size, prompt width and cache length are not specialised
+    (:mod:`models_zoo.kernels.decode`), so these compilations serve every later batch and
+    length. int8 models still autotune their product kernel per new row count.
+
+    Returns:
+        Seconds spent; 0.0 where nothing ran (not on CUDA, CPU-offloaded, not Llama-shaped).
+    """
+    if not supports(model) or hasattr_streamer(model):
+        return 0.0
+    device = model.model.norm.weight.device
+    if device.type != "cuda":
+        return 0.0
+    started = time.perf_counter()
+    _warm_up_runs(model, device)
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _warm_up_runs(model: LlamaShaped, device: torch.device) -> None:
+    """:func:`warm_up`'s decoding (any device): two tokens after a two-token prompt, eager,
+    with a 128-row cache (no key splits) and a 512-row one (splits at batch 1)."""
+    ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+    with torch.inference_mode(False), torch.no_grad():
+        for length in (LENGTH_BUCKET, 2 * decode_kernels.MIN_SPLIT_KEYS):
+            decoder = FastDecoder(model, batch_size=1, max_length=length, use_cuda_graph=False)
+            decoder.generate(ids, torch.ones_like(ids), 2)
 
 
 def _decoder(

@@ -645,7 +645,14 @@ def _load_uncached(
         model = model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     logger.info("loaded %s (%s) on %s as %s", path, config.model_type, device, dtype)
-    return ServedModel(model, tokenizer, path=path, device=device, digest=weights_digest(path))
+    served = ServedModel(model, tokenizer, path=path, device=device, digest=weights_digest(path))
+    if served.use_fast_decode:
+        # Compile the fast decoder's Triton kernels now, not in the first request (a fresh
+        # worker's first arena answer took 2x longer: bench/RESULTS.md, issue 19).
+        from models_zoo.fast_decode import warm_up
+
+        logger.info("warmed up the fast decoder of %s in %.2f s", path, warm_up(model))
+    return served
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,24 @@ def check_kernels(device: str, dtype: torch.dtype, tolerance: float) -> None:
         assert relative_error(q, ref) < tolerance
         assert relative_error(keys, ref_keys) < tolerance
         assert torch.equal(values, ref_values)  # a copy
+        # With a folded RMSNorm: q, k and v scaled by the RMS scale of each token's row.
+        rows = randn(B * T, 3 * H * D - 8) * 3.0  # a hidden width that is not a power of two
+        ref = dk.rotary_to_cache_reference(
+            qkv, positions, cos, sin, ref_keys, ref_values, write_at, H, rows, 1e-5
+        )
+        keys.fill_(float("nan"))  # poisoned: the rows written must match, the rest stay NaN
+        values.fill_(float("nan"))
+        q = dk.rotary_to_cache(
+            qkv, positions, cos, sin, keys, values, write_at, H, norm_input=rows, eps=1e-5
+        )
+        assert relative_error(q, ref) < tolerance
+        written = write_at.tolist()
+        assert relative_error(keys[:, :, written], ref_keys[:, :, written]) < tolerance
+        assert relative_error(values[:, :, written], ref_values[:, :, written]) < tolerance
+        others = [i for i in range(L) if i not in written]
+        assert bool(keys[:, :, others].isnan().all()) and bool(values[:, :, others].isnan().all())
+        keys.copy_(ref_keys)
+        values.copy_(ref_values)
         query = randn(B, H, D)
         bias = torch.zeros(B, L, dtype=dtype, device=device)
         bias[0, : min(L - 3, 70)] = float("-inf")  # left padding: whole key blocks masked
@@ -159,13 +178,64 @@ def check_kernels(device: str, dtype: torch.dtype, tolerance: float) -> None:
             assert relative_error(out, ref) < tolerance, (B, H, Hkv, D, L, splits)
     gate_up = randn(7, 2 * 1500)
     assert relative_error(dk.swiglu(gate_up), dk.swiglu_reference(gate_up)) < tolerance
+    rows = randn(7, 200) * 3.0
+    out = dk.swiglu(gate_up, norm_input=rows, eps=1e-6)
+    assert relative_error(out, dk.swiglu_reference(gate_up, rows, 1e-6)) < tolerance
+    # Many splits (more than one merge block of MERGE_BLOCK), and every launch config swept.
+    B, H, Hkv, D, L = 1, 4, 2, 32, 40 * dk.BLOCK_KEYS
+    query, keys, values = randn(B, H, D), randn(B, Hkv, L, D), randn(B, Hkv, L, D)
+    bias = torch.zeros(B, L, dtype=dtype, device=device)
+    last = torch.tensor([L - 5], device=device)
+    ref = dk.decode_attention_reference(query, keys, values, bias, last, D**-0.5)
+    out = dk.decode_attention(query, keys, values, bias, last, D**-0.5, 37)
+    assert relative_error(out, ref) < tolerance
+    for config in ((32, 4, 1), (128, 8, 3)):  # other launch configs (the bench sweeps more)
+        for splits in (1, 3):
+            out = dk.decode_attention(query, keys, values, bias, last, D**-0.5, splits, config)
+            assert relative_error(out, ref) < tolerance, (config, splits)
+    check_rope_attention(device, randn, generator, tolerance)
+
+
+def check_rope_attention(
+    device: str, randn: Callable[..., torch.Tensor], generator: torch.Generator, tolerance: float
+) -> None:
+    """rope_decode_attention == rotary_to_cache then decode_attention (the references), with
+    and without a folded norm, keys split or not, left padding, GQA groups 1 / 4 / 4."""
+    for B, H, Hkv, D, L, row in [(1, 8, 2, 64, 300, 297), (4, 16, 4, 128, 130, 64),
+                                 (3, 4, 4, 32, 70, 5)]:  # fmt: skip
+        qkv = randn(B, (H + 2 * Hkv) * D)
+        positions = torch.randint(0, L, (B,), generator=generator, device=device)
+        cos, sin = randn(L, D), randn(L, D)
+        keys, values = randn(B, Hkv, L, D), randn(B, Hkv, L, D)
+        write_at = torch.tensor([row], device=device)
+        bias = torch.zeros(B, L, dtype=keys.dtype, device=device)
+        bias[0, : row // 2] = float("-inf")
+        for norm in (None, randn(B, 3 * H * D - 8) * 3.0):
+            ref_keys, ref_values = keys.clone(), values.clone()
+            q = dk.rotary_to_cache_reference(
+                qkv, positions, cos, sin, ref_keys, ref_values, write_at, H, norm, 1e-5
+            )
+            ref = dk.decode_attention_reference(
+                q.view(B, H, D), ref_keys, ref_values, bias, write_at, D**-0.5
+            )
+            for splits in (1, 3):
+                k, v = keys.clone(), values.clone()
+                out = dk.rope_decode_attention(
+                    qkv, positions, cos, sin, k, v, bias, write_at, H, D**-0.5, splits,
+                    norm_input=norm, eps=1e-5,
+                )  # fmt: skip
+                case = (B, H, Hkv, D, L, splits, norm is not None)
+                assert bool(torch.isfinite(out).all()), case
+                assert relative_error(out, ref) < tolerance, case
+                assert relative_error(k, ref_keys) < tolerance, case
+                assert relative_error(v, ref_values) < tolerance, case
 
 
 def check_decoder(device: str) -> None:
     """fp32 greedy tokens through the fused kernels == transformers == the unfused decoder,
     left-padded, GQA and not, keys split or not."""
-    for kv_heads in (4, 2):
-        model = tiny_llama(kv_heads).to(device)
+    for kv_heads, head_dim in ((4, 16), (2, 16), (2, 32)):  # 32: rotary + attention as one
+        model = tiny_llama(kv_heads, head_dim=head_dim).to(device)
         generator = torch.Generator().manual_seed(kv_heads)
         prompts = [torch.randint(1, 97, (n,), generator=generator).tolist() for n in (5, 12, 1)]
         ids, mask = left_pad(prompts, 0, device)
@@ -173,6 +243,10 @@ def check_decoder(device: str) -> None:
             fused = FastDecoder(model, batch_size=3, max_length=length, fused_kernels=True)
             plain = FastDecoder(model, batch_size=3, max_length=length, fused_kernels=False)
             assert fused.fused and not plain.fused
+            assert fused.plan is not None and all(  # the norms are folded into the products
+                lp.qkv_folded is not None and lp.qkv_folded.weight_copy is not None
+                for lp in fused.plan.layers
+            )
             if length == 128:
                 assert fused.splits == 1
             elif kv_heads == 2:  # 6 rows x heads: too few programs for 640 keys
@@ -236,3 +310,23 @@ def test_cuda_fused_graph_decoding_equals_fused_eager_with_split_keys() -> None:
     assert torch.equal(tokens[True], tokens[False])
     plain = FastDecoder(model, batch_size=2, max_length=4096, fused_kernels=False)
     assert torch.equal(tokens[True], plain.generate(ids, mask, 20))
+
+
+def compiled_kernels() -> int:
+    """Compiled variants of the decode kernels in this process (Triton's in-memory caches)."""
+    kernels = [getattr(dk, name) for name in dir(dk) if name.endswith("_kernel")]
+    return sum(len(cache[0]) for k in kernels for cache in k.device_caches.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_warm_up_compiles_every_decode_kernel_variant_later_calls_use() -> None:
+    model = tiny_llama(kv_heads=2, head_dim=32, seed=3).cuda()
+    assert fast_decode.warm_up(model) > 0.0
+    warmed = compiled_kernels()
+    assert warmed > 0
+    for batch, width, new in ((3, 37, 20), (1, 300, 5), (64, 16, 4), (2, 1000, 3)):
+        ids = torch.randint(1, 97, (batch, width), device="cuda")
+        fast_decode.generate_fast(model, ids, max_new_tokens=new)  # other splits and widths
+    assert compiled_kernels() == warmed
+    assert fast_decode.warm_up(tiny_llama(kv_heads=2).float()) == 0.0  # CPU: nothing to do

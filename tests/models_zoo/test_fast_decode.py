@@ -9,6 +9,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from models_zoo import fast_decode
 from models_zoo.fast_decode import FastDecoder, generate_fast, left_pad
 from models_zoo.kernels import cpu_gemv
+from models_zoo.kernels.decode import rms_scale_reference
 from models_zoo.quantization import quantize_model_int8
 
 VOCAB = 97
@@ -158,6 +159,32 @@ def test_projections_are_fused_and_bit_equal_to_the_modules() -> None:
     weight = qplan.layers[0].gate_up.weight()
     assert torch.equal(weight[:128], mlp.gate_proj.dequantized_weight(torch.float32))
     assert torch.equal(weight[128:], mlp.up_proj.dequantized_weight(torch.float32))
+
+
+def test_folded_norm_projections_equal_norm_then_product_and_follow_in_place_updates() -> None:
+    model = tiny_llama(kv_heads=2)
+    plan = FastDecoder(model, batch_size=1, max_length=8).plan
+    assert plan is not None
+    lp, layer = plan.layers[0], model.model.layers[0]
+    assert lp.qkv_folded is not None and lp.gate_up_folded is not None and lp.gate_up is not None
+    assert lp.qkv_folded.weight_copy is None  # made on first use only
+    eps = model.config.rms_norm_eps
+    for _ in range(2):
+        x = torch.randn(5, 64) * 3
+        scale = rms_scale_reference(x, eps)[:, None]
+        torch.testing.assert_close(lp.qkv_folded(x) * scale, lp.qkv(lp.norm1(x)))
+        torch.testing.assert_close(lp.gate_up_folded(x) * scale, lp.gate_up(lp.norm2(x)))
+        with torch.no_grad():  # in place: the next call's refresh must fold the new weights
+            layer.input_layernorm.weight.uniform_(0.5, 1.5)
+            layer.post_attention_layernorm.weight.uniform_(0.5, 1.5)
+            layer.mlp.up_proj.weight.mul_(2.0)
+        assert plan.current(model)
+
+
+def test_warm_up_decoding_runs_on_a_llama() -> None:
+    model = tiny_llama(kv_heads=2)
+    fast_decode._warm_up_runs(model, torch.device("cpu"))
+    assert fast_decode.warm_up(model) == 0.0  # CPU: nothing to compile
 
 
 def test_in_place_weight_update_refreshes_the_fused_copies() -> None:

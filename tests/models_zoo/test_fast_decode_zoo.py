@@ -120,3 +120,20 @@ def test_serving_zoo_checkpoints_through_the_fast_path_equals_plain(
     finally:
         served.use_fast_decode = False
     assert fast.texts == plain and fast.new_tokens > 0
+
+
+@pytest.mark.parametrize("arch", ["dense", "longnet", "longnet-lm"])
+def test_warm_up_decoding_runs_for_zoo_models(arch: str) -> None:
+    # serving.load warms every fast-decoded CUDA model up: the same decoding on the CPU here
+    # (the paper's LM schedule too, whose segments are far longer than the 2-token prompt).
+    if arch == "longnet-lm":
+        torch.manual_seed(0)
+        config = LongNetConfig(
+            segment_lengths=[2048, 4096, 8192, 16384, 32768], dilation_rates=[1, 2, 4, 6, 12],
+            **SIZES,
+        )  # fmt: skip
+        model: torch.nn.Module = LongNetForCausalLM(config).eval()
+    else:
+        model = zoo_model(arch)
+    fast_decode._warm_up_runs(model, torch.device("cpu"))
+    assert fast_decode.warm_up(model) == 0.0  # on the CPU warm_up itself does nothing
