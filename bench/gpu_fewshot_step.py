@@ -8,6 +8,10 @@ weights) and times the same calls, task by task, as ``submissions.pipeline.run_f
 makes them, with the scoring mode the served model picks on CUDA:
 
     PYTHONPATH=. python3 bench/gpu_fewshot_step.py --data-dir var/fewglue
+
+``--model gpu-longnet`` times the zoo LongNet's step (one input per pass, ``plain_single``);
+``--checkpoints DIR`` writes the checkpoints there once and reuses them, so that two source
+trees (``PYTHONPATH=OTHER_TREE``) score the same weights.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ def main() -> None:
     parser.add_argument("--tasks", default="rte,cb,copa")
     parser.add_argument("--limit", type=int, default=32)
     parser.add_argument("--splits", type=int, default=1)
+    parser.add_argument(
+        "--model", default="gpu-llama-1b", help="gpu-llama-1b, or gpu-longnet (the zoo model)"
+    )
+    parser.add_argument(
+        "--checkpoints",
+        default=None,
+        help="reuse (or first write) write_checkpoints' folder here, e.g. to time two trees",
+    )
+    parser.add_argument("--warm-up", action="store_true", help="run the first task once first")
     args = parser.parse_args()
 
     import torch
@@ -36,11 +49,16 @@ def main() -> None:
     from models_zoo import serving
     from models_zoo.fewshot_lm import FewshotLM
 
-    with tempfile.TemporaryDirectory() as root:
-        path = write_checkpoints(Path(root))["gpu-llama-1b"]
-        served = serving.load(path, device="cuda")
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(args.checkpoints or scratch)
+        if not (root / args.model / "config.json").is_file():
+            write_checkpoints(root)
+        served = serving.load(root / args.model, device="cuda")
         model = FewshotLM(served)
         print(f"mode {model.scoring['mode']}, rows per pass {model.batch_size}", flush=True)
+        if args.warm_up:  # first-use costs (kernel selection, allocator) out of the timings
+            first = args.tasks.split(",")[0]
+            run_fewshot(model, tasks=[first], splits=1, seed=0, data_dir=args.data_dir, limit=2)
         torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
         for name in args.tasks.split(","):

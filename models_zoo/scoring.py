@@ -36,7 +36,10 @@ chunk alone: a context's tail (from a boundary to the context's end) is right-pa
 multiple of ``TAIL_ALIGN`` tokens (its real tokens never read the pads), and a last chunk that
 starts after a context's end (at k = 0, each doc's first answer token) waits for others of its
 width and runs on its cache right-padded to the next boundary past its depth, under an
-attention mask, beside chunks from other depths. The cost: contexts that share only a
+attention mask, beside chunks from other depths. Chunks are walked in waves of
+``WAVE_PASSES`` passes, so the next level's chunks of several passes share passes too, and in
+every chunk pass the last layer runs its MLP only at the positions whose states are read
+(``mlp_only_at``; at k = 0 about one position per row). The cost: contexts that share only a
 demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and the pads (8 % of
 the positions run at k = 0 on the bench, bench/RESULTS.md).
 """
@@ -44,7 +47,9 @@ the positions run at k = 0 on the bench, bench/RESULTS.md).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +66,10 @@ HEAD_ROWS = 512  # scored positions queued before invariant mode runs them throu
 # Invariant mode right-pads a chunk that ends short of a boundary (a context's tail) to a
 # multiple of this many tokens, so that tails of different widths share a pass.
 TAIL_ALIGN = 16
+# Invariant mode runs up to this many passes of one width and depth before walking their
+# children, so that the next level's chunks (at k = 0, the tails of different docs) fill passes
+# from several batches; it bounds the caches held at once.
+WAVE_PASSES = 4
 
 Request = tuple[list[int], int]  # (context + continuation tokens, continuation length)
 
@@ -171,8 +180,12 @@ class PrefixTreeScorer:
         for width, items in sorted(by_width.items()):
             items = self._defer_last_chunks(items, depth, out, batch_size)
             items.sort(key=lambda item: item[0])
-            for start in range(0, len(items), batch_size):
-                children = self._run_chunks(items[start : start + batch_size], depth, width, out)
+            wave = batch_size * WAVE_PASSES
+            for start in range(0, len(items), wave):
+                children = []
+                for first in range(start, min(start + wave, len(items)), batch_size):
+                    batch = items[first : min(first + batch_size, start + wave)]
+                    children += self._run_chunks(batch, depth, width, out)
                 for end in sorted({end for end, _, _ in children}):
                     level = [(members, cache) for e, members, cache in children if e == end]
                     self._walk_chunks(level, end, out, batch_size)
@@ -213,7 +226,7 @@ class PrefixTreeScorer:
             key = (len(chunk), length)
             waiting = self._last_chunks.setdefault(key, [])
             waiting.append(_Chunk(chunk, members, cache, depth))
-            if len(waiting) >= batch_size:
+            if len(waiting) >= max(batch_size, TOKEN_BUDGET // (length + len(chunk))):
                 self._run_last_chunks(self._last_chunks.pop(key), key, out)
         return kept
 
@@ -239,11 +252,11 @@ class PrefixTreeScorer:
             "attention_mask": mask.long(),
             "position_ids": depths[:, None] + torch.arange(width, device=self.device),
         }
-        result = self.model.base_model(**kwargs, use_cache=True)
+        scored = [_scored(list(c.members), c.depth, width) for c in chunks]
+        result = self._forward(kwargs, scored, width)
         self.tokens_processed += width * len(chunks)
-        for row, chunk in enumerate(chunks):
-            hidden = result.last_hidden_state[row]
-            self._queue_positions(hidden, list(chunk.members), chunk.depth, out)
+        for row, positions in enumerate(scored):
+            self._queue_positions(result.last_hidden_state[row], positions, out)
 
     def _run_chunks(
         self,
@@ -262,37 +275,37 @@ class PrefixTreeScorer:
             ids[row, : len(chunk)] = torch.tensor(chunk)
         caches = [cache for _, _, cache in padded] if depth else None
         kwargs = self._inputs(ids.to(self.device), depth, caches)
-        result = self.model.base_model(**kwargs, use_cache=True)
+        scored = [_scored(members, depth, len(chunk)) for chunk, members, _ in items]
+        result = self._forward(kwargs, scored, width)
         self.tokens_processed += sum(len(chunk) for chunk, _, _ in items)
         child_cache = getattr(result, "cache", None) or result.past_key_values
         children = []
         for row, (chunk, members, _) in enumerate(items):
             end = depth + len(chunk)
-            hidden = result.last_hidden_state[row, : len(chunk)]
-            self._queue_positions(hidden, members, depth, out)
+            self._queue_positions(result.last_hidden_state[row], scored[row], out)
             longer = [s for s in members if len(s.tokens) > end]
             if longer:
                 children.append((end, longer, _row_cache(child_cache, row, end)))
         return children
 
-    def _queue_positions(
-        self, hidden: torch.Tensor, members: list[_Sequence], start: int, out: list[float]
-    ) -> None:
-        """Queue the states at positions ``start ..`` of ``hidden`` (one chunk's states) that
-        predict continuation tokens of ``members``; the head runs over many chunks at once."""
-        width = hidden.shape[0]
-        cols = []
-        for sequence in members:
-            end = len(sequence.tokens)  # the input position after the last one
-            for index, cont in sequence.requests:
-                for offset, token in enumerate(cont):
-                    position = end - len(cont) + offset
-                    if start <= position < start + width:
-                        cols.append(position - start)
-                        self._head_targets.append(token)
-                        self._head_owners.append(index)
+    def _forward(self, kwargs: dict[str, Any], scored: list[_Scored], width: int) -> Any:
+        """The base model's pass (with a cache) over ``kwargs``' rows of ``width``, whose last
+        layer runs its MLP only at the positions whose states are read (``scored``, row by
+        row; see :func:`mlp_only_at`)."""
+        flat = [row * width + column for row, s in enumerate(scored) for column in s[0]]
+        if flat:  # at least MIN_HEAD_ROWS rows: GEMM rows then do not depend on the row count
+            flat += flat[:1] * (MIN_HEAD_ROWS - len(flat))
+        with mlp_only_at(self.model.base_model, flat):
+            return self.model.base_model(**kwargs, use_cache=True)
+
+    def _queue_positions(self, hidden: torch.Tensor, scored: _Scored, out: list[float]) -> None:
+        """Queue one chunk's states (``hidden``, from its first position) at the ``scored``
+        columns, with their targets and owners; the head runs over many chunks at once."""
+        cols, targets, owners = scored
         if cols:
-            self._head_states.append(hidden[cols])
+            self._head_states.append(hidden[list(cols)])
+            self._head_targets += targets
+            self._head_owners += owners
             if len(self._head_targets) >= HEAD_ROWS:
                 self._flush_head(out)
 
@@ -394,6 +407,67 @@ class _Chunk:
     members: list[_Sequence]
     cache: Any  # batch-1 cache of the ``depth`` tokens before the chunk
     depth: int
+
+
+_Scored = tuple[list[int], list[int], list[int]]  # a chunk's scored columns, targets, owners
+
+
+def _scored(members: list[_Sequence], start: int, width: int) -> _Scored:
+    """The columns of a chunk of ``width`` at positions ``start ..`` whose states predict
+    continuation tokens of ``members``, with those tokens and their requests."""
+    cols, targets, owners = [], [], []
+    for sequence in members:
+        end = len(sequence.tokens)  # the input position after the last one
+        for index, cont in sequence.requests:
+            for offset, token in enumerate(cont):
+                position = end - len(cont) + offset
+                if start <= position < start + width:
+                    cols.append(position - start)
+                    targets.append(token)
+                    owners.append(index)
+    return cols, targets, owners
+
+
+def _last_layer(base_model: Any) -> Any:
+    """The last decoder layer of a transformers base model, if it has a position-wise
+    ``mlp`` (GPT-2's ``h``, Llama's ``layers``), else ``None``."""
+    layers = getattr(base_model, "layers", None) or getattr(base_model, "h", None)
+    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+        return None
+    layer = layers[-1]
+    return layer if isinstance(getattr(layer, "mlp", None), torch.nn.Module) else None
+
+
+@contextmanager
+def mlp_only_at(base_model: Any, positions: list[int] | torch.Tensor) -> Iterator[None]:
+    """Within the block, the last decoder layer's MLP runs only at ``positions`` (flat indices
+    into its (rows, width) input), in one GEMM; the other positions get zeros. Their states
+    are never read: the next chunks need only that layer's KV states, computed before its MLP,
+    and the MLP is position-wise, so each state read is the full pass's. A model without a
+    plain ``mlp`` module in its last layer (or one whose forward is already patched, by
+    offload hooks, say) runs unchanged."""
+    layer = _last_layer(base_model)
+    if layer is None or "forward" in vars(layer.mlp):
+        yield
+        return
+    mlp = layer.mlp
+    mlp.forward = functools.partial(_mlp_rows, mlp.forward, positions)
+    try:
+        yield
+    finally:
+        del mlp.forward
+
+
+def _mlp_rows(
+    forward: Any, positions: list[int] | torch.Tensor, hidden: torch.Tensor
+) -> torch.Tensor:
+    out = hidden.new_zeros(hidden.shape)
+    if len(positions) == 0:
+        return out
+    index = torch.as_tensor(positions, device=hidden.device)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    out.view(-1, hidden.shape[-1])[index] = forward(flat[index])
+    return out
 
 
 def _sequences(requests: Sequence[Request]) -> list[_Sequence]:
@@ -499,12 +573,14 @@ def _padded_caches(caches: list[Any], length: int) -> Any:
     for index, layer in enumerate(clone.layers):
         first = caches[0].layers[index]
         B, H, D = len(caches), first.keys.shape[1], first.keys.shape[3]
-        keys = first.keys.new_zeros(B, H, length, D)  # (B, H, length, D)
-        values = first.values.new_zeros(B, H, length, first.values.shape[3])
-        for row, cache in enumerate(caches):
+        keys = first.keys.new_empty(B, H, length, D)  # (B, H, length, D)
+        values = first.values.new_empty(B, H, length, first.values.shape[3])
+        for row, cache in enumerate(caches):  # each byte written once: the cache, then zeros
             depth = cache.layers[index].keys.shape[2]
             keys[row, :, :depth] = cache.layers[index].keys[0]
             values[row, :, :depth] = cache.layers[index].values[0]
+            keys[row, :, depth:] = 0
+            values[row, :, depth:] = 0
         layer.keys, layer.values = keys, values
     return clone
 

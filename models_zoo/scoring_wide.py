@@ -33,14 +33,22 @@ plain full forward within 1e-5 on random token requests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from models_zoo.scoring import Request, _common_prefix, _copy_cache, _Sequence, _sequences
+from models_zoo.scoring import (
+    Request,
+    _common_prefix,
+    _copy_cache,
+    _Sequence,
+    _sequences,
+    mlp_only_at,
+)
 
 WIDE_TOKEN_BUDGET = 32768  # padded query tokens per pass
 # rows x (prefix + width) per pass: the broadcast prefix KV is copied once per row, so this
@@ -94,6 +102,8 @@ class WideScorer:
         share_prefix: Run group prefixes once (off: every row recomputes its whole input).
         token_budget: Most padded tokens per pass.
         key_budget: Most rows x (prefix + width) per pass.
+        fused_norms: Run transformers' LlamaRMSNorm modules as ``F.rms_norm`` during the call
+            (``None``: on CUDA), see :func:`_fused_norms`.
     """
 
     chunk_tokens = 0  # not chunked (``ServedModel.loglikelihood`` reads it)
@@ -109,6 +119,7 @@ class WideScorer:
         share_prefix: bool = True,
         token_budget: int = WIDE_TOKEN_BUDGET,
         key_budget: int = WIDE_KEY_BUDGET,
+        fused_norms: bool | None = None,
     ) -> None:
         self.model = model
         self.device = next(model.parameters()).device
@@ -119,6 +130,7 @@ class WideScorer:
         self.share_prefix = share_prefix
         self.token_budget = token_budget
         self.key_budget = key_budget
+        self.fused_norms = self.device.type == "cuda" if fused_norms is None else fused_norms
         self.tokens_processed = 0
         self.passes = 0  # forward passes of the last ``score`` (prefixes included)
         self.greedy: list[bool] = []  # per request of the last ``score``: every token argmax
@@ -151,7 +163,7 @@ class WideScorer:
         totals = torch.zeros(len(requests), dtype=torch.float64, device=self.device)
         misses = torch.zeros(len(requests), dtype=torch.int32, device=self.device)
         self.passes = 0
-        with torch.inference_mode():
+        with torch.inference_mode(), _fused_norms(self.model, self.fused_norms):
             tensors = _to_device(passes, self.pad_token, self.device)
             caches = [self._prefix_cache(tokens) if tokens else None for tokens in prefixes]
             for work, arrays in zip(passes, tensors, strict=True):
@@ -165,7 +177,8 @@ class WideScorer:
 
     def _prefix_cache(self, tokens: tuple[int, ...]) -> Any:
         ids = torch.tensor([tokens], device=self.device)
-        result = self.model.base_model(input_ids=ids, use_cache=True)
+        with mlp_only_at(self.model.base_model, []):  # no state of a prefix is read
+            result = self.model.base_model(input_ids=ids, use_cache=True)
         self.tokens_processed += len(tokens)
         self.passes += 1
         return getattr(result, "cache", None) or result.past_key_values
@@ -197,7 +210,8 @@ class WideScorer:
             kwargs["use_cache"] = True
         else:
             kwargs["use_cache"] = False
-        hidden = self.model.base_model(**kwargs).last_hidden_state  # (R, W, C)
+        with mlp_only_at(self.model.base_model, arrays["flat"]):
+            hidden = self.model.base_model(**kwargs).last_hidden_state  # (R, W, C)
         self.tokens_processed += sum(len(row.tokens) for row in work.rows)
         self.passes += 1
         states = hidden.reshape(R * W, -1)[arrays["flat"]]  # (N, C): scored positions only
@@ -211,6 +225,32 @@ class WideScorer:
             totals.index_add_(0, owners[part], picked.double())
             missed = (logprobs.argmax(dim=-1) != wanted).to(misses.dtype)
             misses.index_add_(0, owners[part], missed)
+
+
+@contextmanager
+def _fused_norms(model: Any, enabled: bool) -> Iterator[None]:
+    """Within the block, transformers' LlamaRMSNorm modules run as ``F.rms_norm`` (one fused
+    kernel on CUDA instead of about seven elementwise passes over the (tokens, hidden) states
+    in fp32; the same function, rounded to bf16 once instead of twice), as the fast decoder's
+    do (``models_zoo.fast_decode``). Modules of other types, and ones whose forward is already
+    patched, run unchanged."""
+    from models_zoo.fast_decode import _rms_norm
+
+    patched = []
+    if enabled:
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if not hasattr(module, "variance_epsilon") or not isinstance(weight, torch.Tensor):
+                continue
+            fused = _rms_norm(module, weight.dtype)
+            if fused is not module and "forward" not in vars(module):
+                module.forward = fused
+                patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def _contexts(sequences: list[_Sequence]) -> list[list[_Sequence]]:

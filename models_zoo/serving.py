@@ -33,6 +33,7 @@ from transformers.cache_utils import DynamicCache
 import models_zoo.registry  # noqa: F401  (registers the zoo architectures first)
 from models_zoo.checkpoint import read_model_card, weight_files, weights_digest
 from models_zoo.offload import apply_cpu_offload
+from models_zoo.pieces import encode_texts, splits_safely
 from models_zoo.quantization import Int8BlockLinear, quantize_model_int8
 from models_zoo.scoring import PrefixTreeScorer
 from models_zoo.scoring_wide import SUPPORTED_ATTENTION, WideScorer
@@ -97,6 +98,8 @@ class ServedModel:
         self._prefix_text = (
             str(tokenizer.decode([self._prefix_token])) if self._prefix_token is not None else ""
         )
+        # Few-shot texts are encoded in shared pieces where that gives the same tokens.
+        self._splits_safely = splits_safely(tokenizer)
         self._pad_token = tokenizer.pad_token_id
         if self._pad_token is None:
             self._pad_token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
@@ -292,19 +295,28 @@ class ServedModel:
         call (which runs on several threads): on a GPU, encoding one pair at a time took as
         long as scoring it."""
         _check_special_tokens(special_tokens)
-        texts: dict[str, list[int]] = {}
+        owners: dict[str, str] = {}  # each text to encode -> its context
         for context, continuation in pairs:
             context, continuation = _move_spaces(context, continuation)
             if context:
-                texts[context] = texts[context + continuation] = []
-        bare = {t: special_tokens == "none" or self._starts_with_prefix(t) for t in texts}
-        plain = [text for text, no_specials in bare.items() if no_specials]
-        marked = [text for text, no_specials in bare.items() if not no_specials]
-        for batch, special in ((plain, False), (marked, True)):
-            if batch:
-                ids = self.tokenizer(batch, add_special_tokens=special)["input_ids"]
-                texts.update(zip(batch, (list(row) for row in ids), strict=True))
-        return [self._pair_tokens(c, x, texts.__getitem__) for c, x in pairs]
+                owners[context] = owners[context + continuation] = context
+        texts = {
+            text: (special_tokens != "none" and not self._starts_with_prefix(text), context)
+            for text, context in owners.items()
+        }
+        if self._splits_safely:  # shared pieces once (models_zoo.pieces), the same tokens
+            encoded = encode_texts(texts, self._encode_batch)
+        else:
+            encoded = {}
+            for special in (False, True):
+                batch = [text for text, (flag, _) in texts.items() if flag is special]
+                if batch:
+                    encoded.update(zip(batch, self._encode_batch(batch, special), strict=True))
+        return [self._pair_tokens(c, x, encoded.__getitem__) for c, x in pairs]
+
+    def _encode_batch(self, texts: list[str], special: bool) -> list[list[int]]:
+        ids = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
+        return [list(row) for row in ids]
 
     def _pair_tokens(
         self, context: str, continuation: str, encode: Callable[[str], list[int]]

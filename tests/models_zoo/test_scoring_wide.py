@@ -83,12 +83,21 @@ def model(request: pytest.FixtureRequest) -> Any:
     return serving.load(request.getfixturevalue(request.param), device="cpu").model
 
 
+@pytest.mark.parametrize("fused_norms", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_wide_scores_equal_the_full_forward_pass_on_random_requests(model: Any, seed: int) -> None:
+def test_wide_scores_equal_the_full_forward_pass_on_random_requests(
+    model: Any, seed: int, fused_norms: bool
+) -> None:
+    """Also with the LlamaRMSNorm modules run as ``F.rms_norm`` (CUDA's default), and the
+    last layer's MLP run at the scored positions only (always)."""
     requests = _random_requests(seed, model.config.vocab_size)
     expected, expected_greedy = _reference(model, requests)
     scorer = WideScorer(
-        model, cache_argument=_cache_argument(model), min_prefix_tokens=8, min_group_saving=64
+        model,
+        cache_argument=_cache_argument(model),
+        min_prefix_tokens=8,
+        min_group_saving=64,
+        fused_norms=fused_norms,
     )
     got = scorer.score(requests, batch_size=32)
     assert got == pytest.approx(expected, abs=FP32_TOLERANCE)
@@ -245,3 +254,18 @@ def test_cuda_bf16_wide_scores_agree_across_batch_sizes_and_orders(tmp_path: Pat
     expected, _ = _reference(fp32, requests)
     spread = max(abs(a - b) / max(c, 1) for a, b, (_, c) in zip(reference, expected, requests))
     print(f"bf16 wide vs fp32 full forward: {spread:.4f} nats per token at most")
+
+
+def test_fused_norms_patch_only_llama_norms_and_restore_them(tiny_llama_dir: Path) -> None:
+    from models_zoo.scoring_wide import _fused_norms
+
+    model = serving.load(tiny_llama_dir, device="cpu").model
+    norms = [m for m in model.modules() if hasattr(m, "variance_epsilon")]
+    x = torch.randn(3, 5, model.config.hidden_size)
+    expected = [norm(x) for norm in norms]
+    with _fused_norms(model, True):
+        assert all("forward" in vars(norm) for norm in norms)
+        got = [norm(x) for norm in norms]
+    assert not any("forward" in vars(m) for m in model.modules())
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
