@@ -1,7 +1,6 @@
 """Small C kernels for evalcore, compiled once per machine with ``cc`` and loaded by ctypes.
 
-The same pattern as ``models_zoo/kernels/cpu_gemv.py`` (which evalcore may not import: it needs
-torch). A source is built into ``$LADDER_KERNEL_CACHE`` (default ``~/.cache/ladder/kernels``),
+``models_zoo/kernels/cpu_gemv.py`` builds its kernel here too. A source is built into ``$LADDER_KERNEL_CACHE`` (default ``~/.cache/ladder/kernels``),
 keyed by a hash of the source and the flags, on first use, atomically (concurrent builders leave
 one complete file); a library already there is used without looking for a compiler, so an image
 can build its kernels in a build step that has ``cc`` and ship them without it. Without a compiler, when the build fails, or with
@@ -38,13 +37,13 @@ def _cache() -> Path:
     return Path(os.environ.get("LADDER_KERNEL_CACHE", Path.home() / ".cache/ladder/kernels"))
 
 
-def _build(name: str, source: str) -> Path:
+def _build(name: str, source: str, flags: tuple[str, ...]) -> Path:
     """The compiled library for ``source`` (built on first use)."""
     import shutil  # these only for a build: kept off the start-up path
     import subprocess
     import tempfile
 
-    key = hashlib.sha256("\0".join((source, *FLAGS)).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join((source, *flags)).encode()).hexdigest()[:16]
     cache = _cache()
     target = cache / f"{name}_{key}.so"
     if target.exists():  # built before, maybe where a compiler was (an image's build step)
@@ -59,7 +58,7 @@ def _build(name: str, source: str) -> Path:
         built = Path(work) / f"{name}.so"
         try:
             subprocess.run(
-                [compiler, *FLAGS, "-o", str(built), str(path)],
+                [compiler, *flags, "-o", str(built), str(path)],
                 check=True,
                 capture_output=True,
                 timeout=120,
@@ -70,8 +69,9 @@ def _build(name: str, source: str) -> Path:
     return target
 
 
-def load(name: str, source: str) -> ctypes.CDLL | None:
-    """The library built from ``source``, or None (no compiler, failed build, switched off).
+def load(name: str, source: str, flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL | None:
+    """The library built from ``source`` with ``flags``, or None (no compiler, failed build,
+    switched off); the caller then takes its plain path.
 
     The outcome is remembered per name for the life of the process."""
     if not enabled():
@@ -79,8 +79,10 @@ def load(name: str, source: str) -> ctypes.CDLL | None:
     with _LOCK:
         if name not in _LOADED:
             try:
-                _LOADED[name] = ctypes.CDLL(str(_build(name, source)))
+                _LOADED[name] = ctypes.CDLL(str(_build(name, source, flags)))
             except OSError as error:
-                logger.warning("native kernel %s unavailable, using numpy: %s", name, error)
+                logger.warning(
+                    "native kernel %s unavailable, using the plain path: %s", name, error
+                )
                 _LOADED[name] = None
         return _LOADED[name]

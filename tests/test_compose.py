@@ -85,3 +85,11 @@ def test_web_serves_with_the_shared_gunicorn_settings() -> None:
     command = command_of(load_compose()["services"]["web"])
     assert command[command.index("--config") + 1] == "config/gunicorn.py"
     assert (ROOT / "config" / "gunicorn.py").is_file()
+
+
+def test_dockerfile_builds_the_c_kernels_into_the_image_cache() -> None:
+    """The image has no compiler at run time: its kernels are built in a step that has one."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "LADDER_KERNEL_CACHE=" in dockerfile
+    build = next(line for line in dockerfile.split("RUN ") if "counter_sampler" in line)
+    assert "gcc" in build and "assert kernel()" in build and "apt-get purge" in build

@@ -11,25 +11,23 @@ sequential stream. Every output is summed over ``k`` in order with one fused mul
 term (the result is the same as a sequential fp32 dot product with FMA; tested against the
 plain path).
 
-The C source below is compiled once per machine with the system C compiler (``cc``) into
-``$LADDER_KERNEL_CACHE`` (default ``~/.cache/ladder/kernels``), keyed by a hash of the source
-and flags, and loaded with :mod:`ctypes` (no torch headers, well under a second to build).
-Without a compiler, without AVX-512F, or with ``LADDER_CPU_GEMV=0``, :func:`is_available` is
-false and callers use ``torch.mm``.
+The C source below is compiled once per machine with the system C compiler (``cc``) by
+:mod:`evalcore.native` into ``$LADDER_KERNEL_CACHE`` and loaded with :mod:`ctypes` (no torch
+headers, well under a second to build). Without a compiler, without AVX-512F, or with
+``LADDER_CPU_GEMV=0`` or ``LADDER_NATIVE=0``, :func:`is_available` is false and callers use
+``torch.mm``.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
+
+from evalcore import native
 
 logger = logging.getLogger(__name__)
 
@@ -88,30 +86,6 @@ def _has_avx512f() -> bool:
     return " avx512f" in flags
 
 
-def _build(cache: Path) -> Path:
-    """The compiled library for this source and flags (built on first use, atomically)."""
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None:
-        raise OSError("no C compiler (cc) on PATH")
-    key = hashlib.sha256("\0".join((SOURCE, compiler, *FLAGS)).encode()).hexdigest()[:16]
-    target = cache / f"ladder_gemv_{key}.so"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as work:
-        source = Path(work) / "gemv.c"
-        source.write_text(SOURCE)
-        built = Path(work) / "gemv.so"
-        subprocess.run(
-            [compiler, *FLAGS, "-o", str(built), str(source)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        os.replace(built, target)  # atomic: concurrent builders leave one complete file
-    return target
-
-
 def _library() -> ctypes.CDLL | None:
     global _LIBRARY, _TRIED
     if _TRIED:
@@ -119,11 +93,8 @@ def _library() -> ctypes.CDLL | None:
     _TRIED = True
     if os.environ.get("LADDER_CPU_GEMV", "1") == "0" or not _has_avx512f():
         return None
-    cache = Path(os.environ.get("LADDER_KERNEL_CACHE", Path.home() / ".cache/ladder/kernels"))
-    try:
-        library = ctypes.CDLL(str(_build(cache)))
-    except (OSError, subprocess.SubprocessError) as error:
-        logger.warning("CPU GEMV kernel unavailable, using torch.mm: %s", error)
+    library = native.load("ladder_gemv", SOURCE, FLAGS)  # None: no compiler or a failed build
+    if library is None:
         return None
     function = library.ladder_gemv_panels
     function.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
