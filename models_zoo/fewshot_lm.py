@@ -60,12 +60,16 @@ class FewshotLM:
         self.tokenizer = served.tokenizer
         self.max_length = served.max_length
         self._trimmer = TrimmedContexts(served) if trim_contexts else None
+        mode = served.scoring_mode(prefix_cache, invariant)
         self.scoring = {
             **served.scoring_settings(special_tokens),
             "prefix_cache": prefix_cache,
             "invariant": invariant,
-            "mode": served.scoring_mode(prefix_cache, invariant),
+            "mode": mode,
             "trim_contexts": trim_contexts,
+            # CUDA's wide passes run RMSNorms as F.rms_norm (another bf16 rounding): recorded,
+            # so results cached before it (models_zoo.scoring_wide) are not reused for it.
+            **({"fused_norms": served.device.type == "cuda"} if mode == "wide" else {}),
         }
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:

@@ -172,6 +172,7 @@ def test_serving_uses_the_wide_scorer_when_switched_on_and_records_the_mode(
     ]
     wide = FewshotLM(wide_served)
     assert wide.scoring["mode"] == "wide" and wide.batch_size == 256
+    assert wide.scoring["fused_norms"] is False  # CPU: the model's own RMSNorm modules
     got = wide.loglikelihood(pairs)
     wide_served.use_wide_scoring = False
     invariant = FewshotLM(wide_served)
