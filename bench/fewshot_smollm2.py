@@ -278,7 +278,7 @@ def run_lm_eval(
     env["PYTHONPATH"] = args.lm_eval_pythonpath or ""
     wanted = [{k: r[k] for k in ("task", "k", "chat", "limit", "seed")} for r in runs]
     command = [
-        args.lm_eval_python, "-c", textwrap.dedent(LM_EVAL_SCRIPT), str(model_dir),
+        args.lm_eval_python, "-c", textwrap.dedent(LM_EVAL_SCRIPT), str(model_dir.resolve()),
         str(include), json.dumps(wanted), str(args.threads), str(out),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=include, env=env, check=False)
