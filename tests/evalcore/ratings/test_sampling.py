@@ -17,6 +17,7 @@ from evalcore.ratings import PairCounts, RatingParams, compute_ratings
 from evalcore.ratings import bootstrap as bootstrap_module
 from evalcore.ratings.bradley_terry import PairOutcomes
 from evalcore.ratings.cli import build_parser, params_from_args
+from evalcore.ratings.counter_sampler import draw_cells_v3
 from evalcore.ratings.sampling import ROUNDS_PER_STREAM, draw_cells_v1, draw_cells_v2
 from tests.evalcore.ratings.synthetic import model_names, simulate
 
@@ -73,14 +74,15 @@ def test_sampler_versions_are_checked_and_the_cli_passes_them():
     assert params_from_args(old).bootstrap_sampler == 1
 
 
-def test_version_2_has_the_exact_law_of_resampling_the_votes():
+@pytest.mark.parametrize("draw", [draw_cells_v2, draw_cells_v3])
+def test_versions_2_and_3_have_the_exact_law_of_resampling_the_votes(draw):
     """Same check as version 1's: every one of the 5^5 resamples of five votes, tallied."""
     cells = np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
     votes = np.repeat(np.arange(6), cells.ravel().astype(int))
     picks = np.array(list(itertools.product(range(5), repeat=5)))
     law = Counter(tuple(np.bincount(votes[p], minlength=6)) for p in picks)
     rounds = 20_000
-    ours = draw_cells_v2(cells, 0, 0, rounds).reshape(rounds, -1)
+    ours = draw(cells, 0, 0, rounds).reshape(rounds, -1)
     seen = Counter(tuple(int(v) for v in row) for row in ours)
     assert set(seen) <= set(law)
     keys = sorted(law)
@@ -89,14 +91,15 @@ def test_version_2_has_the_exact_law_of_resampling_the_votes():
     assert p_value > 1e-3
 
 
+@pytest.mark.parametrize("draw", [draw_cells_v2, draw_cells_v3])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_version_2_moments_match_the_multinomial_on_random_cells(seed):
+def test_versions_2_and_3_moments_match_the_multinomial_on_random_cells(draw, seed):
     rng = np.random.default_rng(seed)
     cells = rng.integers(0, 60, size=(15, 3)).astype(np.float64)
     cells[rng.random((15, 3)) < 0.2] = 0.0
     n, p = cells.sum(), (cells / cells.sum()).ravel()
     rounds = 6000
-    draws = draw_cells_v2(cells, seed, 0, rounds).reshape(rounds, -1)
+    draws = draw(cells, seed, 0, rounds).reshape(rounds, -1)
     assert np.all(draws.sum(axis=1) == n)  # every round has exactly the N votes
     assert np.all(draws[:, p == 0] == 0)
     mean_error = (draws.mean(axis=0) - n * p) / np.sqrt(n * p * (1 - p) / rounds + 1e-300)
