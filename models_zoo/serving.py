@@ -659,12 +659,25 @@ def _load_uncached(
     logger.info("loaded %s (%s) on %s as %s", path, config.model_type, device, dtype)
     served = ServedModel(model, tokenizer, path=path, device=device, digest=weights_digest(path))
     if served.use_fast_decode:
-        # Compile the fast decoder's Triton kernels now, not in the first request (a fresh
-        # worker's first arena answer took 2x longer: bench/RESULTS.md, issue 19).
-        from models_zoo.fast_decode import warm_up
-
-        logger.info("warmed up the fast decoder of %s in %.2f s", path, warm_up(model))
+        warm_up_fast_decoder(served)
     return served
+
+
+def warm_up_fast_decoder(served: ServedModel) -> None:
+    """Compile the fast decoder's Triton kernels now, not in the first request (a fresh
+    worker's first arena answer took 2x longer: bench/RESULTS.md, issue 19). A decoder that
+    fails here (a kernel this card or this Triton cannot build or run) is switched off for the
+    model, which then decodes through the plain path: slower, never wrong; the error is
+    logged with its traceback."""
+    from models_zoo.fast_decode import warm_up
+
+    try:
+        seconds = warm_up(served.model)
+    except Exception:  # any compile or launch failure: keep serving on the plain path
+        logger.exception("fast decoder of %s failed its warm-up: plain decoding", served.path)
+        served.use_fast_decode = served.use_fast_chat = False
+        return
+    logger.info("warmed up the fast decoder of %s in %.2f s", served.path, seconds)
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -187,3 +187,28 @@ def test_cuda_serving_uses_graph_decoder_and_matches_plain_path(
     finally:
         served.use_fast_decode = True
     assert fast == plain
+
+
+def test_a_fast_decoder_that_fails_its_warm_up_is_switched_off(
+    tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    from models_zoo import fast_decode
+
+    served = serving.load(tiny_checkpoints["llama"], device="cpu")
+    flags = served.use_fast_decode, served.use_fast_chat
+    expected = served.generate(["The cat"], max_new_tokens=5)
+    try:
+        served.use_fast_decode = served.use_fast_chat = True
+        serving.warm_up_fast_decoder(served)  # CPU: nothing to compile, the decoder stays on
+        assert served.use_fast_decode and served.use_fast_chat
+
+        def broken(model: torch.nn.Module) -> float:
+            raise RuntimeError("triton: out of resources")
+
+        monkeypatch.setattr(fast_decode, "warm_up", broken)
+        serving.warm_up_fast_decoder(served)
+        assert not served.use_fast_decode and not served.use_fast_chat
+        assert "failed its warm-up" in caplog.text and "out of resources" in caplog.text
+        assert served.generate(["The cat"], max_new_tokens=5) == expected  # the plain path
+    finally:
+        served.use_fast_decode, served.use_fast_chat = flags
