@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,6 +53,8 @@ BATCH_ROUNDS = 100  # rounds solved together at most
 BATCH_PAIR_ROUNDS = 2_000_000  # and at most this many pair × round values per array (16 MB)
 DEGENERATE_ROUND_RIDGE = 1e-6
 REFIT_THREADS = 2  # version 3: batches drawn and refitted on this many threads at once
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,8 @@ def _drawn_then_solved(
     this thread refits; the draws depend only on the seed and the round (see _batch_drawer)."""
     draw = _batch_drawer(outcomes, seed, sampler)
     workers = 1 if sampler == LEGACY_SAMPLER else 2
-    with ThreadPoolExecutor(max_workers=workers) as drawer:
-        pending: deque[Future[FloatArray]] = deque()
-        for number in range(len(lows)):
-            while len(pending) < workers and number + len(pending) < len(lows):
-                ahead = lows[number + len(pending)]
-                pending.append(drawer.submit(draw, ahead, min(batch, rounds - ahead)))
-            yield solve(pending.popleft().result())
+    for cells in _run_ahead(workers, lows, batch, rounds, draw):
+        yield solve(cells)
 
 
 def _solved_in_pairs(
@@ -170,13 +168,22 @@ def _solved_in_pairs(
     whole batches (the refits' numpy work releases the GIL), in round order; a batch's result
     depends only on its rounds, so the threads change nothing but the wall time."""
     sampler = CellSampler(outcomes.cells, seed)
-    with ThreadPoolExecutor(max_workers=REFIT_THREADS) as pool:
-        pending: deque[Future[_Batch]] = deque()
+    return _run_ahead(
+        REFIT_THREADS, lows, batch, rounds, lambda low, size: solve(sampler.draw(low, size))
+    )
+
+
+def _run_ahead(
+    workers: int, lows: list[int], batch: int, rounds: int, task: Callable[[int, int], _T]
+) -> Iterator[_T]:
+    """``task(low, size)`` of every batch, on ``workers`` threads, submitted and yielded in
+    round order, at most ``workers`` batches ahead of the one yielded."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[_T]] = deque()
         for number in range(len(lows)):
-            while len(pending) < REFIT_THREADS and number + len(pending) < len(lows):
+            while len(pending) < workers and number + len(pending) < len(lows):
                 ahead = lows[number + len(pending)]
-                size = min(batch, rounds - ahead)
-                pending.append(pool.submit(lambda low, n: solve(sampler.draw(low, n)), ahead, size))
+                pending.append(pool.submit(task, ahead, min(batch, rounds - ahead)))
             yield pending.popleft().result()
 
 
@@ -211,12 +218,12 @@ def _batch_drawer(
     """``draw(first_round, rounds)`` → (rounds, P, 3) cells of the given sampler version.
 
     Version 1 draws from its one generator in call order (one worker, batches submitted in
-    round order); version 2's streams and version 3's words are fixed by the round index alone.
+    round order); version 2's streams are fixed by the round index alone.
     """
     if sampler == LEGACY_SAMPLER:
         rng = np.random.default_rng(seed)
         return lambda first_round, rounds: draw_cells_v1(outcomes.cells, rng, rounds)
-    return lambda first, rounds: draw_cells_v2(outcomes.cells, seed, first, rounds)
+    return lambda first_round, rounds: draw_cells_v2(outcomes.cells, seed, first_round, rounds)
 
 
 def percentile_interval(draws: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
