@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -24,7 +26,6 @@ def main() -> None:
 
     import torch
     from fewshot import rte_requests
-    from torch.profiler import ProfilerActivity, profile
 
     from models_zoo import serving
     from models_zoo.fewshot_lm import FewshotLM
@@ -35,14 +36,22 @@ def main() -> None:
         pairs, _ = rte_requests(Path(args.data_dir), args.limit, shots)
         model.loglikelihood(pairs)  # warm-up
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            started = time.perf_counter()
-            model.loglikelihood(pairs)
-            wall = time.perf_counter() - started
-        events = prof.key_averages()
-        gpu = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e6
+        wall, gpu, events = profiled_call(model, pairs)
         print(f"\nk = {shots}: wall {wall:.3f} s, GPU kernels {gpu:.3f} s")
         print(events.table(sort_by="self_cuda_time_total", row_limit=14, max_name_column_width=60))
+
+
+def profiled_call(model: Any, pairs: Sequence[tuple[str, str]]) -> tuple[float, float, Any]:
+    """One ``model.loglikelihood(pairs)`` under torch.profiler (CPU + CUDA): its wall seconds,
+    the seconds of CUDA kernels, and the profiler's key averages."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        started = time.perf_counter()
+        model.loglikelihood(pairs)
+        wall = time.perf_counter() - started
+    events = prof.key_averages()
+    return wall, sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e6, events
 
 
 if __name__ == "__main__":

@@ -114,15 +114,10 @@ def _stages(served: Any, model: Any, pairs: list[tuple[str, str]], sync: Any, cu
     )
     if not cuda:
         return
-    from torch.profiler import ProfilerActivity, profile
+    from fewshot_profile import profiled_call
 
     sync()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        started = time.perf_counter()
-        model.loglikelihood(pairs)
-        wall = time.perf_counter() - started
-    events = prof.key_averages()
-    gpu = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e6
+    wall, gpu, events = profiled_call(model, pairs)
     print(f"profiled call: wall {wall:.4f} s, CUDA kernels {gpu:.4f} s")
     print(events.table(sort_by="self_cuda_time_total", row_limit=10, max_name_column_width=50))
     del torch
