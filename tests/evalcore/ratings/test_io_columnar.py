@@ -193,19 +193,12 @@ def test_csv_reader_and_cli_do_not_import_pyarrow_compute_or_parquet(tmp_path):
     path = tmp_path / "battles.csv"
     rows = ["a,b,model_a,1.5", "b,c,tie,2", "c,a,model_b,3", "a,c,model_b,4"]
     path.write_text("\n".join(["model_a,model_b,winner,tstamp", *rows * 20]) + "\n")
-    script = (
-        "import sys\n"
-        "from evalcore.ratings.cli import main\n"
-        f"assert main([{str(path)!r}, '--bootstrap', '20', '-o', {str(tmp_path / 'out.csv')!r},"
-        " '--interval', 'sandwich']) == 0\n"
+    _cli_in_a_fresh_interpreter(
+        path,
+        tmp_path,
         "loaded = [m for m in ('pyarrow.compute', 'pyarrow.parquet') if m in sys.modules]\n"
-        "assert not loaded, loaded\n"
+        "assert not loaded, loaded\n",
     )
-    root = Path(__file__).resolve().parents[3]
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def test_json_lines_reader_and_cli_do_not_import_pyarrow_parquet(tmp_path):
@@ -218,12 +211,21 @@ def test_json_lines_reader_and_cli_do_not_import_pyarrow_parquet(tmp_path):
         '{"model_a": "a", "model_b": "c", "winner": "model_b", "tstamp": 4}',
     ]
     path.write_text("\n".join(rows * 20) + "\n")
+    _cli_in_a_fresh_interpreter(
+        path,
+        tmp_path,
+        "assert 'pyarrow.json' in sys.modules and 'pyarrow.parquet' not in sys.modules\n",
+    )
+
+
+def _cli_in_a_fresh_interpreter(path: Path, tmp_path: Path, check: str) -> None:
+    """``python -m evalcore.ratings PATH`` (20 rounds, sandwich) in a new interpreter, then the
+    ``check`` statements (with ``sys`` imported) in it; fails with that process's stderr."""
     script = (
         "import sys\n"
         "from evalcore.ratings.cli import main\n"
         f"assert main([{str(path)!r}, '--bootstrap', '20', '-o', {str(tmp_path / 'out.csv')!r},"
-        " '--interval', 'sandwich']) == 0\n"
-        "assert 'pyarrow.json' in sys.modules and 'pyarrow.parquet' not in sys.modules\n"
+        " '--interval', 'sandwich']) == 0\n" + check
     )
     root = Path(__file__).resolve().parents[3]
     done = subprocess.run(
