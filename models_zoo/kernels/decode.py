@@ -273,6 +273,43 @@ if triton is not None:
         tl.store(v_out, v.to(V.dtype.element_ty), mask=is_v[:, None])
 
     # The split count and chunk vary with batch size and cache length: not specialised.
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _softmax_block(  # type: ignore[no-untyped-def]
+        s, bias, v, m_i, l_i, acc, scale_log2, IEEE: tl.constexpr
+    ):
+        # One online-softmax step over a block of keys (FlashAttention-2's update, in base 2):
+        # raw scores s (heads x keys), the keys' additive bias, their values v.
+        s = s * scale_log2 + bias.to(tl.float32)[None, :] * 1.4426950408889634
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        # A block whose keys are all masked (left padding) leaves m at -inf: shift by 0.
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(s - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        return m_new, l_i, acc
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _store_attention(  # type: ignore[no-untyped-def]
+        Out, Part, PartM, PartL, acc, m_i, l_i, b, heads, in_group, split, splits, stride_ob,
+        G: tl.constexpr, D: tl.constexpr, IS_SPLIT: tl.constexpr,
+    ):  # fmt: skip
+        # A program's result: normalised into Out, or (key splits) its float32 partials
+        # (B, H, SPLITS, ...): unnormalised acc, running max, sum, for the merge kernel.
+        d = tl.arange(0, D)
+        if not IS_SPLIT:
+            out = acc / l_i[:, None]
+            out_ptrs = Out + b * stride_ob + heads[:, None] * D + d[None, :]
+            tl.store(out_ptrs, out.to(Out.dtype.element_ty), mask=in_group[:, None])
+        else:
+            row = (b * (tl.num_programs(1) * G) + heads) * splits + split
+            tl.store(Part + row[:, None] * D + d[None, :], acc, mask=in_group[:, None])
+            tl.store(PartM + row, m_i, mask=in_group)
+            tl.store(PartL + row, l_i, mask=in_group)
+
     @triton.jit(do_not_specialize=["chunk", "splits"])  # type: ignore[untyped-decorator]
     def _decode_attention_kernel(  # type: ignore[no-untyped-def]
         Q,
@@ -337,31 +374,14 @@ if triton is not None:
             else:
                 s = tl.dot(q, tl.trans(k))
             bias = tl.load(BIAS + b * stride_bias + n, mask=valid, other=float("-inf"))
-            s = s * scale_log2 + bias.to(tl.float32)[None, :] * 1.4426950408889634
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            # A block whose keys are all masked (left padding) leaves m at -inf: shift by 0.
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(s - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(
                 v_base + n[:, None] * stride_vl + d[None, :], mask=valid[:, None], other=0.0
             )
-            if IEEE:
-                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-            else:
-                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-            m_i = m_new
-        if not IS_SPLIT:
-            out = acc / l_i[:, None]
-            out_ptrs = Out + b * stride_ob + heads[:, None] * D + d[None, :]
-            tl.store(out_ptrs, out.to(Out.dtype.element_ty), mask=in_group[:, None])
-        else:
-            # Partials (B, H, SPLITS, ...) in float32: unnormalised acc, running max, sum.
-            row = (b * (tl.num_programs(1) * G) + heads) * splits + split
-            tl.store(Part + row[:, None] * D + d[None, :], acc, mask=in_group[:, None])
-            tl.store(PartM + row, m_i, mask=in_group)
-            tl.store(PartL + row, l_i, mask=in_group)
+            m_i, l_i, acc = _softmax_block(s, bias, v, m_i, l_i, acc, scale_log2, IEEE)
+        _store_attention(
+            Out, Part, PartM, PartL, acc, m_i, l_i, b, heads, in_group, split, splits, stride_ob,
+            G, D, IS_SPLIT,
+        )  # fmt: skip
 
     @triton.jit(do_not_specialize=["chunk", "splits"])  # type: ignore[untyped-decorator]
     def _rope_attention_kernel(  # type: ignore[no-untyped-def]
@@ -465,20 +485,10 @@ if triton is not None:
                 s = tl.dot(q1, tl.trans(k1))
                 s += tl.dot(q2, tl.trans(k2))
             bias = tl.load(BIAS + b * stride_bias + n, mask=valid, other=float("-inf"))
-            s = s * scale_log2 + bias.to(tl.float32)[None, :] * 1.4426950408889634
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # all-masked block
-            p = tl.math.exp2(s - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(
                 v_base + n[:, None] * stride_vl + d[None, :], mask=valid[:, None], other=0.0
             )
-            if IEEE:
-                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-            else:
-                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-            m_i = m_new
+            m_i, l_i, acc = _softmax_block(s, bias, v, m_i, l_i, acc, scale_log2, IEEE)
         # The new key: its score from the rounded q and k, its value from registers.
         s_new = tl.sum(q1.to(tl.float32) * new_k1.to(tl.float32)[None, :], 1)
         s_new += tl.sum(q2.to(tl.float32) * new_k2.to(tl.float32)[None, :], 1)
@@ -493,15 +503,10 @@ if triton is not None:
         p_rounded = p_new.to(V.dtype.element_ty).to(tl.float32)  # as the loop's p.to(v.dtype)
         acc = acc * alpha[:, None] + p_rounded[:, None] * new_v.to(tl.float32)[None, :]
         m_i = m_new
-        if not IS_SPLIT:
-            out = acc / l_i[:, None]
-            out_ptrs = Out + b * stride_ob + heads[:, None] * D + d[None, :]
-            tl.store(out_ptrs, out.to(Out.dtype.element_ty), mask=in_group[:, None])
-        else:
-            part_row = (b * (HKV * G) + heads) * splits + split
-            tl.store(Part + part_row[:, None] * D + d[None, :], acc, mask=in_group[:, None])
-            tl.store(PartM + part_row, m_i, mask=in_group)
-            tl.store(PartL + part_row, l_i, mask=in_group)
+        _store_attention(
+            Out, Part, PartM, PartL, acc, m_i, l_i, b, heads, in_group, split, splits, stride_ob,
+            G, D, IS_SPLIT,
+        )  # fmt: skip
 
     @triton.jit(do_not_specialize=["splits"])  # type: ignore[untyped-decorator]
     def _merge_splits_kernel(  # type: ignore[no-untyped-def]
