@@ -6,6 +6,7 @@
 #
 # Stages (default: tests 1b 134m fewshot warmup):
 #   tests      models_zoo GPU tests ($TESTS: the files, default all of tests/models_zoo)
+#   more-tests the GPU tests of $MORE_TESTS (files), for a second, lower-priority batch
 #   sweep      decode attention launch configs and cuBLAS vs cuBLASLt, timed in graphs; the
 #              1b / 134m stages after it run the fastest exact config it found
 #   1b, 134m   batch-64 serving ($ROWS, default "ours hf-compile"; $REPEATS, default 3)
@@ -21,7 +22,7 @@ OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 STAGES=${*:-tests 1b 134m fewshot warmup}
 ROWS=${ROWS:-ours hf-compile}; REPEATS=${REPEATS:-3}; SHOTS=${SHOTS:-0}
-TESTS=${TESTS:-tests/models_zoo}
+TESTS=${TESTS:-tests/models_zoo}; MORE_TESTS=${MORE_TESTS:-}
 stage() { echo "== $(date -u +%T) $*"; }
 quiet() { grep -vE 'it/s]|Loading weights|warnings.warn|TensorFloat32'; }
 # The fastest decode attention launch config of the sweep for a size whose error stays small.
@@ -49,9 +50,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,n
 for s in $STAGES; do
     stage "$s"
     case $s in
-    tests)
+    tests | more-tests)
+        files=$TESTS; [[ $s == more-tests ]] && files=$MORE_TESTS
         # shellcheck disable=SC2086
-        timeout 300 python3 -m pytest -q -rfE -p no:django -o addopts="" -m gpu $TESTS 2>&1 | tail -15 ;;
+        timeout 300 python3 -m pytest -q -rfE -p no:django -o addopts="" -m gpu $files 2>&1 | tail -15 ;;
     sweep)
         timeout 100 python3 bench/serving.py --decode-kernels --out "$OUT/decode_kernels.md" 2>&1 | quiet | tail -40 ;;
     1b | 134m)
