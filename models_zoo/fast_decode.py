@@ -31,8 +31,8 @@ Design (the usual recipe of gpt-fast and of transformers' static cache, made exa
   (the row count is read on the device, so the captured graph follows it), and a fused SwiGLU.
   The two RMSNorms of a layer are folded away: their weights are folded into copies of the
   q/k/v and gate/up weights (``rms_norm(x) @ W.T == s * (x @ (W * w).T)`` with ``s`` the row's
-  ``rsqrt(mean(x^2) + eps)``), and the rotary and SwiGLU kernels compute ``s`` from the row and
-  apply it; in decode steps the rotary + cache write and the attention are one kernel
+  ``rsqrt(mean(x^2) + eps)``; int8 products scale ``x`` by ``w`` as they load it instead), and
+  the rotary and SwiGLU kernels compute ``s`` from the row and apply it; in decode steps the rotary + cache write and the attention are one kernel
   (head dims >= 32): 6 kernels per layer. LongNet's decode step keeps its gathered-key SDPA.
   :func:`warm_up` compiles these kernels when a model is loaded.
 
@@ -199,7 +199,9 @@ class _Projection:
     an ``(in, out)`` copy, which MKL's GEMV reads ~25% faster than ``(out, in)``: bench/
     RESULTS.md, issue 15);
     ``int8``: :class:`Int8BlockLinear` (codes concatenated, scales kept in the compute dtype, so
-    the dequantisation is one mixed-dtype multiply, bit-equal to the module's own);
+    the dequantisation is one mixed-dtype multiply, bit-equal to the module's own; a folded
+    input scale multiplies the activations instead, and ``share`` names the unfolded
+    projection whose codes and scales it uses, so folding costs no second copy);
     ``module``: anything else, called as it is (outputs concatenated).
     Copies are refreshed in place when an original is updated in place (tensor version counter).
     """
@@ -211,11 +213,14 @@ class _Projection:
         *,
         transposed: bool = False,
         input_scale: torch.Tensor | None = None,
+        share: _Projection | None = None,
     ) -> None:
         self.modules: list[Any] = list(modules)  # nn.Linear or Int8BlockLinear (duck-typed)
         self.dtype = dtype
-        # A folded RMSNorm weight (see _ModelPlan): the copy is W * input_scale per column.
+        # A folded RMSNorm weight (see _ModelPlan): the dense copy is W * input_scale per
+        # column; int8 products scale the activations by it.
         self.input_scale = input_scale
+        self.share = share
         biases = {m.bias is None for m in self.modules if hasattr(m, "bias")}
         if len(biases) != 1:
             self.kind = "module"
@@ -235,8 +240,12 @@ class _Projection:
             and cpu_gemv.is_available()
         )
         self.transposed = transposed and self.kind == "dense" and not self.packed
-        if input_scale is not None and (self.kind != "dense" or self.packed or self.transposed):
-            raise ValueError("only dense CUDA-layout projections take a folded input scale")
+        if input_scale is not None and (
+            self.kind not in ("dense", "int8") or self.packed or self.transposed
+        ):
+            raise ValueError("only dense CUDA-layout or int8 projections take a folded input scale")
+        if share is not None and (self.kind != "int8" or share.modules != self.modules):
+            raise ValueError("only an int8 projection shares the codes of one of the same modules")
         # Concatenated or folded (out, in) copies are made on first use, so a model whose
         # decoders only use the folded ones holds no unfolded copy (and vice versa).
         self.lazy = self.kind == "dense" and not self.packed and not self.transposed
@@ -280,7 +289,11 @@ class _Projection:
                 put("weight_copy", self._dense_copy().t().contiguous())
             elif self.lazy and self.weight_copy is not None:  # made by weight(): refresh it
                 put("weight_copy", self._dense_copy())
-            if self.kind == "int8":
+            if self.kind == "int8" and self.share is not None:  # the same tensors as share's
+                assert self.share.weight_copy is not None and self.share.scales is not None
+                put("weight_copy", self.share.weight_copy)
+                put("scales", self.share.scales)
+            elif self.kind == "int8":
                 codes = [m.qweight for m in self.modules]
                 put("weight_copy", codes[0] if len(codes) == 1 else torch.cat(codes))
                 put("scales", torch.cat([m.scales for m in self.modules]).to(self.dtype))
@@ -341,6 +354,12 @@ class _Projection:
         assert self.weight_copy is not None and self.scales is not None
         return self.weight_copy, self.scales, self.modules[0].in_features
 
+    def _int8_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The activations of an unfused int8 product: times the folded input scale, if any."""
+        if self.kind != "int8" or self.input_scale is None:
+            return x
+        return int8_matmul.scale_input(x, self.input_scale)
+
     def _packed(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """``x @ W.T`` (+= into ``out``) from the packed panels: the kernel for decode steps,
         one batched product over the panels for longer inputs (prefill)."""
@@ -360,13 +379,13 @@ class _Projection:
             outs = [m(x) for m in self.modules]
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         if self._fused_int8(x):
-            return int8_matmul.int8_linear(x, *self._int8_args())
+            return int8_matmul.int8_linear(x, *self._int8_args(), input_scale=self.input_scale)
         if self.transposed:
             assert self.weight_copy is not None
             if self.bias is None:
                 return torch.mm(x, self.weight_copy)  # x is 2-D in the decoder
             return torch.addmm(self.bias, x, self.weight_copy)
-        return F.linear(x, self.weight(), self.bias)
+        return F.linear(self._int8_input(x), self.weight(), self.bias)
 
     def add_to(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``x + self(a)``, in place in ``x`` (one GEMM with beta=1) where possible."""
@@ -375,11 +394,13 @@ class _Projection:
         if self.panels is not None and x.is_contiguous():  # accumulated in the kernel
             return self._packed(a, out=x)
         if self._fused_int8(a):  # residual added in the kernel's epilogue, in place
-            return int8_matmul.int8_linear(a, *self._int8_args(), residual=x, out=x)
+            return int8_matmul.int8_linear(
+                a, *self._int8_args(), residual=x, out=x, input_scale=self.input_scale
+            )
         if self.transposed:
             assert self.weight_copy is not None
             return x.addmm_(a, self.weight_copy)
-        return x.addmm_(a, self.weight().t())
+        return x.addmm_(self._int8_input(a), self.weight().t())
 
 
 @dataclass(frozen=True)
@@ -440,7 +461,7 @@ class _LayerPlan:
     down: _Projection | None
     # The same products from the un-normalised rows, norm weights folded into the weights
     # (decoders with the fused kernels: the kernel after the product applies the rows' RMS
-    # scale); None where that does not apply (another norm, int8 or biased projections).
+    # scale); None where that does not apply (another norm, or biased projections).
     qkv_folded: _Projection | None = None
     gate_up_folded: _Projection | None = None
 
@@ -506,15 +527,17 @@ def _folded(
 ) -> _Projection | None:
     """``projection`` with ``norm``'s weight folded into its columns, where that is exact:
     ``rms_norm(x) @ W.T == rsqrt(mean(x^2) + eps) * (x @ (W * weight).T)`` for an RMSNorm and
-    a dense projection without bias (its copy is made on first use)."""
+    a dense projection without bias (its copy is made on first use), or an int8 one, whose
+    product scales ``x`` by ``weight`` instead (``(x * weight) @ W.T``, same codes)."""
     if (
         not isinstance(norm, _RMSNorm)
         or projection is None
-        or projection.kind != "dense"
+        or projection.kind not in ("dense", "int8")
         or projection.bias is not None
     ):
         return None
-    return _Projection(projection.modules, dtype, input_scale=norm.weight)
+    share = projection if projection.kind == "int8" else None
+    return _Projection(projection.modules, dtype, input_scale=norm.weight, share=share)
 
 
 # --- the decoder ------------------------------------------------------------------------------

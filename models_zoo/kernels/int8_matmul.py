@@ -9,7 +9,11 @@ codes and the matching scale column, dequantises it in registers exactly as
 :func:`models_zoo.quantization.dequantize_blockwise` does (``code.to(dtype) * scale.to(dtype)``,
 so the dequantised values are bit-equal to the reference), and feeds the tensor cores; the
 accumulator is float32. The residual add of the decoder (``x + o_proj(h)``) is fused into the
-epilogue and may be done in place (every output element belongs to one program).
+epilogue and may be done in place (every output element belongs to one program). An optional
+per-feature input scale ``w`` multiplies the activations as they are loaded
+(``(x * w) @ dequant(W).T``): the decoder folds an RMSNorm's weight into the product that way
+(block-wise scales cannot absorb a per-column factor), and the row's RMS scale is applied by the
+kernel that reads the product.
 
 Used for ``M <= MAX_FUSED_ROWS`` rows (decode steps); larger products (prefill) dequantise the
 weight once and call cuBLAS, where the arithmetic, not the weight bytes, is the bound.
@@ -48,6 +52,7 @@ def int8_linear_reference(
     scales: torch.Tensor,
     in_features: int,
     residual: torch.Tensor | None = None,
+    input_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Plain dequantise + matmul: ``residual + x @ dequant(W).T``; the kernel's ground truth.
 
@@ -55,9 +60,18 @@ def int8_linear_reference(
         x: ``(M, K)`` activations, ``K = in_features``.
         qweight: ``(N, K_padded)`` int8 codes; scales: ``(N, K_padded / block)`` float32.
         residual: optional ``(M, N)`` added to the product.
+        input_scale: optional ``(K,)``: ``x`` is first ``scale_input(x, input_scale)``.
     """
+    if input_scale is not None:
+        x = scale_input(x, input_scale)
     out = F.linear(x, dequantize_blockwise(qweight, scales, in_features, x.dtype))
     return out if residual is None else residual + out
+
+
+def scale_input(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+    """``x * input_scale`` per feature, in float32, rounded once to ``x.dtype`` (as the kernel
+    does on its tiles)."""
+    return (x.float() * input_scale.float()).to(x.dtype)
 
 
 if triton is not None:
@@ -67,7 +81,7 @@ if triton is not None:
             triton.Config({"BLOCK_N": n}, num_warps=4, num_stages=s)
             for n, s in ((16, 4), (32, 4), (64, 4), (128, 3))
         ],
-        key=["N", "K", "BLOCK_M"],
+        key=["N", "K", "BLOCK_M", "HAS_INPUT_SCALE"],
         restore_value=["Out"],  # the epilogue may add the residual in place
     )
     @triton.jit  # type: ignore[untyped-decorator]
@@ -75,6 +89,7 @@ if triton is not None:
         X,
         W,
         S,
+        XS,
         R,
         Out,
         M,
@@ -90,6 +105,7 @@ if triton is not None:
         BLOCK_N: tl.constexpr,
         QBLOCK: tl.constexpr,
         HAS_RESIDUAL: tl.constexpr,
+        HAS_INPUT_SCALE: tl.constexpr,
         IEEE: tl.constexpr,
     ) -> None:
         # One program: BLOCK_M rows of x times BLOCK_N output features, looping over K in steps
@@ -108,6 +124,9 @@ if triton is not None:
         for block in range(0, n_blocks):
             k = block * QBLOCK + offs_k
             x = tl.load(x_ptrs, mask=mask_m[:, None] & (k[None, :] < K), other=0.0)
+            if HAS_INPUT_SCALE:  # = scale_input: float32 product, rounded once
+                xs = tl.load(XS + k, mask=k < K, other=0.0).to(tl.float32)
+                x = (x.to(tl.float32) * xs[None, :]).to(X.dtype.element_ty)
             # Codes exist up to K_padded (zero past K): no K mask on the weight tile.
             codes = tl.load(w_ptrs, mask=mask_n[:, None], other=0)
             scale = tl.load(s_ptrs + block, mask=mask_n, other=0.0).to(x.dtype)
@@ -142,8 +161,10 @@ def int8_linear(
     residual: torch.Tensor | None = None,
     *,
     out: torch.Tensor | None = None,
+    input_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``residual + x @ dequant(W).T`` through the fused kernel when it applies.
+    """``residual + scale_input(x, input_scale) @ dequant(W).T`` through the fused kernel when it
+    applies.
 
     Args:
         x: ``(M, K)`` activations (contiguous rows), ``K = in_features``.
@@ -151,6 +172,7 @@ def int8_linear(
             ``x.dtype`` (cast to ``x.dtype`` in the kernel, as the reference does).
         residual: optional ``(M, N)`` added in the epilogue.
         out: optional ``(M, N)`` output buffer; may be ``residual`` itself (in-place add).
+        input_scale: optional ``(K,)`` per-feature factor of ``x`` (contiguous).
 
     Returns:
         ``(M, N)`` in ``x.dtype`` (``out`` when given).
@@ -166,9 +188,10 @@ def int8_linear(
         and qweight.is_contiguous()
         and block >= 16
         and block & (block - 1) == 0
+        and (input_scale is None or input_scale.is_contiguous())
     )
     if not fused:
-        result = int8_linear_reference(x, qweight, scales, in_features, residual)
+        result = int8_linear_reference(x, qweight, scales, in_features, residual, input_scale)
         if out is None:
             return result
         return out.copy_(result)
@@ -188,6 +211,7 @@ def int8_linear(
         x,
         qweight,
         scales,
+        input_scale if input_scale is not None else scales,
         residual if residual is not None else out,
         out,
         M,
@@ -202,6 +226,7 @@ def int8_linear(
         BLOCK_M=block_m,
         QBLOCK=block,
         HAS_RESIDUAL=residual is not None,
+        HAS_INPUT_SCALE=input_scale is not None,
         IEEE=x.dtype == torch.float32,
         **config,
     )

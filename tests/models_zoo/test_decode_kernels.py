@@ -20,6 +20,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from models_zoo import fast_decode
 from models_zoo.fast_decode import FastDecoder, left_pad
 from models_zoo.kernels import decode as dk
+from models_zoo.quantization import quantize_model_int8
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -261,6 +262,17 @@ def check_decoder(device: str) -> None:
             )[0, len(prompt):]  # fmt: skip
             assert row.tolist() == expected.tolist()
         fast_decode.clear_caches()
+    # int8 block-wise weights: norms folded too (the int8 kernel scales x as it loads it).
+    model = quantize_model_int8(tiny_llama(2, head_dim=32), block_size=32).to(device)
+    fused = FastDecoder(model, batch_size=3, max_length=128, fused_kernels=True)
+    plain = FastDecoder(model, batch_size=3, max_length=128, fused_kernels=False)
+    assert fused.fused and fused.plan is not None
+    assert all(
+        lp.qkv_folded is not None and lp.qkv_folded.kind == "int8" for lp in fused.plan.layers
+    )
+    tokens = fused.generate(ids, mask, 10)
+    assert torch.equal(tokens, plain.generate(ids, mask, 10))
+    fast_decode.clear_caches()
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package (interpreter mode)")

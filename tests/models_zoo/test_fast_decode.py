@@ -181,6 +181,34 @@ def test_folded_norm_projections_equal_norm_then_product_and_follow_in_place_upd
         assert plan.current(model)
 
 
+def test_int8_folded_projections_share_the_codes_and_equal_norm_then_product() -> None:
+    model = quantize_model_int8(tiny_llama(kv_heads=2), block_size=32)
+    plan = FastDecoder(model, batch_size=1, max_length=8).plan
+    assert plan is not None
+    lp, layer = plan.layers[0], model.model.layers[0]
+    assert lp.qkv.kind == "int8" and lp.qkv_folded is not None and lp.gate_up is not None
+    assert lp.gate_up_folded is not None
+    for folded, plain in ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up)):
+        assert folded.kind == "int8"
+        assert folded.weight_copy is plain.weight_copy and folded.scales is plain.scales
+    eps = model.config.rms_norm_eps
+    for _ in range(2):
+        x = torch.randn(5, 64) * 3
+        scale = rms_scale_reference(x, eps)[:, None]
+        torch.testing.assert_close(lp.qkv_folded(x) * scale, lp.qkv(lp.norm1(x)))
+        torch.testing.assert_close(lp.gate_up_folded(x) * scale, lp.gate_up(lp.norm2(x)))
+        residual = torch.randn(5, 256)
+        torch.testing.assert_close(
+            lp.gate_up_folded.add_to(residual.clone(), x),
+            residual + lp.gate_up_folded(x),
+        )
+        with torch.no_grad():  # in place: the next call must use the new norm weights and codes
+            layer.input_layernorm.weight.uniform_(0.5, 1.5)
+            layer.post_attention_layernorm.weight.uniform_(0.5, 1.5)
+            layer.mlp.up_proj.scales.mul_(2.0)
+        assert plan.current(model)
+
+
 def test_warm_up_decoding_runs_on_a_llama() -> None:
     model = tiny_llama(kv_heads=2)
     fast_decode._warm_up_runs(model, torch.device("cpu"))
@@ -231,6 +259,20 @@ def test_cuda_graph_bf16_int8_decoding_matches_eager() -> None:
     graphed = generate_fast(model, prompts, max_new_tokens=8, use_cuda_graph=True)
     eager = generate_fast(model, prompts, max_new_tokens=8, use_cuda_graph=False)
     assert torch.equal(graphed, eager)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp32_int8_fused_decoding_equals_the_models_own_greedy_tokens() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = quantize_model_int8(tiny_llama(kv_heads=2).cuda(), block_size=32)
+    decoder = FastDecoder(model, batch_size=1, max_length=64)
+    assert decoder.fused and decoder.plan is not None
+    assert decoder.plan.layers[0].qkv_folded is not None  # norms folded, int8 kernel scales x
+    prompts = random_prompts((5, 17, 2, 11), seed=13)
+    graphed = generate_fast(model, prompts, max_new_tokens=12, use_cuda_graph=True)
+    for prompt, row in zip(prompts, graphed):  # the int8 modules' own forward: norm, then product
+        assert row.tolist() == hf_greedy(model, prompt, 12)
 
 
 @pytest.mark.gpu

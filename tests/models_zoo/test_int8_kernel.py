@@ -83,6 +83,11 @@ INTERPRETER_SCRIPT = textwrap.dedent(
         ref = int8_linear_reference(x.double(), qweight, scales.double(), k, residual.double())
         error = ((out.double() - ref).norm() / ref.norm()).item()
         assert error < 1e-5, (m, k, n, block, error)
+        w = torch.rand(k, generator=g) + 0.5  # a folded norm weight: (x * w) @ W.T
+        out = int8_linear(x, qweight, scales, k, input_scale=w)
+        ref = int8_linear_reference(x.double(), qweight, scales.double(), k, None, w.double())
+        error = ((out.double() - ref).norm() / ref.norm()).item()
+        assert error < 1e-5, (m, k, n, block, "input scale", error)
     print("interpreter ok")
     """
 )
@@ -113,19 +118,22 @@ def test_cuda_kernel_matches_dequantise_then_matmul(
     generator = torch.Generator(device="cuda").manual_seed(m)
     x = torch.randn(m, k, device="cuda", generator=generator).to(dtype)
     residual = torch.randn(m, n, device="cuda", generator=generator).to(dtype)
+    # In place, also a folded norm weight: the kernel computes (x * w) @ W.T.
+    w = (torch.rand(k, device="cuda", generator=generator) + 0.5).to(dtype) if in_place else None
     assert is_available(x)
     # Ground truth in float64 from the same dequantised weight the reference uses.
     weight = dequantize_blockwise(qweight, scales, k, dtype).double()
-    truth = residual.double() + x.double() @ weight.T
+    x_in = x.double() if w is None else x.double() * w.double()
+    truth = residual.double() + x_in @ weight.T
     out = torch.full((m, n), float("nan"), device="cuda", dtype=dtype)  # poisoned
     if in_place:
         out.copy_(residual)
-        result = int8_linear(x, qweight, scales.to(dtype), k, residual=out, out=out)
+        result = int8_linear(x, qweight, scales.to(dtype), k, residual=out, out=out, input_scale=w)
     else:
         result = int8_linear(x, qweight, scales, k, residual=residual, out=out)
     assert result.data_ptr() == out.data_ptr() and bool(torch.isfinite(out).all())
     error = ((out.double() - truth).norm() / truth.norm()).item()
-    reference = int8_linear_reference(x, qweight, scales, k, residual).double()
+    reference = int8_linear_reference(x, qweight, scales, k, residual, w).double()
     ref_error = ((reference - truth).norm() / truth.norm()).item()
     assert error < (1e-5 if dtype == torch.float32 else max(4e-3, 2 * ref_error)), (
         error,
