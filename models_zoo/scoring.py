@@ -59,9 +59,13 @@ import torch
 # as much as real ones and batching gains little, so similar lengths matter more than size.
 PADDING_SLACK = 8
 TOKEN_BUDGET = 8192  # maximum padded tokens per forward batch
-# CPU GEMMs of fewer than 4 rows take another kernel (other rounding) than 4 or more, whose rows
-# are independent of the row count: head inputs are padded to at least this many rows.
-MIN_HEAD_ROWS = 4
+# CPU GEMMs of few rows take other kernels (other rounding) than longer ones, whose rows are
+# independent of the row count: head inputs (and the last layer's MLP rows) are padded to at
+# least this many rows. Where the short kernels end depends on the CPU and on K: on an AMD EPYC
+# (MKL's AVX2 path) 4 rows were enough; on an Intel Xeon with AVX-512, MKL 2024.2 (torch
+# 2.13.0) gives a row the bits of a long GEMM from 3 rows at K = 64, 6 at K = 128, 11 at
+# K = 256 and 16 from K = 384 up to 4096 (measured for M up to 8192, one thread).
+MIN_HEAD_ROWS = 16
 HEAD_ROWS = 512  # scored positions queued before invariant mode runs them through the head
 # Invariant mode right-pads a chunk that ends short of a boundary (a context's tail) to a
 # multiple of this many tokens, so that tails of different widths share a pass.
