@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -161,37 +164,13 @@ def test_projections_are_fused_and_bit_equal_to_the_modules() -> None:
     assert torch.equal(weight[128:], mlp.up_proj.dequantized_weight(torch.float32))
 
 
-def test_folded_norm_projections_equal_norm_then_product_and_follow_in_place_updates() -> None:
-    model = tiny_llama(kv_heads=2)
-    plan = FastDecoder(model, batch_size=1, max_length=8).plan
-    assert plan is not None
-    lp, layer = plan.layers[0], model.model.layers[0]
-    assert lp.qkv_folded is not None and lp.gate_up_folded is not None and lp.gate_up is not None
-    assert lp.qkv_folded.weight_copy is None  # made on first use only
-    eps = model.config.rms_norm_eps
-    for _ in range(2):
-        x = torch.randn(5, 64) * 3
-        scale = rms_scale_reference(x, eps)[:, None]
-        torch.testing.assert_close(lp.qkv_folded(x) * scale, lp.qkv(lp.norm1(x)))
-        torch.testing.assert_close(lp.gate_up_folded(x) * scale, lp.gate_up(lp.norm2(x)))
-        with torch.no_grad():  # in place: the next call's refresh must fold the new weights
-            layer.input_layernorm.weight.uniform_(0.5, 1.5)
-            layer.post_attention_layernorm.weight.uniform_(0.5, 1.5)
-            layer.mlp.up_proj.weight.mul_(2.0)
-        assert plan.current(model)
-
-
-def test_int8_folded_projections_share_the_codes_and_equal_norm_then_product() -> None:
-    model = quantize_model_int8(tiny_llama(kv_heads=2), block_size=32)
-    plan = FastDecoder(model, batch_size=1, max_length=8).plan
-    assert plan is not None
-    lp, layer = plan.layers[0], model.model.layers[0]
-    assert lp.qkv.kind == "int8" and lp.qkv_folded is not None and lp.gate_up is not None
-    assert lp.gate_up_folded is not None
-    for folded, plain in ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up)):
-        assert folded.kind == "int8"
-        assert folded.weight_copy is plain.weight_copy and folded.scales is plain.scales
-    eps = model.config.rms_norm_eps
+def check_folded_projections(
+    model: LlamaForCausalLM, plan: Any, update_up: Callable[[nn.Module], None]
+) -> None:
+    """Layer 0's folded q/k/v and gate/up products times the rows' RMS scale equal norm then
+    product (also added to a residual in place), before and after in-place updates of the
+    norm weights and of ``up_proj`` (``update_up``), which the plan's refresh must follow."""
+    lp, layer, eps = plan.layers[0], model.model.layers[0], model.config.rms_norm_eps
     for _ in range(2):
         x = torch.randn(5, 64) * 3
         scale = rms_scale_reference(x, eps)[:, None]
@@ -199,14 +178,36 @@ def test_int8_folded_projections_share_the_codes_and_equal_norm_then_product() -
         torch.testing.assert_close(lp.gate_up_folded(x) * scale, lp.gate_up(lp.norm2(x)))
         residual = torch.randn(5, 256)
         torch.testing.assert_close(
-            lp.gate_up_folded.add_to(residual.clone(), x),
-            residual + lp.gate_up_folded(x),
+            lp.gate_up_folded.add_to(residual.clone(), x), residual + lp.gate_up_folded(x)
         )
-        with torch.no_grad():  # in place: the next call must use the new norm weights and codes
+        with torch.no_grad():  # in place: the next call's refresh must fold the new weights
             layer.input_layernorm.weight.uniform_(0.5, 1.5)
             layer.post_attention_layernorm.weight.uniform_(0.5, 1.5)
-            layer.mlp.up_proj.scales.mul_(2.0)
+            update_up(layer.mlp.up_proj)
         assert plan.current(model)
+
+
+def test_folded_norm_projections_equal_norm_then_product_and_follow_in_place_updates() -> None:
+    model = tiny_llama(kv_heads=2)
+    plan = FastDecoder(model, batch_size=1, max_length=8).plan
+    assert plan is not None
+    lp = plan.layers[0]
+    assert lp.qkv_folded is not None and lp.gate_up_folded is not None and lp.gate_up is not None
+    assert lp.qkv_folded.weight_copy is None  # made on first use only
+    check_folded_projections(model, plan, lambda up: up.weight.mul_(2.0))
+
+
+def test_int8_folded_projections_share_the_codes_and_equal_norm_then_product() -> None:
+    model = quantize_model_int8(tiny_llama(kv_heads=2), block_size=32)
+    plan = FastDecoder(model, batch_size=1, max_length=8).plan
+    assert plan is not None
+    lp = plan.layers[0]
+    assert lp.qkv.kind == "int8" and lp.qkv_folded is not None and lp.gate_up is not None
+    assert lp.gate_up_folded is not None
+    for folded, plain in ((lp.qkv_folded, lp.qkv), (lp.gate_up_folded, lp.gate_up)):
+        assert folded.kind == "int8"
+        assert folded.weight_copy is plain.weight_copy and folded.scales is plain.scales
+    check_folded_projections(model, plan, lambda up: up.scales.mul_(2.0))
 
 
 def test_warm_up_decoding_runs_on_a_llama() -> None:
