@@ -13,6 +13,7 @@
 #   1b-b1      batch-1 serving at 1B, ours and transformers' static cache + compile
 #   8b         batch-64 serving at 8B, ours and transformers' static cache + compile
 #   int8-1b, int8-8b   ours in bf16 and with int8 block-wise weights at batch 1 and 8
+#   kernels    the fused int8 kernel vs cuBLAS bf16 per product of the 1B and 8B, and by split-K
 #   fewshot    the few-shot bench beside lm-eval at $SHOTS (default 0), 277 RTE docs, 1B bf16;
 #              lm-eval travels as wheels in .fewfast/whl, the data in .fewfast/fewglue (see
 #              bench/fewshot_gpu_call.sh's header for how to fetch them)
@@ -66,6 +67,8 @@ for s in $STAGES; do
         serve 8b 170 --rows ours hf-compile --batches 64 --step-repeats 1 --repeats 2 --out "$OUT/serving_8b.md" ;;
     int8-1b | int8-8b)
         serve "${s#int8-}" 200 --rows ours int8 --batches 1 8 --step-repeats 1 --repeats "$REPEATS" --out "$OUT/serving_$s.md" ;;
+    kernels)
+        timeout 200 python3 bench/serving.py --kernels --out "$OUT/int8_kernels.md" 2>&1 | quiet | tail -60 ;;
     fewshot)
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .fewfast/whl/*.whl
         PYTHONPATH=$PWD:/tmp/site timeout 240 python3 bench/fewshot.py --device cuda --model-preset llama-1b \

@@ -13,15 +13,28 @@ import pytest
 import torch
 from torch import nn
 
-from models_zoo.kernels.int8_matmul import int8_linear, int8_linear_reference, is_available
+from models_zoo.kernels import int8_matmul
+from models_zoo.kernels.int8_matmul import (
+    default_split_k,
+    int8_linear,
+    int8_linear_reference,
+    is_available,
+)
 from models_zoo.quantization import Int8BlockLinear, dequantize_blockwise, quantize_blockwise
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 # (rows M, in_features K, out_features N, block): K not a multiple of the block, N not a
-# multiple of any BLOCK_N, M = 1 / 8 / odd / the fused limit.
-CASES = [(1, 256, 96, 64), (8, 200, 130, 64), (33, 384, 257, 128), (64, 128, 64, 128)]
+# multiple of any BLOCK_N, M = 1 / 8 / odd / the fused limit; the last two split K by default.
+CASES = [
+    (1, 256, 96, 64),
+    (8, 200, 130, 64),
+    (33, 384, 257, 128),
+    (64, 128, 64, 128),
+    (1, 1000, 130, 64),
+    (8, 2048, 256, 128),
+]
 
 
 def quantized(k: int, n: int, block: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,6 +55,19 @@ def test_reference_equals_the_int8_module_and_the_dequantised_weight() -> None:
         int8_linear_reference(x, module.qweight, module.scales, 200, residual),
         residual + x @ weight.T,
     )
+
+
+def test_split_k_depends_on_the_shape_alone_and_splits_only_narrow_products() -> None:
+    # The 1B products (block 128): qkv, o, gate/up, down, LM head.
+    assert [default_split_k(n, k // 128) for n, k in [(3072, 2048), (2048, 2048), (16384, 2048),
+            (2048, 8192), (128256, 2048)]] == [4, 4, 2, 16, 1]  # fmt: skip
+    for n in (1, 64, 2048, 4096, 6144, 28672, 128256):
+        for blocks in (1, 2, 7, 16, 64, 112):
+            split = default_split_k(n, blocks)
+            assert split & (split - 1) == 0 and 1 <= split <= int8_matmul.MAX_SPLIT_K
+            # every range keeps MIN_SPLIT_BLOCKS blocks; no split once N x split is wide enough
+            assert split == 1 or blocks >= split * int8_matmul.MIN_SPLIT_BLOCKS
+            assert split == 1 or n * split // 2 < int8_matmul.SPLIT_TARGET
 
 
 def test_cpu_without_triton_falls_back_to_the_reference_in_place() -> None:
@@ -71,6 +97,7 @@ INTERPRETER_SCRIPT = textwrap.dedent(
 
     interpreter._patch_lang_tensor = patched
 
+    from models_zoo.kernels import int8_matmul
     from models_zoo.kernels.int8_matmul import int8_linear, int8_linear_reference, is_available
     from models_zoo.quantization import quantize_blockwise
 
@@ -88,6 +115,18 @@ INTERPRETER_SCRIPT = textwrap.dedent(
         ref = int8_linear_reference(x.double(), qweight, scales.double(), k, None, w.double())
         error = ((out.double() - ref).norm() / ref.norm()).item()
         assert error < 1e-5, (m, k, n, block, "input scale", error)
+        # Split-K, including ranges that do not divide the blocks and empty ranges: each equals
+        # the reference, a repeat is bit-identical, the arrival counters are zero afterwards.
+        for split in (2, 3, 4, 16):
+            out = int8_linear(x, qweight, scales, k, residual=residual, split_k=split)
+            ref = int8_linear_reference(x.double(), qweight, scales.double(), k, residual.double())
+            error = ((out.double() - ref).norm() / ref.norm()).item()
+            assert error < 1e-5, (m, k, n, block, "split", split, error)
+            again = residual.clone()
+            int8_linear(x, qweight, scales, k, residual=again, out=again, split_k=split)
+            assert torch.equal(out, again), (m, k, n, block, split)
+            counters = int8_matmul._SCRATCH[torch.device("cpu")][1]
+            assert int(counters.abs().sum()) == 0, (m, k, n, block, split)
     print("interpreter ok")
     """
 )
@@ -95,7 +134,7 @@ INTERPRETER_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package (interpreter mode)")
 def test_kernel_matches_reference_under_the_triton_interpreter_on_cpu() -> None:
-    script = f"CASES = {CASES[:2]!r}\n" + INTERPRETER_SCRIPT
+    script = f"CASES = {CASES[:2] + CASES[4:5]!r}\n" + INTERPRETER_SCRIPT
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -139,3 +178,42 @@ def test_cuda_kernel_matches_dequantise_then_matmul(
         error,
         ref_error,
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_split_k_is_deterministic_and_replays_in_a_cuda_graph(dtype: torch.dtype) -> None:
+    # 1B's down product: split 16 by default. Every split equals the float64 truth; a split's
+    # result is bit-identical run to run and in each replay of a captured graph (the counters
+    # reset themselves; in place, as the decoder adds the residual).
+    m, k, n = 8, 8192, 2048
+    qweight, scales = (t.cuda() for t in quantized(k, n, 128, seed=7))
+    generator = torch.Generator(device="cuda").manual_seed(7)
+    x = torch.randn(m, k, device="cuda", generator=generator).to(dtype)
+    residual = torch.randn(m, n, device="cuda", generator=generator).to(dtype)
+    weight = dequantize_blockwise(qweight, scales, k, dtype).double()
+    truth = residual.double() + x.double() @ weight.T
+    tolerance = 1e-5 if dtype == torch.float32 else 4e-3
+    assert default_split_k(n, scales.shape[1]) == 16
+    for split in (1, 2, 4, 16):
+        first = int8_linear(x, qweight, scales, k, residual=residual, split_k=split)
+        error = ((first.double() - truth).norm() / truth.norm()).item()
+        assert error < tolerance, (split, error)
+        for _ in range(3):
+            assert torch.equal(int8_linear(x, qweight, scales, k, residual, split_k=split), first)
+    expected = int8_linear(x, qweight, scales, k, residual=residual)
+    buffer = residual.clone()
+    int8_linear(x, qweight, scales, k, residual=buffer, out=buffer)  # warm: autotune, scratch
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
+        int8_linear(x, qweight, scales, k, residual=buffer, out=buffer)
+    torch.cuda.current_stream().wait_stream(stream)
+    for _ in range(3):
+        buffer.copy_(residual)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(buffer, expected)
+    assert int(int8_matmul._SCRATCH[x.device][1].abs().sum()) == 0
