@@ -492,11 +492,11 @@ def kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
                 )
                 dense = dequantize_blockwise(qweight, scales, k, torch.bfloat16).contiguous()
                 weights.append((qweight, scales, dense))
-            split = default_split_k(n, weights[0][1].shape[1])
-            b8 = weights[0][0].numel() + weights[0][1].numel() * 4
+            qweight, scales, dense = weights[0]
+            split = default_split_k(n, scales.shape[1])
+            b8 = qweight.numel() + scales.numel() * 4
             for m in (1, 8, 64):
                 x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-                qweight, scales, dense = weights[0]
                 out = int8_linear(x, qweight, scales, k)
                 ref = F.linear(x.float(), dense.float())
                 error = ((out.float() - ref).norm() / ref.norm()).item()
@@ -507,7 +507,7 @@ def kernel_rows(args: argparse.Namespace, bandwidth: float) -> None:
                             lambda w=w, j=j, x=x, k=k: int8_linear(x, w[0], w[1], k, split_k=j)
                             for w in weights
                         ]
-                    )  # fmt: skip
+                    )
                     for j in (splits if m < 64 else (split,))
                 }
                 t8 = times[split]

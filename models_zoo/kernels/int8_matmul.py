@@ -49,6 +49,8 @@ MAX_FUSED_ROWS = 64  # above this the product is compute-bound: dequantise once 
 SPLIT_TARGET = 32768  # split until out_features x SPLIT_K reaches this ...
 MIN_SPLIT_BLOCKS = 4  # ... keeping at least this many quantisation blocks per split
 MAX_SPLIT_K = 16
+# The autotuner's (BLOCK_N, num_stages) candidates; the smallest BLOCK_N sizes the counters.
+TILE_CONFIGS = ((16, 4), (32, 4), (64, 4), (128, 3))
 
 
 def _interpreting() -> bool:
@@ -109,10 +111,7 @@ def scale_input(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
 if triton is not None:
 
     @triton.autotune(  # type: ignore[untyped-decorator]
-        configs=[
-            triton.Config({"BLOCK_N": n}, num_warps=4, num_stages=s)
-            for n, s in ((16, 4), (32, 4), (64, 4), (128, 3))
-        ],
+        configs=[triton.Config({"BLOCK_N": n}, num_warps=4, num_stages=s) for n, s in TILE_CONFIGS],
         key=["N", "K", "BLOCK_M", "SPLIT_K", "HAS_INPUT_SCALE"],
         restore_value=["Out"],  # the epilogue may add the residual in place
     )
@@ -178,12 +177,12 @@ if triton is not None:
             x_ptrs += QBLOCK
             w_ptrs += QBLOCK
         out_mask = mask_m[:, None] & mask_n[None, :]
-        tile = offs_m[:, None] * N + offs_n[None, :]
         if SPLIT_K == 1:
             _epilogue(acc, R, Out, offs_m, offs_n, out_mask, stride_rm, stride_om, HAS_RESIDUAL)
         else:
             # Serial split-K fix-up: publish the partial, count arrivals; the last program sums
             # all partials in split order (deterministic) and resets the counter.
+            tile = offs_m[:, None] * N + offs_n[None, :]
             tl.store(P + pid_k * M * N + tile, acc, mask=out_mask)
             tl.debug_barrier()  # every thread's partial is written before the release below
             counter = C + pid_m * tl.num_programs(0) + pid_n
@@ -235,12 +234,11 @@ def _scratch(
         return have
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return None
-    sizes = (partials, counters) if have is None else (
-        max(partials, have[0].numel()), max(counters, have[1].numel())
-    )  # fmt: skip
+    if have is not None:  # grow to cover both the old and the new request
+        partials, counters = max(partials, have[0].numel()), max(counters, have[1].numel())
     fresh = (
-        torch.empty(sizes[0], dtype=torch.float32, device=device),
-        torch.zeros(sizes[1], dtype=torch.int32, device=device),
+        torch.empty(partials, dtype=torch.float32, device=device),
+        torch.zeros(counters, dtype=torch.int32, device=device),
     )
     _SCRATCH[device] = fresh
     return fresh
@@ -302,10 +300,13 @@ def int8_linear(
         assert residual.shape == out.shape and residual.stride(1) == 1
     block_m = _block_m(M)
     m_tiles = triton.cdiv(M, block_m)
+    min_block_n = min(n for n, _ in TILE_CONFIGS)  # the most output tiles any config launches
     split = default_split_k(rows, blocks) if split_k is None else split_k
     split = max(1, min(split, blocks))
     scratch = (
-        _scratch(x.device, split * M * rows, m_tiles * triton.cdiv(rows, 16)) if split > 1 else None
+        _scratch(x.device, split * M * rows, m_tiles * triton.cdiv(rows, min_block_n))
+        if split > 1
+        else None
     )
     if scratch is None:
         split = 1
