@@ -48,12 +48,13 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 # A batch's padding stays under 1/PADDING_SLACK of its tokens: on CPU, padded positions cost
 # as much as real ones and batching gains little, so similar lengths matter more than size.
@@ -243,6 +244,7 @@ class PrefixTreeScorer:
         ``depth_i ..``; queues the scored positions for the head."""
         width, length = key
         chunks = sorted(chunks, key=lambda c: (c.tokens, c.depth))
+        chunks = [chunks[i] for i in _by_source([c.cache for c in chunks])]
         rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
         padded = chunks + [chunks[0]] * (rows - len(chunks))
         ids = torch.tensor([c.tokens for c in padded], device=self.device)
@@ -252,7 +254,7 @@ class PrefixTreeScorer:
         mask = (columns[None, :] < depths[:, None]) | (columns[None, :] >= length)
         kwargs = {
             "input_ids": ids,
-            self.cache_argument: _padded_caches([c.cache for c in padded], length),
+            self.cache_argument: _padded_caches([c.cache for c in padded], length, width),
             "attention_mask": mask.long(),
             "position_ids": depths[:, None] + torch.arange(width, device=self.device),
         }
@@ -272,13 +274,15 @@ class PrefixTreeScorer:
         """One forward pass over chunks of (padded) ``width`` (each on its own node's cache);
         returns the nodes one level down: where they start, the members that go on, and
         their row of the new cache, cut to the chunk's real tokens."""
+        if depth:
+            items = [items[i] for i in _by_source([cache for _, _, cache in items])]
         rows = max(len(items), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
         padded = items + [items[0]] * (rows - len(items))
         ids = torch.full((rows, width), self.pad_token, dtype=torch.long)
         for row, (chunk, _, _) in enumerate(padded):
             ids[row, : len(chunk)] = torch.tensor(chunk)
         caches = [cache for _, _, cache in padded] if depth else None
-        kwargs = self._inputs(ids.to(self.device), depth, caches)
+        kwargs = self._inputs(ids.to(self.device), depth, caches, reserve=width)
         scored = [_scored(members, depth, len(chunk)) for chunk, members, _ in items]
         result = self._forward(kwargs, scored, width)
         self.tokens_processed += sum(len(chunk) for chunk, _, _ in items)
@@ -358,13 +362,16 @@ class PrefixTreeScorer:
         self.tokens_processed += len(tokens)
         return getattr(result, "cache", None) or result.past_key_values
 
-    def _inputs(self, ids: torch.Tensor, start: int, caches: list[Any] | None) -> dict[str, Any]:
+    def _inputs(
+        self, ids: torch.Tensor, start: int, caches: list[Any] | None, reserve: int = 0
+    ) -> dict[str, Any]:
         """Forward arguments for ``ids`` (rows, width) at positions ``start ..``; row ``i``
-        continues ``caches[i]`` (batch-1 caches of length ``start``), or no cache."""
+        continues ``caches[i]`` (batch-1 caches of length ``start``), or no cache. With
+        ``reserve`` (the width), the stacked cache has room for the pass's new positions."""
         kwargs: dict[str, Any] = {"input_ids": ids}
         if caches is not None:
             # The forward pass appends to the cache it is given: each call gets its own copy.
-            kwargs[self.cache_argument] = _stack_caches(caches)
+            kwargs[self.cache_argument] = _stack_caches(caches, reserve)
             rows, width = ids.shape
             positions = torch.arange(start, start + width, device=self.device)
             kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
@@ -556,47 +563,149 @@ def _copy_cache(cache: Any, rows: int = 1) -> Any:
     return clone
 
 
-def _stack_caches(caches: list[Any]) -> Any:
+class _ReservedLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are the leading positions of buffers with room
+    for the next pass: ``update`` writes the new positions in place where ``DynamicLayer``
+    concatenates, so a pass over stacked row caches copies them once instead of twice (on
+    CPU, a tenth of a small model's k = 0 scoring went to such copies, bench/RESULTS.md,
+    issue 17). The attention reads the same contiguous tensors either way. New positions that
+    do not fit fall back to the concatenation."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self._buffers = keys, values  # (B, H, length + reserved, D)
+        self._filled = length
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self.device, self.is_initialized = keys.device, True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self._buffers
+        end = self._filled + key_states.shape[-2]
+        if end > keys.shape[-2] or key_states.shape[0] != keys.shape[0]:
+            return super().update(key_states, value_states, *args, **kwargs)
+        keys[:, :, self._filled : end] = key_states
+        values[:, :, self._filled : end] = value_states
+        self._filled = end
+        self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+        return self.keys, self.values
+
+
+def _reserved_cache(template: Any, fill: Any, rows: int, length: int, reserve: int) -> Any:
+    """A copy of ``template`` (a ``DynamicCache``) whose layers hold ``rows`` rows of ``length``
+    positions, written by ``fill(index, keys, values)`` into fresh (rows, H, length, D) views,
+    with room for ``reserve`` more (:class:`_ReservedLayer`); other layer kinds (sliding
+    windows) keep their class and get the concatenation."""
+    clone = copy.copy(template)
+    clone.layers = []
+    for index, layer in enumerate(template.layers):
+        H, D, Dv = layer.keys.shape[1], layer.keys.shape[3], layer.values.shape[3]
+        reserved = reserve if type(layer) in (DynamicLayer, _ReservedLayer) else 0
+        keys = layer.keys.new_empty(rows, H, length + reserved, D)  # (B, H, length + r, D)
+        values = layer.values.new_empty(rows, H, length + reserved, Dv)
+        fill(index, keys[:, :, :length], values[:, :, :length])
+        if reserved:
+            clone.layers.append(_ReservedLayer(keys, values, length))
+        else:
+            new = copy.copy(layer)
+            new.keys, new.values = keys, values
+            clone.layers.append(new)
+    return clone
+
+
+def _stack_caches(caches: list[Any], reserve: int = 0) -> Any:
     """One ``DynamicCache`` whose rows are the given batch-1 caches (of equal length), for a
-    pass whose rows come from different nodes; rows of one cache are ``expand`` views."""
-    if all(cache is caches[0] for cache in caches):
-        return _copy_cache(caches[0], len(caches))
-    clone = copy.copy(caches[0])
-    clone.layers = [copy.copy(layer) for layer in caches[0].layers]
-    for index, layer in enumerate(clone.layers):
-        layer.keys = torch.cat([cache.layers[index].keys for cache in caches])
-        layer.values = torch.cat([cache.layers[index].values for cache in caches])
-    return clone
+    pass whose rows come from different nodes; rows of one cache are ``expand`` views. With
+    ``reserve``, the layers have room for that many new positions (:class:`_ReservedLayer`)."""
+    if not reserve:
+        if all(cache is caches[0] for cache in caches):
+            return _copy_cache(caches[0], len(caches))
+        clone = copy.copy(caches[0])
+        clone.layers = [copy.copy(layer) for layer in caches[0].layers]
+        for index, layer in enumerate(clone.layers):
+            layer.keys = torch.cat([cache.layers[index].keys for cache in caches])
+            layer.values = torch.cat([cache.layers[index].values for cache in caches])
+        return clone
+
+    length = caches[0].layers[0].keys.shape[2]
+    return _reserved_cache(caches[0], _gather_rows(caches), len(caches), length, reserve)
 
 
-def _padded_caches(caches: list[Any], length: int) -> Any:
-    """One ``DynamicCache`` whose row ``i`` is batch-1 cache ``caches[i]`` followed by zeros
-    up to ``length`` positions (the caller masks them)."""
-    clone = copy.copy(caches[0])
-    clone.layers = [copy.copy(layer) for layer in caches[0].layers]
-    for index, layer in enumerate(clone.layers):
-        first = caches[0].layers[index]
-        B, H, D = len(caches), first.keys.shape[1], first.keys.shape[3]
-        keys = first.keys.new_empty(B, H, length, D)  # (B, H, length, D)
-        values = first.values.new_empty(B, H, length, first.values.shape[3])
-        for row, cache in enumerate(caches):  # each byte written once: the cache, then zeros
-            depth = cache.layers[index].keys.shape[2]
-            keys[row, :, :depth] = cache.layers[index].keys[0]
-            values[row, :, :depth] = cache.layers[index].values[0]
-            keys[row, :, depth:] = 0
-            values[row, :, depth:] = 0
-        layer.keys, layer.values = keys, values
-    return clone
+def _padded_caches(caches: list[Any], length: int, reserve: int = 0) -> Any:
+    """One ``DynamicCache`` whose row ``i`` holds batch-1 cache ``caches[i]`` in its first
+    positions, then what the pass it came from holds after it (finite: its right padding),
+    then zeros, up to ``length`` positions (the caller masks all but the cache), with room for
+    ``reserve`` more. Masked positions add exact zeros to the attention, whatever their
+    finite values."""
+    return _reserved_cache(caches[0], _gather_rows(caches), len(caches), length, reserve)
+
+
+def _gather_rows(caches: list[Any]) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
+    """A ``fill`` for :func:`_reserved_cache` that writes ``caches[i]`` into row ``i``. The row
+    caches of one earlier pass (``_row_cache``'s ``source``) in consecutive rows here
+    (:func:`_by_source` orders a pass's rows so) are copied with one gather per layer rather
+    than one copy per row (CPU copies of a few KB cost their call, not their bytes), with
+    that pass's positions past the row's own (finite: its right padding); positions past the
+    pass's, zeros."""
+    blocks: list[tuple[Any, list[int], int]] = []  # (pass cache, its rows, our first row)
+    for row, cache in enumerate(caches):
+        parent, source_row = getattr(cache, "source", (cache, 0))
+        if blocks and blocks[-1][0] is parent:
+            blocks[-1][1].append(source_row)
+        else:
+            blocks.append((parent, [source_row], row))
+    gathers = [
+        (parent, rows[0], None if rows == list(range(rows[0], rows[0] + len(rows))) else rows)
+        for parent, rows, _ in blocks
+    ]
+
+    def fill(index: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        length = keys.shape[2]
+        for (parent, rows, target), (_, first, scattered) in zip(blocks, gathers, strict=True):
+            layer = parent.layers[index]
+            n = min(layer.keys.shape[2], length)
+            block = slice(target, target + len(rows))
+            for buffer, cached in ((keys, layer.keys), (values, layer.values)):
+                if scattered is None:
+                    buffer[block, :, :n] = cached[first : first + len(rows), :, :n]
+                else:
+                    picked = torch.tensor(scattered, device=cached.device)
+                    buffer[block, :, :n] = cached[:, :, :n].index_select(0, picked)
+                if n < length:
+                    buffer[block, :, n:] = 0
+
+    return fill
+
+
+def _by_source(caches: list[Any]) -> list[int]:
+    """An order of a pass's rows (by index into ``caches``) that puts the row caches of one
+    earlier pass together, in their rows' order there, so :func:`_gather_rows` copies them as
+    blocks; passes in the order they first appear. Rows are independent, so a pass's row
+    order changes no bits."""
+    first_seen: dict[int, int] = {}
+    keys = []
+    for cache in caches:
+        parent, source_row = getattr(cache, "source", (cache, 0))
+        keys.append((first_seen.setdefault(id(parent), len(first_seen)), source_row))
+    return sorted(range(len(caches)), key=keys.__getitem__)
 
 
 def _row_cache(cache: Any, row: int, length: int) -> Any:
     """A batch-1 view of the first ``length`` positions of one row of a ``DynamicCache``
-    (the next pass copies it on append)."""
+    (the next pass copies it on append); a :class:`_ReservedLayer` becomes a plain one."""
     clone = copy.copy(cache)
-    clone.layers = [copy.copy(layer) for layer in cache.layers]
-    for layer in clone.layers:
-        layer.keys = layer.keys[row : row + 1, :, :length]
-        layer.values = layer.values[row : row + 1, :, :length]
+    clone.layers = []
+    for layer in cache.layers:
+        if type(layer) is _ReservedLayer:
+            new: Any = DynamicLayer()
+            new.device, new.is_initialized = layer.device, True
+        else:
+            new = copy.copy(layer)
+        new.keys = layer.keys[row : row + 1, :, :length]
+        new.values = layer.values[row : row + 1, :, :length]
+        clone.layers.append(new)
+    clone.source = (cache, row)  # for one gather per pass (_gather_rows)
     return clone
 
 

@@ -558,19 +558,40 @@ def _equal_length_batches(encoded: list[list[int]], batch_size: int) -> list[lis
     ]
 
 
+class TanhGelu(torch.nn.Module):
+    """GPT-2's tanh GELU, ``0.5 x (1 + tanh(z))`` with ``z = sqrt(2/pi) (x + 0.044715 x^3)``.
+
+    On CPU it is computed as ``x sigmoid(2z)``, the same function (``1 + tanh(z) = 2
+    sigmoid(2z)``), in four in-place passes: torch's fused ``gelu(approximate="tanh")`` CPU
+    kernel evaluates a vectorised tanh at about 4 ns an element on one core, and this form
+    takes 40 % of that (bench/RESULTS.md, issue 17); it is within 5e-7 of transformers' own
+    module on unit-scale inputs, and elementwise, so a row's values do not depend on the
+    other rows. Other devices keep torch's fused kernel (one launch), as does autograd."""
+
+    SCALE = 2.0 * 0.7978845608028654  # 2 sqrt(2/pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+            return torch.nn.functional.gelu(x, approximate="tanh")
+        z = x * x
+        z.mul_(0.044715 * self.SCALE).add_(self.SCALE).mul_(x)
+        return torch.sigmoid_(z).mul_(x)
+
+
 def _fuse_tanh_gelu(model: torch.nn.Module) -> list[str]:
     """Compute GPT-2's tanh GELU (``NewGELUActivation``/``FastGELUActivation``, five
-    elementwise passes in Python) with torch's fused kernel (``GELUTanh``): the same function,
-    another rounding (within 5e-7 of it on unit-scale inputs); on CPU it was a fifth of a
-    small GPT-2's scoring time (bench/RESULTS.md, issue 17). Returns the replaced classes."""
-    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+    elementwise passes in Python) as :class:`TanhGelu`: the same function, another rounding
+    (within 5e-7 of it on unit-scale inputs); on CPU the Python module was a fifth of a small
+    GPT-2's scoring time (bench/RESULTS.md, issue 17). Returns what was replaced, with the
+    form, for the provenance."""
+    from transformers.activations import FastGELUActivation, NewGELUActivation
 
     replaced = set()
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if type(child) in (NewGELUActivation, FastGELUActivation):
-                setattr(module, name, GELUTanh())
-                replaced.add(type(child).__name__)
+                setattr(module, name, TanhGelu())
+                replaced.add(f"{type(child).__name__}:sigmoid-form-on-cpu")
     return sorted(replaced)
 
 

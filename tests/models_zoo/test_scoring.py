@@ -230,7 +230,9 @@ def test_gpt2_tanh_gelu_runs_fused_within_rounding_of_transformers(tiny_model_di
     from transformers.activations import NewGELUActivation
 
     served = serving.load(tiny_model_dir, device="cpu")
-    assert served.scoring_settings()["fused_activations"] == ["NewGELUActivation"]
+    assert served.scoring_settings()["fused_activations"] == [
+        "NewGELUActivation:sigmoid-form-on-cpu"
+    ]
     assert not any(isinstance(m, NewGELUActivation) for m in served.model.modules())
     reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     assert any(isinstance(m, NewGELUActivation) for m in reference.modules())
@@ -243,3 +245,18 @@ def test_gpt2_tanh_gelu_runs_fused_within_rounding_of_transformers(tiny_model_di
         float(logprobs[i - 1, tokens[i]]) for i in range(len(tokens) - count, len(tokens))
     )
     assert score == pytest.approx(expected, abs=1e-5)
+
+
+def test_tanh_gelu_sigmoid_form_equals_transformers_module_on_random_inputs() -> None:
+    from transformers.activations import NewGELUActivation
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 33, 129, generator=generator) * 4
+    x[0, 0, :4] = torch.tensor([-1e4, 1e4, 0.0, -0.0])
+    expected = NewGELUActivation()(x)
+    with torch.inference_mode():
+        fast = serving.TanhGelu()(x.clone())
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=2e-6)
+    y = x.clone().requires_grad_()  # autograd takes torch's kernel, no in-place passes
+    serving.TanhGelu()(y).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
