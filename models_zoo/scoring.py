@@ -244,7 +244,6 @@ class PrefixTreeScorer:
         ``depth_i ..``; queues the scored positions for the head."""
         width, length = key
         chunks = sorted(chunks, key=lambda c: (c.tokens, c.depth))
-        chunks = [chunks[i] for i in _by_source([c.cache for c in chunks])]
         rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
         padded = chunks + [chunks[0]] * (rows - len(chunks))
         ids = torch.tensor([c.tokens for c in padded], device=self.device)
@@ -274,8 +273,6 @@ class PrefixTreeScorer:
         """One forward pass over chunks of (padded) ``width`` (each on its own node's cache);
         returns the nodes one level down: where they start, the members that go on, and
         their row of the new cache, cut to the chunk's real tokens."""
-        if depth:
-            items = [items[i] for i in _by_source([cache for _, _, cache in items])]
         rows = max(len(items), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
         padded = items + [items[0]] * (rows - len(items))
         ids = torch.full((rows, width), self.pad_token, dtype=torch.long)
@@ -592,7 +589,13 @@ class _ReservedLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def _reserved_cache(template: Any, fill: Any, rows: int, length: int, reserve: int) -> Any:
+def _reserved_cache(
+    template: Any,
+    fill: Callable[[int, torch.Tensor, torch.Tensor], None],
+    rows: int,
+    length: int,
+    reserve: int,
+) -> Any:
     """A copy of ``template`` (a ``DynamicCache``) whose layers hold ``rows`` rows of ``length``
     positions, written by ``fill(index, keys, values)`` into fresh (rows, H, length, D) views,
     with room for ``reserve`` more (:class:`_ReservedLayer`); other layer kinds (sliding
@@ -628,67 +631,28 @@ def _stack_caches(caches: list[Any], reserve: int = 0) -> Any:
             layer.values = torch.cat([cache.layers[index].values for cache in caches])
         return clone
 
+    def fill(index: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        for row, cache in enumerate(caches):
+            keys[row] = cache.layers[index].keys[0]
+            values[row] = cache.layers[index].values[0]
+
     length = caches[0].layers[0].keys.shape[2]
-    return _reserved_cache(caches[0], _gather_rows(caches), len(caches), length, reserve)
+    return _reserved_cache(caches[0], fill, len(caches), length, reserve)
 
 
 def _padded_caches(caches: list[Any], length: int, reserve: int = 0) -> Any:
-    """One ``DynamicCache`` whose row ``i`` holds batch-1 cache ``caches[i]`` in its first
-    positions, then what the pass it came from holds after it (finite: its right padding),
-    then zeros, up to ``length`` positions (the caller masks all but the cache), with room for
-    ``reserve`` more. Masked positions add exact zeros to the attention, whatever their
-    finite values."""
-    return _reserved_cache(caches[0], _gather_rows(caches), len(caches), length, reserve)
-
-
-def _gather_rows(caches: list[Any]) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
-    """A ``fill`` for :func:`_reserved_cache` that writes ``caches[i]`` into row ``i``. The row
-    caches of one earlier pass (``_row_cache``'s ``source``) in consecutive rows here
-    (:func:`_by_source` orders a pass's rows so) are copied with one gather per layer rather
-    than one copy per row (CPU copies of a few KB cost their call, not their bytes), with
-    that pass's positions past the row's own (finite: its right padding); positions past the
-    pass's, zeros."""
-    blocks: list[tuple[Any, list[int], int]] = []  # (pass cache, its rows, our first row)
-    for row, cache in enumerate(caches):
-        parent, source_row = getattr(cache, "source", (cache, 0))
-        if blocks and blocks[-1][0] is parent:
-            blocks[-1][1].append(source_row)
-        else:
-            blocks.append((parent, [source_row], row))
-    gathers = [
-        (parent, rows[0], None if rows == list(range(rows[0], rows[0] + len(rows))) else rows)
-        for parent, rows, _ in blocks
-    ]
+    """One ``DynamicCache`` whose row ``i`` is batch-1 cache ``caches[i]`` followed by zeros
+    up to ``length`` positions (the caller masks them), with room for ``reserve`` more."""
 
     def fill(index: int, keys: torch.Tensor, values: torch.Tensor) -> None:
-        length = keys.shape[2]
-        for (parent, rows, target), (_, first, scattered) in zip(blocks, gathers, strict=True):
-            layer = parent.layers[index]
-            n = min(layer.keys.shape[2], length)
-            block = slice(target, target + len(rows))
-            for buffer, cached in ((keys, layer.keys), (values, layer.values)):
-                if scattered is None:
-                    buffer[block, :, :n] = cached[first : first + len(rows), :, :n]
-                else:
-                    picked = torch.tensor(scattered, device=cached.device)
-                    buffer[block, :, :n] = cached[:, :, :n].index_select(0, picked)
-                if n < length:
-                    buffer[block, :, n:] = 0
+        for row, cache in enumerate(caches):  # each byte written once: the cache, then zeros
+            depth = cache.layers[index].keys.shape[2]
+            keys[row, :, :depth] = cache.layers[index].keys[0]
+            values[row, :, :depth] = cache.layers[index].values[0]
+            keys[row, :, depth:] = 0
+            values[row, :, depth:] = 0
 
-    return fill
-
-
-def _by_source(caches: list[Any]) -> list[int]:
-    """An order of a pass's rows (by index into ``caches``) that puts the row caches of one
-    earlier pass together, in their rows' order there, so :func:`_gather_rows` copies them as
-    blocks; passes in the order they first appear. Rows are independent, so a pass's row
-    order changes no bits."""
-    first_seen: dict[int, int] = {}
-    keys = []
-    for cache in caches:
-        parent, source_row = getattr(cache, "source", (cache, 0))
-        keys.append((first_seen.setdefault(id(parent), len(first_seen)), source_row))
-    return sorted(range(len(caches)), key=keys.__getitem__)
+    return _reserved_cache(caches[0], fill, len(caches), length, reserve)
 
 
 def _row_cache(cache: Any, row: int, length: int) -> Any:
@@ -705,7 +669,6 @@ def _row_cache(cache: Any, row: int, length: int) -> Any:
         new.keys = layer.keys[row : row + 1, :, :length]
         new.values = layer.values[row : row + 1, :, :length]
         clone.layers.append(new)
-    clone.source = (cache, row)  # for one gather per pass (_gather_rows)
     return clone
 
 
