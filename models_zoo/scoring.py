@@ -46,6 +46,7 @@ the positions run at k = 0 on the bench, bench/RESULTS.md).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,8 @@ from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicLayer
+
+from models_zoo import ragged_attention
 
 # A batch's padding stays under 1/PADDING_SLACK of its tokens: on CPU, padded positions cost
 # as much as real ones and batching gains little, so similar lengths matter more than size.
@@ -104,6 +107,8 @@ class PrefixTreeScorer:
         min_prefix_tokens: Fewest recomputed tokens a shared prefix must save to get its own pass.
         chunk_tokens: Invariant mode's chunk length (0: the batched prefix tree; needs
             ``prefix_cache`` and ``split_head``).
+        ragged: Invariant mode's last chunks read their rows' caches in place on CPU where the
+            model allows it (``models_zoo.ragged_attention``); off: copied into a padded cache.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class PrefixTreeScorer:
         min_prefix_tokens: int = 32,
         pad_token: int = 0,
         chunk_tokens: int = 0,
+        ragged: bool = True,
     ) -> None:
         self.model = model
         self.device = next(model.parameters()).device
@@ -125,6 +131,7 @@ class PrefixTreeScorer:
         self.min_prefix_tokens = min_prefix_tokens
         self.pad_token = pad_token
         self.chunk_tokens = chunk_tokens if prefix_cache and split_head else 0
+        self.ragged = ragged and ragged_attention.supports(model)
         config = model.config
         self.max_positions: int | None = getattr(config, "n_positions", None) or getattr(
             config, "max_position_embeddings", None
@@ -228,7 +235,8 @@ class PrefixTreeScorer:
             if any(len(s.tokens) > depth + len(chunk) for s in members):
                 kept.append((chunk, members, cache))
                 continue
-            key = (len(chunk), length)
+            # Ragged passes read caches of any length: one key per width.
+            key = (len(chunk), 0 if self.ragged else length)
             waiting = self._last_chunks.setdefault(key, [])
             waiting.append(_Chunk(chunk, members, cache, depth))
             if len(waiting) >= max(batch_size, TOKEN_BUDGET // (length + len(chunk))):
@@ -248,17 +256,23 @@ class PrefixTreeScorer:
         padded = chunks + [chunks[0]] * (rows - len(chunks))
         ids = torch.tensor([c.tokens for c in padded], device=self.device)
         depths = torch.tensor([c.depth for c in padded], device=self.device)
-        columns = torch.arange(length + width, device=self.device)
-        # (rows, length + width): a row's own cache, not its padding, and the new tokens
-        mask = (columns[None, :] < depths[:, None]) | (columns[None, :] >= length)
         kwargs = {
             "input_ids": ids,
-            self.cache_argument: _padded_caches([c.cache for c in padded], length, width),
-            "attention_mask": mask.long(),
             "position_ids": depths[:, None] + torch.arange(width, device=self.device),
         }
+        caches = [c.cache for c in padded]
+        ragged = self.ragged
+        if ragged:  # each row reads its own cache in place (models_zoo.ragged_attention)
+            kwargs[self.cache_argument] = ragged_attention.ragged_cache(caches[0], caches)
+        else:
+            columns = torch.arange(length + width, device=self.device)
+            # (rows, length + width): a row's own cache, not its padding, and the new tokens
+            mask = (columns[None, :] < depths[:, None]) | (columns[None, :] >= length)
+            kwargs[self.cache_argument] = _padded_caches(caches, length, width)
+            kwargs["attention_mask"] = mask.long()
         scored = [_scored(list(c.members), c.depth, width) for c in chunks]
-        result = self._forward(kwargs, scored, width)
+        with ragged_attention.ragged_pass(self.model) if ragged else contextlib.nullcontext():
+            result = self._forward(kwargs, scored, width)
         self.tokens_processed += width * len(chunks)
         for row, positions in enumerate(scored):
             self._queue_positions(result.last_hidden_state[row], positions, out)

@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.cache_utils import DynamicCache
 
 import models_zoo.registry  # noqa: F401  (registers the zoo architectures first)
+from models_zoo import ragged_attention
 from models_zoo.checkpoint import read_model_card, weight_files, weights_digest
 from models_zoo.offload import apply_cpu_offload
 from models_zoo.pieces import encode_texts, splits_safely
@@ -348,6 +349,8 @@ class ServedModel:
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
             **({"fused_activations": self.fused_activations} if self.fused_activations else {}),
+            # Invariant mode's last chunks: their rows' caches read in place, or a padded copy.
+            "last_chunk_attention": "ragged" if ragged_attention.supports(self.model) else "padded",
         }
 
     def scoring_mode(self, prefix_cache: bool = True, invariant: bool = True) -> str:

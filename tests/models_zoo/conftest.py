@@ -34,6 +34,12 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gqa_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with grouped-query attention (4 query heads over 2 key-value heads)."""
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-gqa-llama"), positions=256, kv_heads=2)
+
+
+@pytest.fixture(scope="session")
 def fewglue_dir() -> Path:
     """The shared FewGLUE folder; tests that read it skip in a clone without ../shared."""
     import os

@@ -119,7 +119,7 @@ def _random_requests(seed: int, vocab: int) -> list[tuple[list[int], int]]:
     return requests
 
 
-@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_model_dir"])
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gqa_llama_dir", "tiny_model_dir"])
 @pytest.mark.parametrize("chunk_tokens", [8, 64])
 def test_invariant_chunks_batched_across_contexts_equal_each_request_alone(
     fixture: str, chunk_tokens: int, request: pytest.FixtureRequest
