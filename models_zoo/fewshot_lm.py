@@ -70,6 +70,12 @@ class FewshotLM:
             # CUDA's wide passes run RMSNorms as F.rms_norm (another bf16 rounding): recorded,
             # so results cached before it (models_zoo.scoring_wide) are not reused for it.
             **({"fused_norms": served.device.type == "cuda"} if mode == "wide" else {}),
+            # Ragged last chunks round differently from the padded copy (1e-7): recorded too.
+            **(
+                {"last_chunk_attention": served.last_chunk_attention}
+                if mode == "invariant_chunks"
+                else {}
+            ),
         }
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:

@@ -82,6 +82,8 @@ class ServedModel:
     ) -> None:
         self.model, self.tokenizer, self.path, self.device = model, tokenizer, path, device
         self.fused_activations = _fuse_tanh_gelu(model)
+        # Invariant scoring's last chunks: their rows' caches read in place, or a padded copy.
+        self.last_chunk_attention = "ragged" if ragged_attention.supports(model) else "padded"
         self.digest = digest
         self.card = read_model_card(path)
         self.num_parameters = int(model.num_parameters())
@@ -349,8 +351,6 @@ class ServedModel:
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
             **({"fused_activations": self.fused_activations} if self.fused_activations else {}),
-            # Invariant mode's last chunks: their rows' caches read in place, or a padded copy.
-            "last_chunk_attention": "ragged" if ragged_attention.supports(self.model) else "padded",
         }
 
     def scoring_mode(self, prefix_cache: bool = True, invariant: bool = True) -> str:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from models_zoo import ragged_attention, serving
+from models_zoo.fewshot_lm import FewshotLM
 from models_zoo.ragged_attention import RaggedKV, RaggedLayer
 from models_zoo.scoring import PrefixTreeScorer
 
@@ -94,7 +95,8 @@ def test_scorer_last_chunks_read_caches_in_place_and_equal_the_padded_copy(
     served = serving.load(request.getfixturevalue(fixture), device="cpu")
     model = served.model
     assert ragged_attention.supports(model)
-    assert served.scoring_settings()["last_chunk_attention"] == "ragged"
+    assert served.last_chunk_attention == "ragged"
+    assert FewshotLM(served).scoring["last_chunk_attention"] == "ragged"
     updates: list[int] = []
     update = RaggedLayer.update
 
@@ -125,4 +127,4 @@ def test_scorer_last_chunks_read_caches_in_place_and_equal_the_padded_copy(
 def test_zoo_models_keep_the_padded_copy(tiny_checkpoints: dict[str, Path]) -> None:
     served = serving.load(tiny_checkpoints["longnet"], device="cpu")
     assert not ragged_attention.supports(served.model)
-    assert served.scoring_settings()["last_chunk_attention"] == "padded"
+    assert served.last_chunk_attention == "padded"
