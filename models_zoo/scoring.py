@@ -36,10 +36,12 @@ chunk alone: a context's tail (from a boundary to the context's end) is right-pa
 multiple of ``TAIL_ALIGN`` tokens (its real tokens never read the pads), and a last chunk that
 starts after a context's end (at k = 0, each doc's first answer token) waits for others of its
 width and runs on its cache right-padded to the next boundary past its depth, under an
-attention mask, beside chunks from other depths. Chunks are walked in waves of
-``WAVE_PASSES`` passes, so the next level's chunks of several passes share passes too, and in
-every chunk pass the last layer runs its MLP only at the positions whose states are read
-(``mlp_only_at``; at k = 0 about one position per row). The cost: contexts that share only a
+attention mask, beside chunks from other depths (on CPU, for GPT-2 and Llama, each row reads
+its own cache in place instead, and last chunks of one width share a pass whatever their depth:
+``models_zoo.ragged_attention``). Chunks are walked in waves of ``WAVE_PASSES`` passes, so
+the next level's chunks of several passes share passes too, and in every chunk pass the last
+layer runs its MLP only at the positions whose states are read (``mlp_only_at``; at k = 0
+about one position per row). The cost: contexts that share only a
 demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and the pads (8 % of
 the positions run at k = 0 on the bench, bench/RESULTS.md).
 """
@@ -248,8 +250,9 @@ class PrefixTreeScorer:
     ) -> None:
         """One pass over last chunks of one width from different depths: row ``i`` reads its
         node's cache, right-padded with zeros to ``length`` (more than its depth, so the
-        attention mask always masks something and keeps one kernel), and sits at positions
-        ``depth_i ..``; queues the scored positions for the head."""
+        attention mask always masks something and keeps one kernel), or read in place in a
+        ragged pass (``self.ragged``; ``length`` 0), and sits at positions ``depth_i ..``;
+        queues the scored positions for the head."""
         width, length = key
         chunks = sorted(chunks, key=lambda c: (c.tokens, c.depth))
         rows = max(len(chunks), -(-MIN_HEAD_ROWS // width))  # at least MIN_HEAD_ROWS tokens
@@ -261,8 +264,7 @@ class PrefixTreeScorer:
             "position_ids": depths[:, None] + torch.arange(width, device=self.device),
         }
         caches = [c.cache for c in padded]
-        ragged = self.ragged
-        if ragged:  # each row reads its own cache in place (models_zoo.ragged_attention)
+        if self.ragged:  # each row reads its own cache in place (models_zoo.ragged_attention)
             kwargs[self.cache_argument] = ragged_attention.ragged_cache(caches[0], caches)
         else:
             columns = torch.arange(length + width, device=self.device)
@@ -271,7 +273,8 @@ class PrefixTreeScorer:
             kwargs[self.cache_argument] = _padded_caches(caches, length, width)
             kwargs["attention_mask"] = mask.long()
         scored = [_scored(list(c.members), c.depth, width) for c in chunks]
-        with ragged_attention.ragged_pass(self.model) if ragged else contextlib.nullcontext():
+        ragged = ragged_attention.ragged_pass(self.model) if self.ragged else None
+        with ragged or contextlib.nullcontext():
             result = self._forward(kwargs, scored, width)
         self.tokens_processed += width * len(chunks)
         for row, positions in enumerate(scored):
