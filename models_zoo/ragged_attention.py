@@ -13,10 +13,18 @@ across batch sizes, orders and subsets holds (``tests/models_zoo/test_scoring.py
 ``test_ragged_attention_equals_sdpa_over_padded_caches_on_random_inputs`` compares it with
 SDPA over the padded copy.
 
+The other invariant passes (chunks on caches of one length) go through the same function,
+as SDPA under transformers' own masks (the mask functions of ``sdpa``), but with grouped-query
+heads read in place (``enable_gqa``) where transformers' CPU path repeats each key-value head
+for every query head it serves (``repeat_kv``, a copy of the whole cache per layer): for
+SmolLM2's 9:3 heads the SDPA of a 64-token chunk over a 1,000-token cache took 26 ms instead
+of 63 ms, with bit-identical output (bench/RESULTS.md, issue 17).
+
 It is used only for model types whose attention layers pass what the cache's ``update``
-returns straight to transformers' attention interface (``SUPPORTED_MODEL_TYPES``): the pass
-switches the model's ``_attn_implementation`` to :data:`IMPLEMENTATION` for its duration
-(:func:`ragged_pass`). Other models keep the padded copy.
+returns straight to transformers' attention interface (``SUPPORTED_MODEL_TYPES``): each of
+the scorer's invariant passes switches the model's ``_attn_implementation`` to
+:data:`IMPLEMENTATION` for its duration (:func:`ragged_pass`). Other models keep the padded
+copy and transformers' attention.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import AttentionInterface
+from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.cache_utils import DynamicLayer
+from transformers.masking_utils import sdpa_mask
 
 IMPLEMENTATION = "ladder_ragged"
 # Attention layers that call ``cache.update`` and hand its result to the attention interface
@@ -69,7 +78,7 @@ def supports(model: Any) -> bool:
     return (
         next(model.parameters()).device.type == "cpu"
         and getattr(config, "model_type", None) in SUPPORTED_MODEL_TYPES
-        and getattr(config, "_attn_implementation", None) in ("sdpa", "eager")
+        and getattr(config, "_attn_implementation", None) == "sdpa"
         and not getattr(config, "sliding_window", None)
     )
 
@@ -90,7 +99,7 @@ def ragged_cache(template: Any, caches: list[Any]) -> Any:
 
 @contextmanager
 def ragged_pass(model: Any) -> Iterator[None]:
-    """Within the block, ``model``'s attention layers use :func:`ragged_attention`."""
+    """Within the block, ``model``'s attention layers use :func:`attention`."""
     config = model.config
     previous = config._attn_implementation
     config._attn_implementation = IMPLEMENTATION
@@ -100,23 +109,63 @@ def ragged_pass(model: Any) -> Iterator[None]:
         config._attn_implementation = previous
 
 
-def ragged_attention(
+def attention(
     module: Any,
     query: torch.Tensor,
-    key: RaggedKV,
-    value: RaggedKV,
+    key: RaggedKV | torch.Tensor,
+    value: RaggedKV | torch.Tensor,
     attention_mask: torch.Tensor | None,
     dropout: float = 0.0,
     scaling: float | None = None,
+    is_causal: bool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
+    """The attention function of :data:`IMPLEMENTATION`: :func:`ragged_attention` for a ragged
+    pass's :class:`RaggedKV`, else :func:`grouped_sdpa`."""
+    if dropout:
+        raise ValueError("the scorer's attention runs in eval mode only (dropout 0)")
+    for name in ("softcap", "position_bias", "sinks"):
+        if kwargs.get(name) is not None:
+            raise ValueError(f"the scorer's attention does not support {name!r}")
+    if isinstance(key, RaggedKV) and isinstance(value, RaggedKV):
+        return ragged_attention(query, key, value, scaling), None
+    assert isinstance(key, torch.Tensor) and isinstance(value, torch.Tensor)
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    return grouped_sdpa(query, key, value, attention_mask, scaling, causal), None
+
+
+def grouped_sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None,
+    is_causal: bool,
+) -> torch.Tensor:
+    """transformers' ``sdpa_attention_forward`` for these models (same mask, same causal
+    rule), with grouped-query heads read in place (``enable_gqa``) instead of repeated.
+    Returns (rows, width, heads, dim)."""
+    causal = query.shape[2] > 1 and attention_mask is None and is_causal
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        scale=scaling,
+        is_causal=causal,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    return out.transpose(1, 2).contiguous()
+
+
+def ragged_attention(
+    query: torch.Tensor, key: RaggedKV, value: RaggedKV, scaling: float | None = None
+) -> torch.Tensor:
     """Row ``i`` of ``query`` (rows, heads, width, dim) attends to its cache ``key.past[i]``
     (all of it) and to the pass's new positions of its row up to its own (causal). Grouped
     query heads share their key head (as ``repeat_kv``). Returns (rows, width, heads, dim),
-    as transformers' attention functions do. The mask transformers built is not used: it
-    cannot describe caches of different lengths."""
-    if dropout:
-        raise ValueError("ragged attention runs in eval mode only (dropout 0)")
+    as transformers' attention functions do; the mask transformers built cannot describe
+    caches of different lengths and is not used."""
     rows, heads, width, dim = query.shape
     kv_heads = key.new.shape[1]
     group = heads // kv_heads
@@ -140,7 +189,8 @@ def ragged_attention(
             probs[:, :, depth:] @ value.new[row], probs[:, :, :depth], past_values
         )
         out[row] = mixed.reshape(heads, width, dim).transpose(0, 1)
-    return out, None
+    return out
 
 
-AttentionInterface.register(IMPLEMENTATION, ragged_attention)
+AttentionInterface.register(IMPLEMENTATION, attention)
+AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)  # masks built as for "sdpa"

@@ -109,8 +109,9 @@ class PrefixTreeScorer:
         min_prefix_tokens: Fewest recomputed tokens a shared prefix must save to get its own pass.
         chunk_tokens: Invariant mode's chunk length (0: the batched prefix tree; needs
             ``prefix_cache`` and ``split_head``).
-        ragged: Invariant mode's last chunks read their rows' caches in place on CPU where the
-            model allows it (``models_zoo.ragged_attention``); off: copied into a padded cache.
+        ragged: On CPU, where the model allows it (``models_zoo.ragged_attention``), invariant
+            mode's last chunks read their rows' caches in place and its passes read
+            grouped-query heads in place; off: a padded cache copy and transformers' SDPA.
     """
 
     def __init__(
@@ -273,9 +274,7 @@ class PrefixTreeScorer:
             kwargs[self.cache_argument] = _padded_caches(caches, length, width)
             kwargs["attention_mask"] = mask.long()
         scored = [_scored(list(c.members), c.depth, width) for c in chunks]
-        ragged = ragged_attention.ragged_pass(self.model) if self.ragged else None
-        with ragged or contextlib.nullcontext():
-            result = self._forward(kwargs, scored, width)
+        result = self._forward(kwargs, scored, width)
         self.tokens_processed += width * len(chunks)
         for row, positions in enumerate(scored):
             self._queue_positions(result.last_hidden_state[row], positions, out)
@@ -313,11 +312,14 @@ class PrefixTreeScorer:
     def _forward(self, kwargs: dict[str, Any], scored: list[_Scored], width: int) -> Any:
         """The base model's pass (with a cache) over ``kwargs``' rows of ``width``, whose last
         layer runs its MLP only at the positions whose states are read (``scored``, row by
-        row; see :func:`mlp_only_at`)."""
+        row; see :func:`mlp_only_at`), with ``models_zoo.ragged_attention``'s attention where
+        ``self.ragged``."""
         flat = [row * width + column for row, s in enumerate(scored) for column in s[0]]
         if flat:  # at least MIN_HEAD_ROWS rows: GEMM rows then do not depend on the row count
             flat += flat[:1] * (MIN_HEAD_ROWS - len(flat))
-        with mlp_only_at(self.model.base_model, flat):
+        # On CPU, GPT-2 and Llama: ragged last chunks and grouped-query heads read in place.
+        attention = ragged_attention.ragged_pass(self.model) if self.ragged else None
+        with mlp_only_at(self.model.base_model, flat), attention or contextlib.nullcontext():
             return self.model.base_model(**kwargs, use_cache=True)
 
     def _queue_positions(self, hidden: torch.Tensor, scored: _Scored, out: list[float]) -> None:

@@ -59,21 +59,50 @@ def test_ragged_attention_equals_sdpa_over_padded_caches_on_random_inputs(
     keys = RaggedKV(past_k, torch.randn(rows, kv_heads, width, dim))
     values = RaggedKV(past_v, torch.randn(rows, kv_heads, width, dim))
     query = torch.randn(rows, width, heads, dim).transpose(1, 2)  # as the attention layers do
-    got, weights = ragged_attention.ragged_attention(None, query, keys, values, None, scaling=0.3)
+    got, weights = ragged_attention.attention(None, query, keys, values, None, scaling=0.3)
     assert weights is None and got.shape == (rows, width, heads, dim)
     expected = _padded_reference(query, keys, values, 0.3)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # A row's bits depend on that row alone: rows computed alone or in another order agree.
     for row in (0, 3, 6):
-        alone, _ = ragged_attention.ragged_attention(
-            None,
+        alone = ragged_attention.ragged_attention(
             query[row : row + 1],
             RaggedKV([past_k[row]], keys.new[row : row + 1]),
             RaggedKV([past_v[row]], values.new[row : row + 1]),
-            None,
-            scaling=0.3,
+            0.3,
         )
         assert torch.equal(alone[0], got[row])
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(4, 4), (9, 3)])
+@pytest.mark.parametrize("masked", [True, False])
+def test_grouped_sdpa_equals_transformers_sdpa_with_repeated_heads_on_random_inputs(
+    heads: int, kv_heads: int, masked: bool
+) -> None:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(heads + kv_heads + masked)
+    rows, width, depth, dim = 5, 24, 70, 16
+    query = torch.randn(rows, width, heads, dim).transpose(1, 2)
+    key = torch.randn(rows, kv_heads, depth + width, dim)
+    value = torch.randn(rows, kv_heads, depth + width, dim)
+    mask = None
+    if masked:  # a chunk on a cache of ``depth`` positions, some rows' padding masked
+        columns = torch.arange(depth + width)
+        mask = (columns[None, :] <= depth + torch.arange(width)[:, None])[None, None]
+        mask = mask.expand(rows, 1, width, depth + width).clone()
+        mask[1, :, :, 50:depth] = False
+    else:
+        key, value = key[:, :, :width], value[:, :, :width]  # no cache: causal from the start
+
+    class Layer(torch.nn.Module):
+        num_key_value_groups = heads // kv_heads
+        is_causal = True
+
+    expected, _ = sdpa_attention_forward(Layer(), query, key, value, mask, scaling=0.25)
+    got, weights = ragged_attention.attention(Layer(), query, key, value, mask, scaling=0.25)
+    assert weights is None
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
 def _requests(seed: int, vocab: int) -> list[tuple[list[int], int]]:
@@ -105,6 +134,14 @@ def test_scorer_last_chunks_read_caches_in_place_and_equal_the_padded_copy(
         return update(self, *args, **kwargs)
 
     monkeypatch.setattr(RaggedLayer, "update", counted)
+    grouped: list[int] = []
+    sdpa = ragged_attention.grouped_sdpa
+
+    def counted_sdpa(*args: Any) -> torch.Tensor:
+        grouped.append(1)
+        return sdpa(*args)
+
+    monkeypatch.setattr(ragged_attention, "grouped_sdpa", counted_sdpa)
 
     def scorer(**options: Any) -> PrefixTreeScorer:
         return PrefixTreeScorer(
@@ -114,12 +151,13 @@ def test_scorer_last_chunks_read_caches_in_place_and_equal_the_padded_copy(
     requests = _requests(0, model.config.vocab_size)
     ragged = scorer().score(requests, batch_size=32)
     assert updates, "the last chunks did not run ragged"
+    assert grouped, "the chunk passes did not run the scorer's SDPA"
     assert model.config._attn_implementation == "sdpa"  # restored after each pass
     assert scorer().score(requests[::-1], batch_size=4) == ragged[::-1]
     assert [scorer().score([r], batch_size=1)[0] for r in requests[:8]] == ragged[:8]
-    calls = len(updates)
+    calls, sdpa_calls = len(updates), len(grouped)
     padded = scorer(ragged=False).score(requests, batch_size=32)
-    assert len(updates) == calls  # off: the padded copy
+    assert (len(updates), len(grouped)) == (calls, sdpa_calls)  # off: transformers' own
     assert ragged == pytest.approx(padded, abs=1e-5)
     assert [scorer(ragged=False).score([r], batch_size=1)[0] for r in requests[:8]] == padded[:8]
 
