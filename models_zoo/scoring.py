@@ -148,6 +148,7 @@ class PrefixTreeScorer:
         # Invariant mode's last chunks that start off a chunk boundary, by (width, padded
         # cache length): run together on right-padded caches (see ``_defer_last_chunks``).
         self._last_chunks: dict[tuple[int, int], list[_Chunk]] = {}
+        self._serial = 0  # chunk passes run so far (orders the rows that go on)
 
     def score(
         self, requests: Sequence[Request], *, batch_size: int, token_budget: int = TOKEN_BUDGET
@@ -194,16 +195,49 @@ class PrefixTreeScorer:
                 by_width.setdefault(width, []).append((chunk, members, cache))
         for width, items in sorted(by_width.items()):
             items = self._defer_last_chunks(items, depth, out, batch_size)
-            items.sort(key=lambda item: item[0])
-            wave = batch_size * WAVE_PASSES
-            for start in range(0, len(items), wave):
+            batches = self._batches(items, depth, width, batch_size)
+            for start in range(0, len(batches), WAVE_PASSES):
                 children = []
-                for first in range(start, min(start + wave, len(items)), batch_size):
-                    batch = items[first : min(first + batch_size, start + wave)]
+                for batch in batches[start : start + WAVE_PASSES]:
                     children += self._run_chunks(batch, depth, width, out)
                 for end in sorted({end for end, _, _ in children}):
                     level = [(members, cache) for e, members, cache in children if e == end]
                     self._walk_chunks(level, end, out, batch_size)
+
+    def _batches(
+        self,
+        items: list[tuple[tuple[int, ...], list[_Sequence], Any]],
+        depth: int,
+        width: int,
+        batch_size: int,
+    ) -> list[list[tuple[tuple[int, ...], list[_Sequence], Any]]]:
+        """The passes of ``items`` (chunks of one width at ``depth``), up to ``batch_size`` rows
+        each. With ``self.ragged``, full chunks (the ones that go on) run in the row order of
+        the pass they continue, never two such passes in one, and those at depth 0 longest
+        first: a pass's rows that go on with full chunks are then the leading rows of its
+        cache buffers, and the next pass writes into those buffers in place
+        (:func:`_continue_in_place`) instead of copying every row's cache again (a copy that
+        grows with the square of the context). Row order does not change a row's bits."""
+        if not (self.ragged and width == self.chunk_tokens and depth % width == 0):
+            items = sorted(items, key=lambda item: item[0])
+            return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+        def order(item: tuple[tuple[int, ...], list[_Sequence], Any]) -> tuple[Any, ...]:
+            chunk, members, cache = item
+            if cache is None:  # depth 0: the longest inputs first
+                return (0, -max(len(s.tokens) for s in members), chunk)
+            parent, row = getattr(cache, "_ladder_row", (None, 0))
+            return (getattr(parent, "_ladder_serial", -1), row, chunk)
+
+        batches: list[list[tuple[tuple[int, ...], list[_Sequence], Any]]] = []
+        previous = None
+        for item in sorted(items, key=order):
+            parent = getattr(item[2], "_ladder_row", (None,))[0]
+            if not batches or len(batches[-1]) >= batch_size or parent is not previous:
+                batches.append([])
+            batches[-1].append(item)
+            previous = parent
+        return batches
 
     def _padded_width(self, width: int, depth: int) -> int:
         """The width a chunk of ``width`` tokens at ``depth`` runs at: a chunk that starts on a
@@ -295,11 +329,20 @@ class PrefixTreeScorer:
         for row, (chunk, _, _) in enumerate(padded):
             ids[row, : len(chunk)] = torch.tensor(chunk)
         caches = [cache for _, _, cache in padded] if depth else None
-        kwargs = self._inputs(ids.to(self.device), depth, caches, reserve=width)
+        # With ``self.ragged``, buffers get room for the rows' whole remaining inputs, so the
+        # passes that go on can write into them in place (see ``_batches``).
+        room = width
+        if self.ragged:
+            room = max(max(len(s.tokens) for s in m) - depth for _, m, _ in items)
+        kwargs = self._inputs(ids.to(self.device), depth, caches, reserve=width, room=room)
+        if self.ragged and caches is None:
+            kwargs[self.cache_argument] = _empty_cache(self.model, rows, room)
         scored = [_scored(members, depth, len(chunk)) for chunk, members, _ in items]
         result = self._forward(kwargs, scored, width)
         self.tokens_processed += sum(len(chunk) for chunk, _, _ in items)
         child_cache = getattr(result, "cache", None) or result.past_key_values
+        self._serial += 1
+        child_cache._ladder_serial = self._serial
         children = []
         for row, (chunk, members, _) in enumerate(items):
             end = depth + len(chunk)
@@ -379,15 +422,22 @@ class PrefixTreeScorer:
         return getattr(result, "cache", None) or result.past_key_values
 
     def _inputs(
-        self, ids: torch.Tensor, start: int, caches: list[Any] | None, reserve: int = 0
+        self,
+        ids: torch.Tensor,
+        start: int,
+        caches: list[Any] | None,
+        reserve: int = 0,
+        room: int = 0,
     ) -> dict[str, Any]:
         """Forward arguments for ``ids`` (rows, width) at positions ``start ..``; row ``i``
         continues ``caches[i]`` (batch-1 caches of length ``start``), or no cache. With
-        ``reserve`` (the width), the stacked cache has room for the pass's new positions."""
+        ``reserve`` (the width), the stacked cache has room for the pass's new positions (a
+        copy gets ``room`` if that is more)."""
         kwargs: dict[str, Any] = {"input_ids": ids}
         if caches is not None:
-            # The forward pass appends to the cache it is given: each call gets its own copy.
-            kwargs[self.cache_argument] = _stack_caches(caches, reserve)
+            # The forward pass appends to the cache it is given: each call gets its own copy,
+            # or the buffers the rows' caches are views of, where it may write in place.
+            kwargs[self.cache_argument] = _stack_caches(caches, reserve, room)
             rows, width = ids.shape
             positions = torch.arange(start, start + width, device=self.device)
             kwargs["position_ids"] = positions.unsqueeze(0).expand(rows, width)
@@ -587,10 +637,19 @@ class _ReservedLayer(DynamicLayer):
     issue 17). The attention reads the same contiguous tensors either way. New positions that
     do not fit fall back to the concatenation."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        length: int,
+        written: list[int] | None = None,
+    ) -> None:
         super().__init__()
         self._buffers = keys, values  # (B, H, length + reserved, D)
         self._filled = length
+        # Positions written into the buffers, shared by every layer object over them: a
+        # write must start there, so that no view another cache holds is overwritten.
+        self.written = written if written is not None else [length]
         self.keys, self.values = keys[:, :, :length], values[:, :, :length]
         self.device, self.is_initialized = keys.device, True
 
@@ -599,11 +658,12 @@ class _ReservedLayer(DynamicLayer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self._buffers
         end = self._filled + key_states.shape[-2]
-        if end > keys.shape[-2] or key_states.shape[0] != keys.shape[0]:
+        fits = end <= keys.shape[-2] and key_states.shape[0] == keys.shape[0]
+        if not fits or self.written[0] != self._filled:
             return super().update(key_states, value_states, *args, **kwargs)
         keys[:, :, self._filled : end] = key_states
         values[:, :, self._filled : end] = value_states
-        self._filled = end
+        self._filled = self.written[0] = end
         self.keys, self.values = keys[:, :, :end], values[:, :, :end]
         return self.keys, self.values
 
@@ -636,10 +696,16 @@ def _reserved_cache(
     return clone
 
 
-def _stack_caches(caches: list[Any], reserve: int = 0) -> Any:
+def _stack_caches(caches: list[Any], reserve: int = 0, room: int = 0) -> Any:
     """One ``DynamicCache`` whose rows are the given batch-1 caches (of equal length), for a
     pass whose rows come from different nodes; rows of one cache are ``expand`` views. With
-    ``reserve``, the layers have room for that many new positions (:class:`_ReservedLayer`)."""
+    ``reserve``, the layers have room for that many new positions (:class:`_ReservedLayer`):
+    the buffers the caches are the leading rows of, where that is so
+    (:func:`_continue_in_place`), else a copy with room for ``max(reserve, room)``."""
+    if reserve:
+        in_place = _continue_in_place(caches, reserve)
+        if in_place is not None:
+            return in_place
     if not reserve:
         if all(cache is caches[0] for cache in caches):
             return _copy_cache(caches[0], len(caches))
@@ -656,7 +722,49 @@ def _stack_caches(caches: list[Any], reserve: int = 0) -> Any:
             values[row] = cache.layers[index].values[0]
 
     length = caches[0].layers[0].keys.shape[2]
-    return _reserved_cache(caches[0], fill, len(caches), length, reserve)
+    return _reserved_cache(caches[0], fill, len(caches), length, max(reserve, room))
+
+
+def _continue_in_place(caches: list[Any], reserve: int) -> Any:
+    """A ``DynamicCache`` over rows ``0 .. n-1`` of the buffers of the pass whose rows
+    ``caches`` are (:func:`_row_cache`), in that order and all of that pass's length, if
+    nothing was written past it and ``reserve`` more positions fit; else ``None``."""
+    rows: list[tuple[Any, int]] = [getattr(cache, "_ladder_row", (None, -1)) for cache in caches]
+    parent = rows[0][0]
+    if parent is None:
+        return None
+    if any(p is not parent for p, _ in rows) or [r for _, r in rows] != list(range(len(rows))):
+        return None
+    length = caches[0].layers[0].keys.shape[2]
+    layers = []
+    for layer in parent.layers:
+        if type(layer) is not _ReservedLayer or layer.written[0] != length:
+            return None
+        keys, values = layer._buffers
+        if keys.shape[2] < length + reserve:
+            return None
+        layers.append(_ReservedLayer(keys[: len(rows)], values[: len(rows)], length, layer.written))
+    clone = copy.copy(parent)
+    clone.layers = layers
+    return clone
+
+
+def _empty_cache(model: Any, rows: int, room: int) -> Any:
+    """An empty ``DynamicCache`` of :class:`_ReservedLayer` s with room for ``room`` positions
+    of ``rows`` rows (GPT-2 and Llama shapes), for a pass that starts at depth 0."""
+    from transformers.cache_utils import DynamicCache
+
+    config = model.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    parameter = next(model.parameters())
+    cache = DynamicCache()
+    cache.layers = []
+    for _ in range(config.num_hidden_layers):
+        keys = parameter.new_empty(rows, kv_heads, room, dim)
+        cache.layers.append(_ReservedLayer(keys, torch.empty_like(keys), 0))
+    return cache
 
 
 def _padded_caches(caches: list[Any], length: int, reserve: int = 0) -> Any:
@@ -688,6 +796,7 @@ def _row_cache(cache: Any, row: int, length: int) -> Any:
         new.keys = layer.keys[row : row + 1, :, :length]
         new.values = layer.values[row : row + 1, :, :length]
         clone.layers.append(new)
+    clone._ladder_row = (cache, row)  # where it lives, for _continue_in_place
     return clone
 
 

@@ -260,3 +260,39 @@ def test_tanh_gelu_sigmoid_form_equals_transformers_module_on_random_inputs() ->
     y = x.clone().requires_grad_()  # autograd takes torch's kernel, no in-place passes
     serving.TanhGelu()(y).sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gqa_llama_dir", "tiny_model_dir"])
+def test_full_chunks_go_on_in_place_with_the_bits_of_a_copy(
+    fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long unrelated contexts (lm-eval's per-doc demonstrations): a pass's rows that go on with
+    # full chunks write into its buffers in place; the scores equal those of copying each
+    # row's cache into a new buffer, bit for bit.
+    from models_zoo import scoring
+
+    served = serving.load(request.getfixturevalue(fixture), device="cpu")
+    model = served.model
+    rng = random.Random(5)
+    requests = []
+    for _ in range(10):
+        context = [rng.randrange(model.config.vocab_size) for _ in range(rng.randrange(40, 200))]
+        for answer in ([5, 6], [7]):
+            requests.append((context + answer, len(answer)))
+    hits: list[bool] = []
+    continue_in_place = scoring._continue_in_place
+
+    def counted(caches: list[Any], reserve: int) -> Any:
+        cache = continue_in_place(caches, reserve)
+        hits.append(cache is not None)
+        return cache
+
+    def scorer() -> PrefixTreeScorer:
+        return PrefixTreeScorer(model, cache_argument=served._cache_argument, chunk_tokens=16)
+
+    monkeypatch.setattr(scoring, "_continue_in_place", counted)
+    in_place = scorer().score(requests, batch_size=4)
+    assert sum(hits) >= 10, hits
+    monkeypatch.setattr(scoring, "_continue_in_place", lambda caches, reserve: None)
+    assert scorer().score(requests, batch_size=4) == in_place
+    assert [scorer().score([r], batch_size=1)[0] for r in requests[:4]] == in_place[:4]
