@@ -41,7 +41,10 @@ its own cache in place instead, and last chunks of one width share a pass whatev
 ``models_zoo.ragged_attention``). Chunks are walked in waves of ``WAVE_PASSES`` passes, so
 the next level's chunks of several passes share passes too, and in every chunk pass the last
 layer runs its MLP only at the positions whose states are read (``mlp_only_at``; at k = 0
-about one position per row). The cost: contexts that share only a
+about one position per row). A pass copies its rows' caches into one buffer with room for what
+follows; on CPU for GPT-2 and Llama, rows that go on with full chunks keep their pass's row
+order, so the next pass writes into the same buffers in place (``_continue_in_place``) and a
+long context is not copied again at every chunk. The cost: contexts that share only a
 demonstration block recompute up to ``chunk_tokens`` - 1 of its tokens, and the pads (8 % of
 the positions run at k = 0 on the bench, bench/RESULTS.md).
 """
