@@ -5,7 +5,7 @@ token) run as rows of one pass, each on its own doc's cache. The plain way copie
 cache into one zero-padded (rows, heads, length, dim) tensor and masks the padding: on CPU that
 copy and the masked SDPA over it took about an eighth of a small model's k = 0 scoring
 (bench/RESULTS.md, issue 17). Here the pass's cache hands each attention layer the rows' own
-cache views beside the new keys and values (:class:`RaggedCache`), and :func:`ragged_attention`
+cache views beside the new keys and values (:func:`ragged_cache`), and :func:`ragged_attention`
 computes each row on its own: scores over its cache and over its new positions (causal among
 themselves), one softmax over both, and the two value products summed. Nothing is copied but the
 rows' scores, and a row's arithmetic depends on that row alone, so the scorer's bit-identity
