@@ -3,7 +3,7 @@
 Invariant scoring's last chunks (``models_zoo.scoring``; at k = 0 each doc's first answer
 token) run as rows of one pass, each on its own doc's cache. The plain way copies every row's
 cache into one zero-padded (rows, heads, length, dim) tensor and masks the padding: on CPU that
-copy and the masked SDPA over it took about an eighth of a small model's k = 0 scoring
+copy and the masked SDPA over it took about a fifth of a small model's k = 0 scoring
 (bench/RESULTS.md, issue 17). Here the pass's cache hands each attention layer the rows' own
 cache views beside the new keys and values (:func:`ragged_cache`), and :func:`ragged_attention`
 computes each row on its own: scores over its cache and over its new positions (causal among
