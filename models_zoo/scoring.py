@@ -220,7 +220,8 @@ class PrefixTreeScorer:
         first: a pass's rows that go on with full chunks are then the leading rows of its
         cache buffers, and the next pass writes into those buffers in place
         (:func:`_continue_in_place`) instead of copying every row's cache again (a copy that
-        grows with the square of the context). Row order does not change a row's bits."""
+        grows with the square of the context; the pass after depth 0 copies once, with room
+        for the rest). Row order does not change a row's bits."""
         if not (self.ragged and width == self.chunk_tokens and depth % width == 0):
             items = sorted(items, key=lambda item: item[0])
             return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
@@ -338,8 +339,6 @@ class PrefixTreeScorer:
         if self.ragged:
             room = max(max(len(s.tokens) for s in m) - depth for _, m, _ in items)
         kwargs = self._inputs(ids.to(self.device), depth, caches, reserve=width, room=room)
-        if self.ragged and caches is None:
-            kwargs[self.cache_argument] = _empty_cache(self.model, rows, room)
         scored = [_scored(members, depth, len(chunk)) for chunk, members, _ in items]
         result = self._forward(kwargs, scored, width)
         self.tokens_processed += sum(len(chunk) for chunk, _, _ in items)
@@ -637,8 +636,9 @@ class _ReservedLayer(DynamicLayer):
     for the next pass: ``update`` writes the new positions in place where ``DynamicLayer``
     concatenates, so a pass over stacked row caches copies them once instead of twice (on
     CPU, a tenth of a small model's k = 0 scoring went to such copies, bench/RESULTS.md,
-    issue 17). The attention reads the same contiguous tensors either way. New positions that
-    do not fit fall back to the concatenation."""
+    issue 17). Layer objects over the same buffers (a pass, and the pass that continues its
+    leading rows in place, :func:`_continue_in_place`) share ``written``. New positions that
+    do not fit, or would start short of what is written, fall back to the concatenation."""
 
     def __init__(
         self,
@@ -705,10 +705,6 @@ def _stack_caches(caches: list[Any], reserve: int = 0, room: int = 0) -> Any:
     ``reserve``, the layers have room for that many new positions (:class:`_ReservedLayer`):
     the buffers the caches are the leading rows of, where that is so
     (:func:`_continue_in_place`), else a copy with room for ``max(reserve, room)``."""
-    if reserve:
-        in_place = _continue_in_place(caches, reserve)
-        if in_place is not None:
-            return in_place
     if not reserve:
         if all(cache is caches[0] for cache in caches):
             return _copy_cache(caches[0], len(caches))
@@ -718,6 +714,9 @@ def _stack_caches(caches: list[Any], reserve: int = 0, room: int = 0) -> Any:
             layer.keys = torch.cat([cache.layers[index].keys for cache in caches])
             layer.values = torch.cat([cache.layers[index].values for cache in caches])
         return clone
+    in_place = _continue_in_place(caches, reserve)
+    if in_place is not None:
+        return in_place
 
     def fill(index: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         for row, cache in enumerate(caches):
@@ -750,24 +749,6 @@ def _continue_in_place(caches: list[Any], reserve: int) -> Any:
     clone = copy.copy(parent)
     clone.layers = layers
     return clone
-
-
-def _empty_cache(model: Any, rows: int, room: int) -> Any:
-    """An empty ``DynamicCache`` of :class:`_ReservedLayer` s with room for ``room`` positions
-    of ``rows`` rows (GPT-2 and Llama shapes), for a pass that starts at depth 0."""
-    from transformers.cache_utils import DynamicCache
-
-    config = model.config
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    parameter = next(model.parameters())
-    cache = DynamicCache()
-    cache.layers = []
-    for _ in range(config.num_hidden_layers):
-        keys = parameter.new_empty(rows, kv_heads, room, dim)
-        cache.layers.append(_ReservedLayer(keys, torch.empty_like(keys), 0))
-    return cache
 
 
 def _padded_caches(caches: list[Any], length: int, reserve: int = 0) -> Any:
